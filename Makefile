@@ -1,0 +1,32 @@
+# Two entry points for a fresh machine (only python3, git and make needed):
+#   make run    set up .venv, then run the whole pipeline on the embedded sample
+#   make test   set up .venv, then run the test suite
+PYTHON ?= python3
+VENV := .venv
+STAMP := $(VENV)/.installed
+
+.PHONY: run test setup lock clean dev
+
+run: $(STAMP)
+	$(VENV)/bin/churn-pipeline run
+
+test: $(STAMP)
+	$(VENV)/bin/python -m pytest -q
+
+setup: $(STAMP)
+
+dev: $(STAMP)
+	$(VENV)/bin/dagster dev
+
+$(STAMP): requirements.lock pyproject.toml
+	test -x $(VENV)/bin/python || $(PYTHON) -m venv $(VENV)
+	$(VENV)/bin/python -m pip install --quiet --disable-pip-version-check -r requirements.lock
+	$(VENV)/bin/python -m pip install --quiet --disable-pip-version-check --no-deps -e .
+	touch $(STAMP)
+
+# Regenerate the lock file from the current environment (maintainers only).
+lock:
+	$(VENV)/bin/python -m pip freeze --exclude-editable | grep -v -E '^(uv|pip|setuptools|wheel)==' > requirements.lock
+
+clean:
+	rm -rf $(VENV) data/warehouse.duckdb* data/marts

@@ -1,0 +1,174 @@
+"""Load raw files into the warehouse's `raw` schema, as text, with their origin.
+
+Every file is read exactly once by DuckDB. Rows the CSV parser cannot read
+(wrong column count, unterminated quotes, invalid UTF-8) are kept in
+`raw.csv_rejects`; typed validation happens later in the SQL models, so that
+every raw row ends up either loaded or quarantined.
+"""
+
+from __future__ import annotations
+
+import csv
+import gzip
+import io
+from dataclasses import dataclass
+from pathlib import Path
+
+import duckdb
+
+from churn_pipeline.lib.duck import scalar
+from churn_pipeline.lib.identifiers import quote_identifier
+from churn_pipeline.lib.raw_sources import RawSource, SOURCES, file_format
+
+
+class RawInputError(ValueError):
+    """A user mistake in the raw inputs; the message is one line naming the file and column."""
+
+
+@dataclass(frozen=True)
+class FileLoad:
+    source: str
+    file: str
+    rows_loaded: int
+    rows_rejected: int
+
+
+def check_raw_dir(raw_dir: Path) -> None:
+    if not raw_dir.exists():
+        raise RawInputError(f"raw directory {raw_dir} does not exist")
+    if not raw_dir.is_dir():
+        raise RawInputError(f"raw directory {raw_dir} is not a directory")
+    if not any(source.files(raw_dir) for source in SOURCES if source.name != "fx_rates"):
+        raise RawInputError(f"raw directory {raw_dir} has no orders* or subscription_events* files (.csv, .csv.gz or .parquet)")
+
+
+def _map_columns(source: RawSource, path: Path, header: list[str]) -> dict[str, str]:
+    """Contract column -> column name as written in the file (matched case-insensitively)."""
+    mapping: dict[str, str] = {}
+    for written in header:
+        key = written.strip().lower()
+        if key in source.columns:
+            if key in mapping:
+                raise RawInputError(f"{path.name}: column {key!r} appears more than once (columns are matched case-insensitively)")
+            mapping[key] = written
+    for column in source.required:
+        if column not in mapping:
+            raise RawInputError(f"{path.name}: required column {column!r} is missing (found: {', '.join(header) or 'no columns'})")
+    return mapping
+
+
+def _csv_header(path: Path) -> list[str]:
+    opener = gzip.open if path.name.lower().endswith(".gz") else open
+    try:
+        with opener(path, "rb") as raw:
+            first = raw.readline(1 << 20)
+    except OSError as exc:
+        raise RawInputError(f"{path.name}: cannot read the file ({exc.strerror or exc})") from None
+    try:
+        text = first.decode("utf-8-sig")
+    except UnicodeDecodeError:
+        raise RawInputError(f"{path.name}: the header row is not UTF-8") from None
+    rows = list(csv.reader(io.StringIO(text)))
+    return rows[0] if rows else []
+
+
+def _create_raw_table(conn: duckdb.DuckDBPyConnection, source: RawSource) -> None:
+    columns = ", ".join(f"{column} varchar" for column in source.columns)
+    conn.execute(
+        f"create or replace table raw.{source.name} ({columns}, source_file varchar, source_row bigint)"
+    )
+
+
+def _load_csv(conn: duckdb.DuckDBPyConnection, source: RawSource, path: Path) -> FileLoad:
+    header = _csv_header(path)
+    mapping = _map_columns(source, path, header)
+    # Positional names keep file-supplied text out of SQL identifiers.
+    positional = {f"c{i}": "VARCHAR" for i in range(len(header))}
+    by_key = {written.strip().lower(): f"c{i}" for i, written in enumerate(header)}
+    conn.execute("drop table if exists csv_file_rejects")
+    conn.execute("drop table if exists csv_file_scans")
+    conn.execute(
+        """
+        create or replace temp table csv_file as
+        select * from read_csv(
+            $path, columns = $columns, header = true, auto_detect = false,
+            delim = ',', quote = '"', escape = '"', strict_mode = true,
+            store_rejects = true, rejects_table = 'csv_file_rejects', rejects_scan = 'csv_file_scans'
+        )
+        """,
+        {"path": str(path), "columns": positional},
+    )
+    select = ", ".join(
+        f"{by_key[column]} as {column}" if column in mapping else f"null::varchar as {column}"
+        for column in source.columns
+    )
+    conn.execute(
+        f"insert into raw.{source.name} select {select}, $file, rowid + 1 from csv_file order by rowid",
+        {"file": path.name},
+    )
+    conn.execute(
+        """
+        insert into raw.csv_rejects
+        select $source, $file, line, string_agg(distinct error_type, '; ' order by error_type),
+               first(csv_line order by column_idx)
+        from csv_file_rejects
+        group by line
+        order by line
+        """,
+        {"source": source.name, "file": path.name},
+    )
+    loaded = scalar(conn, "select count(*) from csv_file")
+    rejected = scalar(conn, "select count(distinct line) from csv_file_rejects")
+    conn.execute("drop table csv_file")
+    return FileLoad(source.name, path.name, loaded, rejected)
+
+
+def _load_parquet(conn: duckdb.DuckDBPyConnection, source: RawSource, path: Path) -> FileLoad:
+    try:
+        described = conn.execute("describe select * from read_parquet($path)", {"path": str(path)}).fetchall()
+    except duckdb.Error as exc:
+        raise RawInputError(f"{path.name}: not a readable Parquet file ({str(exc).splitlines()[0]})") from None
+    mapping = _map_columns(source, path, [row[0] for row in described])
+    select = ", ".join(
+        f"cast({quote_identifier(mapping[column])} as varchar) as {column}" if column in mapping else f"null::varchar as {column}"
+        for column in source.columns
+    )
+    conn.execute(
+        f"""
+        insert into raw.{source.name}
+        select {select}, $file, file_row_number + 1
+        from read_parquet($path, file_row_number = true)
+        order by file_row_number
+        """,
+        {"path": str(path), "file": path.name},
+    )
+    loaded = scalar(conn, 
+        "select count(*) from raw." + source.name + " where source_file = $file", {"file": path.name}
+    )
+    return FileLoad(source.name, path.name, loaded, 0)
+
+
+def load_source(conn: duckdb.DuckDBPyConnection, source: RawSource, raw_dir: Path) -> list[FileLoad]:
+    """Replace `raw.<source>` with every row of the source's files; parser rejects go to raw.csv_rejects."""
+    check_raw_dir(raw_dir)
+    conn.execute("create schema if not exists raw")
+    conn.execute(
+        """
+        create table if not exists raw.csv_rejects (
+            source varchar, source_file varchar, source_line bigint, error_type varchar, raw_line varchar
+        )
+        """
+    )
+    conn.execute("begin transaction")
+    try:
+        _create_raw_table(conn, source)
+        conn.execute("delete from raw.csv_rejects where source = $source", {"source": source.name})
+        loads = []
+        for path in source.files(raw_dir):
+            loader = _load_csv if file_format(path) == "csv" else _load_parquet
+            loads.append(loader(conn, source, path))
+        conn.execute("commit")
+    except BaseException:
+        conn.execute("rollback")
+        raise
+    return loads

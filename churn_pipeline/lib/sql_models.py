@@ -1,0 +1,126 @@
+"""The SQL model layer: one `select` per file in dbt_like_sql/<layer>/, file name = table name.
+
+Dependencies are read from the SQL itself: every `raw.x`, `staging.x` or `marts.x` it
+mentions. Values reach the SQL only as bound named parameters (`$timezone`, ...).
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from functools import cache
+from pathlib import Path
+
+import duckdb
+
+from churn_pipeline.lib.duck import scalar
+from churn_pipeline.lib.identifiers import qualified, validate_identifier
+
+SQL_ROOT = Path(__file__).resolve().parents[2] / "dbt_like_sql"
+LAYER_SCHEMAS = {"staging": "staging", "intermediate": "staging", "marts": "marts"}
+SCHEMAS = ("raw", "staging", "marts")
+
+_REFERENCE = re.compile(r"\b(raw|staging|marts)\.([a-z_][a-z0-9_]*)\b")
+_PARAMETER = re.compile(r"\$([a-z_][a-z0-9_]*)")
+_LINE_COMMENT = re.compile(r"--[^\n]*")
+_STRING = re.compile(r"'(?:[^']|'')*'")
+
+
+@dataclass(frozen=True)
+class SqlModel:
+    name: str
+    layer: str
+    path: Path
+    sql: str
+    references: frozenset[tuple[str, str]]
+    parameters: frozenset[str]
+
+    @property
+    def schema(self) -> str:
+        return LAYER_SCHEMAS[self.layer]
+
+    @property
+    def table(self) -> str:
+        return qualified(self.schema, self.name)
+
+    @property
+    def description(self) -> str:
+        """The file's leading comment, which says what the table is."""
+        lines = []
+        for line in self.sql.splitlines():
+            if not line.startswith("--"):
+                break
+            lines.append(line.removeprefix("--").strip())
+        return " ".join(lines)
+
+
+def _code_only(sql: str) -> str:
+    return _STRING.sub("''", _LINE_COMMENT.sub("", sql))
+
+
+def parse_model(path: Path, layer: str) -> SqlModel:
+    name = validate_identifier(path.stem, f"model file name {path.name}")
+    sql = path.read_text(encoding="utf-8")
+    code = _code_only(sql)
+    references = frozenset(
+        (schema, table) for schema, table in _REFERENCE.findall(code) if (schema, table) != (LAYER_SCHEMAS[layer], name)
+    )
+    return SqlModel(name, layer, path, sql.strip().rstrip(";"), references, frozenset(_PARAMETER.findall(code)))
+
+
+@cache
+def load_models(root: Path = SQL_ROOT) -> tuple[SqlModel, ...]:
+    models = [
+        parse_model(path, layer)
+        for layer in LAYER_SCHEMAS
+        for path in sorted((root / layer).glob("*.sql"))
+    ]
+    names = [model.name for model in models]
+    duplicates = {name for name in names if names.count(name) > 1}
+    if duplicates:
+        raise ValueError(f"dbt_like_sql: model names must be unique, repeated: {sorted(duplicates)}")
+    return tuple(models)
+
+
+@cache
+def macros_sql(root: Path = SQL_ROOT) -> str:
+    return "\n".join(path.read_text(encoding="utf-8") for path in sorted((root / "macros").glob("*.sql")))
+
+
+def prepare_connection(conn: duckdb.DuckDBPyConnection) -> None:
+    """Schemas and the temp macros every model may use."""
+    for schema in SCHEMAS:
+        conn.execute(f"create schema if not exists {schema}")
+    conn.execute(macros_sql())
+
+
+def run_model(conn: duckdb.DuckDBPyConnection, model: SqlModel, parameters: dict[str, object]) -> int:
+    """(Re)build the model's table from its select; returns its row count."""
+    missing = model.parameters - parameters.keys()
+    if missing:
+        raise KeyError(f"{model.path.name}: no value for parameter(s) {sorted(missing)}")
+    prepare_connection(conn)
+    bound = {name: parameters[name] for name in model.parameters}
+    conn.execute(f"create or replace table {model.table} as {model.sql}", bound)
+    return scalar(conn, f"select count(*) from {model.table}")
+
+
+def topological_order(models: tuple[SqlModel, ...]) -> list[SqlModel]:
+    by_table = {(model.schema, model.name): model for model in models}
+    ordered: list[SqlModel] = []
+    seen: set[str] = set()
+
+    def visit(model: SqlModel, stack: tuple[str, ...]) -> None:
+        if model.name in seen:
+            return
+        if model.name in stack:
+            raise ValueError(f"dbt_like_sql: dependency cycle {' -> '.join(stack + (model.name,))}")
+        for reference in sorted(model.references):
+            if reference in by_table:
+                visit(by_table[reference], stack + (model.name,))
+        seen.add(model.name)
+        ordered.append(model)
+
+    for model in models:
+        visit(model, ())
+    return ordered

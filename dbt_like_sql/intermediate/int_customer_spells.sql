@@ -1,0 +1,107 @@
+-- Active spells per customer and basis, observed up to as_of. A spell starts at a signup or
+-- reactivation and ends at a churn; spell_end_at is null while it is still open at as_of.
+-- subscription: from `subscribed`/`reactivated` to `cancelled`/`expired`.
+-- orders: from a positive order to last order + inactivity_days with no positive order between.
+with observation as (
+    select * from staging.int_observation_window
+),
+
+subscription_events as (
+    select events.*
+    from staging.int_subscription_events as events, observation
+    where events.occurred_at <= observation.as_of
+        and not events.is_before_first_subscribed
+),
+
+subscription_starts as (
+    select customer_id, spell_number, occurred_at as spell_start_at, mrr_after as start_mrr
+    from subscription_events
+    where movement in ('new', 'reactivation')
+),
+
+subscription_ends as (
+    select
+        customer_id,
+        spell_number,
+        occurred_at as spell_end_at,
+        case movement when 'voluntary_churn' then 'voluntary' else 'involuntary' end as end_kind,
+        mrr_before as end_mrr
+    from subscription_events
+    where movement in ('voluntary_churn', 'involuntary_churn')
+),
+
+subscription_spells as (
+    select
+        'subscription' as basis,
+        starts.customer_id,
+        starts.spell_number,
+        starts.spell_start_at,
+        ends.spell_end_at,
+        ends.end_kind,
+        starts.start_mrr,
+        ends.end_mrr
+    from subscription_starts as starts
+    left join subscription_ends as ends using (customer_id, spell_number)
+),
+
+-- positive orders; an order more than inactivity_days after the previous one starts a new spell
+activity as (
+    select orders.customer_id, orders.ordered_at
+    from staging.int_orders as orders, observation
+    where orders.is_activity and orders.ordered_at <= observation.as_of
+),
+
+gaps as (
+    select
+        customer_id,
+        ordered_at,
+        coalesce(
+            ordered_at > lag(ordered_at) over (partition by customer_id order by ordered_at)
+                + to_days($inactivity_days::integer),
+            true
+        ) as starts_spell
+    from activity
+),
+
+numbered as (
+    select
+        *,
+        sum(starts_spell::integer) over (
+            partition by customer_id order by ordered_at rows between unbounded preceding and current row
+        )::integer as spell_number
+    from gaps
+),
+
+order_spells as (
+    select
+        'orders' as basis,
+        customer_id,
+        spell_number,
+        min(ordered_at) as spell_start_at,
+        max(ordered_at) + to_days($inactivity_days::integer) as churn_at
+    from numbered
+    group by customer_id, spell_number
+),
+
+final as (
+    select
+        basis, customer_id, spell_number, spell_start_at, spell_end_at, end_kind, start_mrr, end_mrr
+    from subscription_spells
+    union all
+    select
+        basis,
+        customer_id,
+        spell_number,
+        spell_start_at,
+        case when churn_at <= observation.as_of then churn_at end as spell_end_at,
+        case when churn_at <= observation.as_of then 'inactivity' end as end_kind,
+        null::double as start_mrr,
+        null::double as end_mrr
+    from order_spells, observation
+)
+
+select
+    final.*,
+    month_of(spell_start_at, $timezone) as spell_start_month,
+    month_of(spell_end_at, $timezone) as spell_end_month
+from final

@@ -1,0 +1,35 @@
+-- Subscription MRR as intervals: from each loaded event to the customer's next one, the MRR
+-- held in between. Observed up to as_of; zero-MRR intervals are left out.
+with observation as (
+    select * from staging.int_observation_window
+),
+
+events as (
+    select events.*
+    from staging.int_subscription_events as events, observation
+    where events.occurred_at <= observation.as_of
+        and not events.is_before_first_subscribed
+),
+
+segments as (
+    select
+        customer_id,
+        occurred_at as segment_start_at,
+        lead(occurred_at) over (partition by customer_id order by event_seq) as segment_end_at,
+        mrr_after as mrr
+    from events
+),
+
+final as (
+    select
+        customer_id,
+        segment_start_at,
+        segment_end_at,
+        mrr,
+        month_of(segment_start_at, $timezone) as segment_start_month,
+        month_of(segment_end_at, $timezone) as segment_end_month
+    from segments
+    where mrr > 0
+)
+
+select * from final

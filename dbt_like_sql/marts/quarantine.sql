@@ -1,0 +1,52 @@
+-- Every raw row that was not loaded: where it came from, its raw values and why.
+with csv_rejects as (
+    select * from raw.csv_rejects
+),
+
+orders as (
+    select * from staging.stg_orders where quarantine_reason is not null
+),
+
+subscription_rows as (
+    select * from staging.stg_subscription_events where quarantine_reason is not null
+),
+
+subscription_lifecycle as (
+    select * from staging.int_subscription_events_lifecycle where lifecycle_error is not null
+),
+
+fx_rates as (
+    select * from staging.stg_fx_rates where quarantine_reason is not null
+),
+
+unioned as (
+    select 'orders' as source, source_file, source_row, null::bigint as source_line,
+        raw_values::varchar as raw_values, quarantine_reason as reason
+    from orders
+    union all
+    select 'subscription_events', source_file, source_row, null, raw_values::varchar, quarantine_reason
+    from subscription_rows
+    union all
+    select 'subscription_events', source_file, source_row, null, raw_values::varchar, lifecycle_error
+    from subscription_lifecycle
+    union all
+    select 'fx_rates', source_file, source_row, null, raw_values::varchar, quarantine_reason
+    from fx_rates
+    union all
+    select source, source_file, null, source_line, to_json(struct_pack(raw_line))::varchar,
+        'unreadable CSV row: ' || lower(error_type)
+    from csv_rejects
+),
+
+final as (
+    select
+        source,
+        source_file,
+        source_row,
+        source_line,
+        reason,
+        raw_values
+    from unioned
+)
+
+select * from final order by source, source_file, source_row, source_line

@@ -1,0 +1,90 @@
+-- Every raw order row, typed (UTC instants, reporting-currency amounts), with the reason
+-- it cannot be loaded (null when it can).
+with source as (
+    select * from raw.orders
+),
+
+fx_rates as (
+    select * from staging.stg_fx_rates where quarantine_reason is null
+),
+
+-- cast the text columns; naive timestamps are in the source time zone
+typed as (
+    select
+        nullif(trim(order_id), '') as order_id,
+        nullif(trim(customer_id), '') as customer_id,
+        parse_instant(ordered_at, $source_timezone) as ordered_at,
+        parse_number(amount) as amount_original,
+        upper(coalesce(nullif(trim(currency), ''), $reporting_currency)) as currency,
+        coalesce(nullif(lower(trim(channel)), ''), 'unknown') as channel,
+        nullif(trim(channel), '') is null as channel_missing,
+        to_json(struct_pack(order_id, customer_id, ordered_at, amount, currency, channel)) as raw_values,
+        order_id is null or trim(order_id) = '' as missing_order_id,
+        customer_id is null or trim(customer_id) = '' as missing_customer_id,
+        ordered_at is null or trim(ordered_at) = '' as missing_ordered_at,
+        amount is null or trim(amount) = '' as missing_amount,
+        source_file,
+        source_row
+    from source
+),
+
+-- the rate for the order's month wins over a rate with no month
+with_rate as (
+    select
+        typed.*,
+        case
+            when typed.currency = $reporting_currency then 1.0
+            else coalesce(fx_month.rate_to_reporting, fx_any.rate_to_reporting)
+        end as fx_rate
+    from typed
+    left join fx_rates as fx_month
+        on fx_month.currency = typed.currency
+        and fx_month.rate_month = month_of(typed.ordered_at, $timezone)
+    left join fx_rates as fx_any
+        on fx_any.currency = typed.currency
+        and fx_any.rate_month is null
+),
+
+-- row-level problems, first one wins
+checked as (
+    select
+        *,
+        case
+            when missing_order_id then 'missing order_id'
+            when missing_customer_id then 'missing customer_id'
+            when missing_ordered_at then 'missing ordered_at'
+            when missing_amount then 'missing amount'
+            when ordered_at is null then 'unparseable ordered_at'
+            when amount_original is null then 'unparseable amount'
+            when not regexp_matches(currency, '^[A-Z]{3}$') then 'invalid currency code'
+            when fx_rate is null then 'no fx rate for currency ' || currency
+        end as row_error
+    from with_rate
+),
+
+-- a repeated order_id is a duplicate delivery: the first by content is loaded
+final as (
+    select
+        order_id,
+        customer_id,
+        ordered_at,
+        amount_original * fx_rate as amount,
+        amount_original,
+        currency,
+        fx_rate,
+        channel,
+        channel_missing,
+        case
+            when row_error is not null then row_error
+            when row_number() over (
+                partition by row_error is null, order_id
+                order by ordered_at, amount_original, customer_id, currency, channel, source_file, source_row
+            ) > 1 then 'duplicate order_id'
+        end as quarantine_reason,
+        raw_values,
+        source_file,
+        source_row
+    from checked
+)
+
+select * from final

@@ -1,0 +1,112 @@
+-- Every raw subscription event, typed (UTC instants, MRR in the reporting currency), with
+-- the row-level reason it cannot be loaded (null when it can). Lifecycle order is checked
+-- in int_subscription_events.
+with source as (
+    select * from raw.subscription_events
+),
+
+fx_rates as (
+    select * from staging.stg_fx_rates where quarantine_reason is null
+),
+
+-- cast the text columns; naive timestamps are in the source time zone
+typed as (
+    select
+        nullif(trim(event_id), '') as event_id,
+        nullif(trim(customer_id), '') as customer_id,
+        parse_instant(occurred_at, $source_timezone) as occurred_at,
+        lower(trim(event_type)) as event_type,
+        nullif(trim(plan), '') as plan,
+        parse_number(price) as price,
+        coalesce(nullif(lower(trim(billing_period)), ''), 'month') as billing_period,
+        upper(coalesce(nullif(trim(currency), ''), $reporting_currency)) as currency,
+        coalesce(nullif(lower(trim(channel)), ''), 'unknown') as channel,
+        coalesce(nullif(lower(trim(segment)), ''), 'unknown') as segment,
+        lower(trim(event_type)) in ('subscribed', 'reactivated', 'plan_changed', 'price_changed') as sets_plan,
+        to_json(struct_pack(
+            event_id, customer_id, occurred_at, event_type, plan, price, billing_period, currency, channel, segment
+        )) as raw_values,
+        event_id is null or trim(event_id) = '' as missing_event_id,
+        customer_id is null or trim(customer_id) = '' as missing_customer_id,
+        occurred_at is null or trim(occurred_at) = '' as missing_occurred_at,
+        event_type is null or trim(event_type) = '' as missing_event_type,
+        price is not null and trim(price) <> '' as has_price,
+        source_file,
+        source_row
+    from source
+),
+
+-- the rate for the event's month wins over a rate with no month
+with_rate as (
+    select
+        typed.*,
+        case
+            when typed.currency = $reporting_currency then 1.0
+            else coalesce(fx_month.rate_to_reporting, fx_any.rate_to_reporting)
+        end as fx_rate
+    from typed
+    left join fx_rates as fx_month
+        on fx_month.currency = typed.currency
+        and fx_month.rate_month = month_of(typed.occurred_at, $timezone)
+    left join fx_rates as fx_any
+        on fx_any.currency = typed.currency
+        and fx_any.rate_month is null
+),
+
+-- row-level problems, first one wins
+checked as (
+    select
+        *,
+        case
+            when missing_event_id then 'missing event_id'
+            when missing_customer_id then 'missing customer_id'
+            when missing_occurred_at then 'missing occurred_at'
+            when missing_event_type then 'missing event_type'
+            when occurred_at is null then 'unparseable occurred_at'
+            when event_type not in (
+                'trial_started', 'subscribed', 'renewed', 'plan_changed', 'price_changed',
+                'payment_failed', 'cancelled', 'expired', 'reactivated'
+            ) then 'unknown event_type'
+            when has_price and price is null then 'unparseable price'
+            when price < 0 then 'negative price'
+            when sets_plan and plan is null then 'missing plan for ' || event_type
+            when sets_plan and not has_price then 'missing price for ' || event_type
+            when billing_period not in ('month', 'year') then 'unknown billing_period'
+            when sets_plan and not regexp_matches(currency, '^[A-Z]{3}$') then 'invalid currency code'
+            when sets_plan and fx_rate is null then 'no fx rate for currency ' || currency
+        end as row_error
+    from with_rate
+),
+
+-- a repeated event_id is a duplicate delivery: the first by content is loaded
+final as (
+    select
+        event_id,
+        customer_id,
+        occurred_at,
+        event_type,
+        plan,
+        price,
+        billing_period,
+        currency,
+        fx_rate,
+        case
+            when sets_plan then price * fx_rate / case billing_period when 'year' then 12 else 1 end
+        end as mrr,
+        channel,
+        segment,
+        case
+            when row_error is not null then row_error
+            when row_number() over (
+                partition by row_error is null, event_id
+                order by occurred_at, event_type, customer_id, plan, price, billing_period, currency,
+                    channel, segment, source_file, source_row
+            ) > 1 then 'duplicate event_id'
+        end as quarantine_reason,
+        raw_values,
+        source_file,
+        source_row
+    from checked
+)
+
+select * from final
