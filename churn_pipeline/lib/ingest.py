@@ -172,3 +172,25 @@ def load_source(conn: duckdb.DuckDBPyConnection, source: RawSource, raw_dir: Pat
         conn.execute("rollback")
         raise
     return loads
+
+
+def preflight(raw_dir: Path) -> list[Path]:
+    """Check the raw directory and every file's header before anything is written."""
+    check_raw_dir(raw_dir)
+    conn = duckdb.connect()
+    files = []
+    try:
+        for source in SOURCES:
+            for path in source.files(raw_dir):
+                if file_format(path) == "csv":
+                    _map_columns(source, path, _csv_header(path))
+                else:
+                    try:
+                        described = conn.execute("describe select * from read_parquet($path)", {"path": str(path)}).fetchall()
+                    except duckdb.Error as exc:
+                        raise RawInputError(f"{path.name}: not a readable Parquet file ({str(exc).splitlines()[0]})") from None
+                    _map_columns(source, path, [row[0] for row in described])
+                files.append(path)
+    finally:
+        conn.close()
+    return files

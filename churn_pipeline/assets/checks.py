@@ -1,0 +1,159 @@
+"""Blocking asset checks: a wrong number never reaches the tables downstream of a failure."""
+
+
+import dagster as dg
+
+from churn_pipeline.assets.cohorts import QUARANTINE, marts
+from churn_pipeline.lib.duck import rows
+from churn_pipeline.resources import Warehouse
+
+# loaded table per raw source; pre-subscription trial events count as loaded
+_LOADED_TABLES = {
+    "orders": "staging.int_orders",
+    "subscription_events": "staging.int_subscription_events",
+    "fx_rates": "staging.int_fx_rates",
+}
+
+
+def _result(failures: list[tuple], columns: list[str], what: str) -> dg.AssetCheckResult:
+    sample = "\n".join("| " + " | ".join(str(v) for v in row) + " |" for row in failures[:10])
+    table = f"| {' | '.join(columns)} |\n|{'---|' * len(columns)}\n{sample}" if failures else "none"
+    return dg.AssetCheckResult(
+        passed=not failures,
+        severity=dg.AssetCheckSeverity.ERROR,
+        description=f"{len(failures)} {what}" if failures else None,
+        metadata={"failures": len(failures), "failing_rows": dg.MetadataValue.md(table)},
+    )
+
+
+@dg.asset_check(asset=QUARANTINE, blocking=True, additional_deps=[dg.AssetKey(["staging", t.split(".")[1]]) for t in _LOADED_TABLES.values()])
+def raw_rows_reconcile(warehouse: Warehouse) -> dg.AssetCheckResult:
+    """For every source, raw rows = loaded rows + quarantined rows."""
+    sources = list(_LOADED_TABLES)
+    with warehouse.get_connection() as conn:
+        counts = []
+        for source in sources:
+            raw = rows(conn, f"select count(*) from raw.{source}")[0][0]
+            unreadable = rows(conn, "select count(*) from raw.csv_rejects where source = $s", {"s": source})[0][0]
+            loaded = rows(conn, f"select count(*) from {_LOADED_TABLES[source]}")[0][0]
+            quarantined = rows(conn, "select count(*) from marts.quarantine where source = $s", {"s": source})[0][0]
+            counts.append((source, raw + unreadable, loaded, quarantined))
+    failures = [row for row in counts if row[1] != row[2] + row[3]]
+    result = _result(failures, ["source", "raw", "loaded", "quarantined"], "sources do not reconcile")
+    return dg.AssetCheckResult(
+        passed=result.passed,
+        severity=result.severity,
+        description=result.description,
+        metadata={
+            **result.metadata,
+            **{f"{source}: raw / loaded / quarantined": f"{raw} / {loaded} / {q}" for source, raw, loaded, q in counts},
+        },
+    )
+
+
+@dg.asset_check(asset=marts("cohort_retention"), blocking=True)
+def retention_rates_within_unit_interval(warehouse: Warehouse) -> dg.AssetCheckResult:
+    """retention_rate is between 0 and 1 and active customers never exceed the cohort."""
+    with warehouse.get_connection() as conn:
+        failures = rows(
+            conn,
+            """
+            select basis, cohort_month, months_since_signup, retention_rate
+            from marts.cohort_retention
+            where retention_rate is null or retention_rate < 0 or retention_rate > 1
+                or active_customers > cohort_size
+            order by all
+            """,
+        )
+    return _result(failures, ["basis", "cohort_month", "k", "retention_rate"], "cells outside [0, 1]")
+
+
+@dg.asset_check(asset=marts("cohort_retention"), blocking=True, additional_deps=[dg.AssetKey(["staging", "int_customers"])])
+def cohort_sizes_sum_to_customers(warehouse: Warehouse) -> dg.AssetCheckResult:
+    """Cohort sizes add up to the customers who signed up by the last complete month."""
+    with warehouse.get_connection() as conn:
+        failures = rows(
+            conn,
+            """
+            with published as (
+                select basis, sum(cohort_size) as customers
+                from (select distinct basis, cohort_month, cohort_size from marts.cohort_retention)
+                group by basis
+            ),
+            expected as (
+                select basis, count(*) as customers
+                from staging.int_customers, staging.int_observation_window as w
+                where cohort_month <= w.last_complete_month
+                group by basis
+            )
+            select basis, coalesce(published.customers, 0), coalesce(expected.customers, 0)
+            from published full join expected using (basis)
+            where coalesce(published.customers, 0) <> coalesce(expected.customers, 0)
+            """,
+        )
+    return _result(failures, ["basis", "published", "expected"], "bases whose cohort sizes do not add up")
+
+
+@dg.asset_check(asset=marts("cohort_retention"), blocking=True)
+def no_cell_beyond_last_complete_month(warehouse: Warehouse) -> dg.AssetCheckResult:
+    """Every published cell is observed: cohort month + lifetime month <= last complete month."""
+    with warehouse.get_connection() as conn:
+        failures = rows(
+            conn,
+            """
+            select basis, cohort_month, months_since_signup
+            from marts.cohort_retention, staging.int_observation_window as w
+            where cohort_month + to_months(months_since_signup) > w.last_complete_month
+            order by all
+            """,
+        )
+    return _result(failures, ["basis", "cohort_month", "k"], "cells beyond the last complete month")
+
+
+@dg.asset_check(asset=marts("retention_curve"), blocking=True)
+def survival_never_increases(warehouse: Warehouse) -> dg.AssetCheckResult:
+    """Kaplan-Meier survival is non-increasing with age and inside its confidence band."""
+    with warehouse.get_connection() as conn:
+        failures = rows(
+            conn,
+            """
+            select basis, months_since_signup, survival, previous
+            from (
+                select *, lag(survival) over (partition by basis order by months_since_signup) as previous
+                from marts.retention_curve
+            )
+            where survival > previous + 1e-12 or survival < 0 or survival > 1
+                or survival_ci_low > survival + 1e-12 or survival_ci_high < survival - 1e-12
+            order by all
+            """,
+        )
+    return _result(failures, ["basis", "k", "survival", "previous"], "months where survival rises or leaves its band")
+
+
+@dg.asset_check(asset=marts("retention_curve"), blocking=True)
+def at_risk_never_increases(warehouse: Warehouse) -> dg.AssetCheckResult:
+    """The number of customers at risk never grows with age, and churned <= at_risk."""
+    with warehouse.get_connection() as conn:
+        failures = rows(
+            conn,
+            """
+            select basis, months_since_signup, at_risk, previous
+            from (
+                select *, lag(at_risk) over (partition by basis order by months_since_signup) as previous
+                from marts.retention_curve
+            )
+            where at_risk > previous or churned > at_risk or churned < 0
+            order by all
+            """,
+        )
+    return _result(failures, ["basis", "k", "at_risk", "previous"], "months where at_risk grows")
+
+
+asset_checks = [
+    raw_rows_reconcile,
+    retention_rates_within_unit_interval,
+    cohort_sizes_sum_to_customers,
+    no_cell_beyond_last_complete_month,
+    survival_never_increases,
+    at_risk_never_increases,
+]

@@ -1,0 +1,62 @@
+"""One Dagster asset per SQL model file in dbt_like_sql/; dependencies come from the SQL."""
+
+
+import time
+
+import dagster as dg
+
+from churn_pipeline.assets.ingest import raw_asset_key
+from churn_pipeline.assets.metadata import report
+from churn_pipeline.lib.raw_sources import SOURCES
+from churn_pipeline.lib.sql_models import SqlModel, load_models, run_model
+from churn_pipeline.resources import PipelineConfig, Warehouse
+
+# raw tables and the ingestion assets that write them
+_RAW_TABLE_ASSETS = {source.name: [raw_asset_key(source.name)] for source in SOURCES}
+_RAW_TABLE_ASSETS["csv_rejects"] = [raw_asset_key(source.name) for source in SOURCES]
+
+
+def model_asset_key(model: SqlModel) -> dg.AssetKey:
+    return dg.AssetKey([model.schema, model.name])
+
+
+def _deps(model: SqlModel, known: dict[tuple[str, str], SqlModel]) -> list[dg.AssetKey]:
+    keys: list[dg.AssetKey] = []
+    for schema, table in sorted(model.references):
+        if schema == "raw":
+            if table not in _RAW_TABLE_ASSETS:
+                raise ValueError(f"{model.path.name}: unknown raw table raw.{table}")
+            keys.extend(_RAW_TABLE_ASSETS[table])
+        elif (schema, table) in known:
+            keys.append(model_asset_key(known[(schema, table)]))
+        else:
+            raise ValueError(f"{model.path.name}: refers to {schema}.{table}, which no model builds")
+    return sorted(set(keys), key=lambda key: key.to_user_string())
+
+
+def _model_asset(model: SqlModel, known: dict[tuple[str, str], SqlModel]) -> dg.AssetsDefinition:
+    @dg.asset(
+        key=model_asset_key(model),
+        deps=_deps(model, known),
+        group_name=model.layer,
+        kinds={"duckdb", "sql"},
+        description=model.description,
+        metadata={"sql_file": dg.MetadataValue.path(f"dbt_like_sql/{model.layer}/{model.path.name}")},
+    )
+    def sql_table(context: dg.AssetExecutionContext, pipeline: PipelineConfig, warehouse: Warehouse) -> dg.MaterializeResult:
+        started = time.perf_counter()
+        with warehouse.get_connection() as conn:
+            rows = run_model(conn, model, pipeline.sql_parameters())
+        report(context, rows, time.perf_counter() - started)
+        return dg.MaterializeResult(metadata={"dagster/row_count": rows, "table": model.table})
+
+    return sql_table
+
+
+def build_model_assets() -> list[dg.AssetsDefinition]:
+    models = load_models()
+    known = {(model.schema, model.name): model for model in models}
+    return [_model_asset(model, known) for model in models]
+
+
+model_assets = build_model_assets()

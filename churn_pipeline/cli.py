@@ -1,0 +1,158 @@
+"""`churn-pipeline`: run the Dagster asset graph in-process, or generate raw data."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+import time
+from pathlib import Path
+
+from churn_pipeline.lib.ingest import RawInputError, preflight
+from churn_pipeline.lib.settings import PipelineSettings, SettingsError, parse_as_of
+
+
+def _run_parser(sub: argparse._SubParsersAction) -> None:
+    run = sub.add_parser("run", help="ingest raw files, build every model and publish every table")
+    run.add_argument("--raw-dir", default="data/raw", help="directory of orders*/subscription_events*/fx_rates* files (default: data/raw)")
+    run.add_argument("--warehouse", default="data/warehouse.duckdb", help="DuckDB file (default: data/warehouse.duckdb)")
+    run.add_argument("--output-dir", default="data/marts", help="where Parquet tables are written (default: data/marts)")
+    run.add_argument("--as-of", default=None, help="end of observation, ISO-8601 (default: the latest valid event or order)")
+    run.add_argument("--timezone", default="UTC", help="reporting time zone for month buckets (default: UTC)")
+    run.add_argument("--source-timezone", default="UTC", help="time zone of naive raw timestamps (default: UTC)")
+    run.add_argument("--reporting-currency", default="USD", help="currency of published money (default: USD)")
+    run.add_argument("--inactivity-days", type=int, default=90, help="orders basis: days without an order that make a churn (default: 90)")
+    run.add_argument("--memory-limit", default=None, help="DuckDB memory_limit, e.g. 4GB")
+    run.add_argument("--threads", type=int, default=None, help="DuckDB threads")
+
+
+def _generate_parser(sub: argparse._SubParsersAction) -> None:
+    gen = sub.add_parser("generate", help="write realistic raw data with planted, documented patterns")
+    gen.add_argument("--out", required=True, help="directory to write the raw files into")
+    gen.add_argument("--customers", type=int, default=2000, help="customers per basis (default: 2000)")
+    gen.add_argument("--months", type=int, default=24, help="months of history (default: 24)")
+    gen.add_argument("--seed", type=int, default=7, help="random seed (default: 7)")
+    gen.add_argument("--spike-month", type=int, default=5, help="lifetime month with a churn spike; -1 for none (default: 5)")
+    gen.add_argument("--spike-factor", type=float, default=2.5, help="how many times the usual hazard (default: 2.5)")
+    gen.add_argument("--messy-share", type=float, default=0.0, help="share of deliberately bad rows, 0..0.5 (default: 0)")
+    gen.add_argument("--format", choices=["csv", "parquet", "mixed"], default="csv", help="file format (default: csv)")
+    gen.add_argument("--start", default="2023-01-01", help="first month of history (default: 2023-01-01)")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="churn-pipeline", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+    _run_parser(sub)
+    _generate_parser(sub)
+    return parser
+
+
+def run_config(args: argparse.Namespace) -> dict:
+    pipeline = {
+        "raw_dir": args.raw_dir,
+        "output_dir": args.output_dir,
+        "as_of": args.as_of,
+        "timezone": args.timezone,
+        "source_timezone": args.source_timezone,
+        "reporting_currency": args.reporting_currency,
+        "inactivity_days": args.inactivity_days,
+    }
+    warehouse = {"database": args.warehouse, "memory_limit": args.memory_limit, "threads": args.threads}
+    return {
+        "resources": {"pipeline": {"config": pipeline}, "warehouse": {"config": warehouse}},
+        "loggers": {"console": {"config": {"log_level": "ERROR"}}},
+    }
+
+
+def _failure_line(result) -> str:
+    """The first failed step or check, in one line."""
+    for event in result.all_events:
+        if event.event_type_value == "STEP_FAILURE":
+            error = event.step_failure_data.error
+            while error.cause is not None and error.cls_name in ("DagsterExecutionStepExecutionError",):
+                error = error.cause
+            message = error.message.strip().splitlines()[0] if error.message else error.cls_name
+            return f"{event.step_key}: {message}"
+    for event in result.all_events:
+        if event.event_type_value == "ASSET_CHECK_EVALUATION":
+            evaluation = event.event_specific_data
+            if not evaluation.passed:
+                return f"check {evaluation.check_name} on {evaluation.asset_key.to_user_string()} failed: {evaluation.description}"
+    return "the run failed (see the Dagster event log)"
+
+
+def command_run(args: argparse.Namespace) -> int:
+    PipelineSettings(
+        raw_dir=Path(args.raw_dir),
+        as_of=parse_as_of(args.as_of),
+        timezone=args.timezone,
+        source_timezone=args.source_timezone,
+        reporting_currency=args.reporting_currency,
+        inactivity_days=args.inactivity_days,
+    )
+    files = preflight(Path(args.raw_dir))
+    print(f"churn-pipeline: {len(files)} raw files in {args.raw_dir}", flush=True)
+
+    import dagster as dg
+
+    from churn_pipeline.definitions import defs
+
+    started = time.perf_counter()
+    job = defs.resolve_job_def("churn_pipeline_job")
+    with dg.DagsterInstance.ephemeral() as instance:
+        result = job.execute_in_process(run_config=run_config(args), instance=instance, raise_on_error=False)
+        failed_checks = [
+            event.event_specific_data
+            for event in result.all_events
+            if event.event_type_value == "ASSET_CHECK_EVALUATION" and not event.event_specific_data.passed
+        ]
+        if not result.success or failed_checks:
+            print(f"churn-pipeline: failed: {_failure_line(result)}", file=sys.stderr)
+            return 1
+    checks = sum(1 for e in result.all_events if e.event_type_value == "ASSET_CHECK_EVALUATION")
+    print(
+        f"churn-pipeline: done in {time.perf_counter() - started:.1f}s, {checks} checks passed; "
+        f"warehouse {args.warehouse}, Parquet in {args.output_dir}",
+        flush=True,
+    )
+    return 0
+
+
+def command_generate(args: argparse.Namespace) -> int:
+    from churn_pipeline.lib.generate import GeneratorConfig, generate
+
+    config = GeneratorConfig(
+        customers=args.customers,
+        months=args.months,
+        seed=args.seed,
+        spike_month=None if args.spike_month < 0 else args.spike_month,
+        spike_factor=args.spike_factor,
+        messy_share=args.messy_share,
+        file_format=args.format,
+        start=args.start,
+    )
+    started = time.perf_counter()
+    written = generate(Path(args.out), config)
+    for path, rows in written.items():
+        print(f"{path}: {rows:,} rows")
+    print(f"churn-pipeline: generated in {time.perf_counter() - started:.1f}s")
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    handler = logging.StreamHandler(sys.stdout)
+    handler.setFormatter(logging.Formatter("  %(message)s"))
+    progress = logging.getLogger("churn_pipeline.progress")
+    progress.handlers = [handler]
+    progress.setLevel(logging.INFO)
+    progress.propagate = False
+    try:
+        return command_run(args) if args.command == "run" else command_generate(args)
+    except (RawInputError, SettingsError, ValueError) as exc:
+        print(f"churn-pipeline: error: {exc}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

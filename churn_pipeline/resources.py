@@ -1,0 +1,80 @@
+"""Dagster resources: the pipeline settings and the DuckDB warehouse."""
+
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import dagster as dg
+import duckdb
+
+from churn_pipeline.lib.settings import HighRiskSettings, PipelineSettings, parse_as_of
+
+
+class PipelineConfig(dg.ConfigurableResource):
+    """Where the raw files are, where outputs go, and how time and churn are defined."""
+
+    raw_dir: str = "data/raw"
+    output_dir: str = "data/marts"
+    as_of: str | None = None
+    timezone: str = "UTC"
+    source_timezone: str = "UTC"
+    reporting_currency: str = "USD"
+    inactivity_days: int = 90
+    high_risk_neighbours: int = 2
+    high_risk_min_at_risk: int = 30
+    high_risk_min_lift: float = 1.5
+    high_risk_alpha: float = 0.05
+
+    def settings(self) -> PipelineSettings:
+        return PipelineSettings(
+            raw_dir=Path(self.raw_dir),
+            output_dir=Path(self.output_dir),
+            as_of=parse_as_of(self.as_of),
+            timezone=self.timezone,
+            source_timezone=self.source_timezone,
+            reporting_currency=self.reporting_currency,
+            inactivity_days=self.inactivity_days,
+            high_risk=HighRiskSettings(
+                neighbours=self.high_risk_neighbours,
+                min_at_risk=self.high_risk_min_at_risk,
+                min_lift=self.high_risk_min_lift,
+                alpha=self.high_risk_alpha,
+            ),
+        )
+
+    def sql_parameters(self) -> dict[str, object]:
+        """The named values SQL models may bind ($timezone, $as_of, ...)."""
+        settings = self.settings()
+        return {
+            "timezone": settings.timezone,
+            "source_timezone": settings.source_timezone,
+            "reporting_currency": settings.reporting_currency,
+            "inactivity_days": settings.inactivity_days,
+            "as_of": settings.as_of.isoformat() if settings.as_of else None,
+        }
+
+
+class Warehouse(dg.ConfigurableResource):
+    """The DuckDB warehouse file; every connection works in UTC."""
+
+    database: str = "data/warehouse.duckdb"
+    memory_limit: str | None = None
+    threads: int | None = None
+    temp_directory: str | None = None
+
+    @contextmanager
+    def get_connection(self) -> Iterator[duckdb.DuckDBPyConnection]:
+        Path(self.database).parent.mkdir(parents=True, exist_ok=True)
+        conn = duckdb.connect(self.database)
+        try:
+            conn.execute("set TimeZone = 'UTC'")
+            if self.memory_limit:
+                conn.execute("set memory_limit = $value", {"value": self.memory_limit})
+            if self.threads:
+                conn.execute("set threads = $value", {"value": self.threads})
+            if self.temp_directory:
+                conn.execute("set temp_directory = $value", {"value": self.temp_directory})
+            yield conn
+        finally:
+            conn.close()
