@@ -102,14 +102,31 @@ def _load_csv(conn: duckdb.DuckDBPyConnection, source: RawSource, path: Path) ->
         f"{by_key[column]} as {column}" if column in mapping else f"null::varchar as {column}"
         for column in source.columns
     )
+    loaded = scalar(conn, "select count(*) from csv_file")
+    rejected = scalar(conn, "select count(distinct line) from csv_file_rejects")
+    # The reader numbers records (header = 1); parsed rows fill the record numbers rejects leave free.
     conn.execute(
-        f"insert into raw.{source.name} select {select}, $file, rowid + 1 from csv_file order by rowid",
-        {"file": path.name},
+        f"""
+        insert into raw.{source.name}
+        with parsed as (
+            select *, rowid - (select min(rowid) from csv_file) + 1 as parsed_index from csv_file
+        ),
+        records as (
+            select range as record, row_number() over (order by range) as parsed_index
+            from range(1, $total + 1)
+            where range not in (select line - 1 from csv_file_rejects)
+        )
+        select {select}, $file, records.record
+        from parsed
+        inner join records using (parsed_index)
+        order by records.record
+        """,
+        {"file": path.name, "total": loaded + rejected},
     )
     conn.execute(
         """
         insert into raw.csv_rejects
-        select $source, $file, line, string_agg(distinct error_type, '; ' order by error_type),
+        select $source, $file, line - 1, string_agg(distinct error_type, '; ' order by error_type),
                first(csv_line order by column_idx)
         from csv_file_rejects
         group by line
@@ -117,8 +134,6 @@ def _load_csv(conn: duckdb.DuckDBPyConnection, source: RawSource, path: Path) ->
         """,
         {"source": source.name, "file": path.name},
     )
-    loaded = scalar(conn, "select count(*) from csv_file")
-    rejected = scalar(conn, "select count(distinct line) from csv_file_rejects")
     conn.execute("drop table csv_file")
     return FileLoad(source.name, path.name, loaded, rejected)
 
@@ -155,7 +170,7 @@ def load_source(conn: duckdb.DuckDBPyConnection, source: RawSource, raw_dir: Pat
     conn.execute(
         """
         create table if not exists raw.csv_rejects (
-            source varchar, source_file varchar, source_line bigint, error_type varchar, raw_line varchar
+            source varchar, source_file varchar, source_row bigint, error_type varchar, raw_line varchar
         )
         """
     )

@@ -20,20 +20,20 @@ fx_rates as (
 ),
 
 unioned as (
-    select 'orders' as source, source_file, source_row, null::bigint as source_line,
+    select 'orders' as source, source_file, source_row,
         raw_values::varchar as raw_values, quarantine_reason as reason
     from orders
     union all
-    select 'subscription_events', source_file, source_row, null, raw_values::varchar, quarantine_reason
+    select 'subscription_events', source_file, source_row, raw_values::varchar, quarantine_reason
     from subscription_rows
     union all
-    select 'subscription_events', source_file, source_row, null, raw_values::varchar, lifecycle_error
+    select 'subscription_events', source_file, source_row, raw_values::varchar, lifecycle_error
     from subscription_lifecycle
     union all
-    select 'fx_rates', source_file, source_row, null, raw_values::varchar, quarantine_reason
+    select 'fx_rates', source_file, source_row, raw_values::varchar, quarantine_reason
     from fx_rates
     union all
-    select source, source_file, null, source_line, to_json(struct_pack(raw_line))::varchar,
+    select source, source_file, source_row, to_json(struct_pack(raw_line))::varchar,
         'unreadable CSV row: ' || lower(error_type)
     from csv_rejects
 ),
@@ -43,10 +43,9 @@ final as (
         source,
         source_file,
         source_row,
-        source_line,
         reason,
         raw_values
     from unioned
 )
 
-select * from final order by source, source_file, source_row, source_line
+select * from final order by source, source_file, source_row, reason

@@ -1,0 +1,97 @@
+"""Shared helpers: write raw files, build the warehouse (fast, no Dagster) or run the real job."""
+
+from __future__ import annotations
+
+import textwrap
+from datetime import date
+from pathlib import Path
+
+import dagster as dg
+import duckdb
+import polars as pl
+import pytest
+
+from churn_pipeline.lib import cohorts, high_risk, ingest, sql_models, survival
+from churn_pipeline.lib.raw_sources import SOURCES
+from churn_pipeline.lib.settings import HighRiskSettings
+
+FIXTURES = Path(__file__).parent / "fixtures"
+
+
+def write_raw(directory: Path, files: dict[str, str]) -> Path:
+    directory.mkdir(parents=True, exist_ok=True)
+    for name, text in files.items():
+        (directory / name).write_text(textwrap.dedent(text).lstrip(), encoding="utf-8")
+    return directory
+
+
+def sql_parameters(**overrides: object) -> dict[str, object]:
+    parameters = {
+        "timezone": "UTC",
+        "source_timezone": "UTC",
+        "reporting_currency": "USD",
+        "inactivity_days": 90,
+        "as_of": None,
+    }
+    parameters.update(overrides)
+    return parameters
+
+
+class Built:
+    """A warehouse built with the library functions the assets call (no Dagster)."""
+
+    def __init__(self, raw_dir: Path, high_risk_settings: HighRiskSettings | None = None, **parameters: object):
+        self.parameters = sql_parameters(**parameters)
+        self.conn = duckdb.connect()
+        self.conn.execute("set TimeZone = 'UTC'")
+        for source in SOURCES:
+            ingest.load_source(self.conn, source, raw_dir)
+        for model in sql_models.topological_order(sql_models.load_models()):
+            sql_models.run_model(self.conn, model, self.parameters)
+        self.last_complete_month: date = self.sql("select last_complete_month from staging.int_observation_window").item()
+        self.high_risk_settings = high_risk_settings or HighRiskSettings()
+
+    def sql(self, query: str, parameters: dict | None = None) -> pl.DataFrame:
+        return self.conn.sql(query, params=parameters).pl()
+
+    def frame(self, table: str) -> pl.LazyFrame:
+        return self.conn.sql(f"select * from {table}").pl().lazy()
+
+    def cohort_retention(self) -> pl.DataFrame:
+        return cohorts.cohort_retention(
+            self.frame("staging.int_customers"),
+            self.frame("staging.int_customer_spells"),
+            self.frame("staging.int_mrr_segments"),
+            self.frame("staging.int_order_months"),
+            self.last_complete_month,
+        ).collect()
+
+    def retention_curve(self) -> pl.DataFrame:
+        return survival.life_table(self.frame("staging.int_customers"), ["basis"]).collect()
+
+    def high_risk_months(self) -> pl.DataFrame:
+        return high_risk.high_risk_months(
+            self.retention_curve(), self.high_risk_settings, int(self.parameters["inactivity_days"])
+        )
+
+
+def run_job(raw_dir: Path, workdir: Path, **pipeline: object) -> dg.ExecuteInProcessResult:
+    """The real Dagster job, in-process, as `churn-pipeline run` does it."""
+    from churn_pipeline.definitions import defs
+
+    config = {"raw_dir": str(raw_dir), "output_dir": str(workdir / "marts"), **pipeline}
+    run_config = {
+        "resources": {
+            "pipeline": {"config": config},
+            "warehouse": {"config": {"database": str(workdir / "warehouse.duckdb")}},
+        }
+    }
+    with dg.DagsterInstance.ephemeral() as instance:
+        return defs.resolve_job_def("churn_pipeline_job").execute_in_process(
+            run_config=run_config, instance=instance, raise_on_error=False
+        )
+
+
+@pytest.fixture
+def worked_example_dir() -> Path:
+    return FIXTURES / "worked_example"
