@@ -1,25 +1,30 @@
 """High-risk lifetime months: a hazard well above what the neighbouring months predict.
 
 For each lifetime month k of a basis's retention curve:
-1. baseline_hazard = an at-risk-weighted straight line fitted to the hazards of the months
-   k-w..k+w (k itself left out) and read at k; it cannot fall below half a churn over the
-   neighbours' at-risk total, so a zero baseline never makes the lift infinite;
+1. baseline_hazard: a straight line fitted (weighted by at-risk counts) to the hazards of
+   months k-w..k+w, k itself left out, read at k. A straight line over both sides means a
+   smoothly falling or rising curve predicts itself, also at the edges;
 2. lift = hazard / baseline_hazard;
-3. p_value: one-sided exact binomial test of churned(k) against at_risk(k) x baseline,
-   Holm-Bonferroni adjusted over every month tested for the basis;
+3. p_value: one-sided test that the hazard exceeds the baseline, with the variance of both
+   the month's own hazard (binomial, at its at-risk count) and of the baseline prediction
+   (the fit's prediction variance, large where neighbours are thin or extrapolated), so
+   a few churns in a thin tail month do not count as evidence; Holm-Bonferroni adjusted
+   over every month tested for the basis;
 4. is_high_risk = at_risk >= min_at_risk and lift >= min_lift and p_value < alpha.
-A straight line over both sides means a smoothly falling (or rising) curve predicts itself.
+Months flagged are then left out of their neighbours' baselines and the test is repeated
+until the flags settle, so one spike does not distort the months around it.
 For the orders basis, churn cannot happen before `inactivity_days` have passed; those months
 and the months in which the window first elapses are neither tested nor used as neighbours.
 """
 
 from __future__ import annotations
 
+import math
 from datetime import date, timedelta
 
 import numpy as np
 import polars as pl
-from scipy.stats import binom
+from scipy.stats import norm
 
 from churn_pipeline.lib.settings import HighRiskSettings
 from churn_pipeline.lib.survival import holm_adjust
@@ -38,18 +43,59 @@ def first_testable_month(basis: str, inactivity_days: int) -> int:
     )
 
 
-def _baseline(k: int, months: np.ndarray, hazard: np.ndarray, at_risk: np.ndarray, eligible: np.ndarray, w: int) -> float | None:
-    near = eligible & (np.abs(months - k) <= w) & (months != k)
+def _baseline(k: int, months: np.ndarray, hazard: np.ndarray, at_risk: np.ndarray, usable: np.ndarray, w: int) -> tuple[float, float] | None:
+    """Predicted hazard at month k from its neighbours, and the variance of that prediction."""
+    near = usable & (np.abs(months - k) <= w) & (months != k)
     if not near.any():
         return None
-    x, y, weight = months[near], hazard[near], at_risk[near].astype(float)
-    if near.sum() >= 2 and len(np.unique(x)) >= 2:
-        slope, intercept = np.polyfit(x, y, 1, w=np.sqrt(weight))
-        predicted = slope * k + intercept
+    x, y, n = months[near].astype(float), hazard[near], at_risk[near].astype(float)
+    pooled = float(np.sum(y * n) / n.sum())
+    spread = max(pooled * (1 - pooled), 0.25 / n.sum())
+    weight = n / spread
+    if len(np.unique(x)) >= 2:
+        design = np.column_stack([np.ones_like(x), x])
+        covariance = np.linalg.inv(design.T @ (design * weight[:, None]))
+        coefficients = covariance @ (design.T @ (weight * y))
+        point = np.array([1.0, float(k)])
+        predicted, variance = float(point @ coefficients), float(point @ covariance @ point)
     else:
-        predicted = float(np.average(y, weights=weight))
-    floor = 0.5 / weight.sum()
-    return float(max(predicted, floor))
+        predicted, variance = pooled, spread / n.sum()
+    return max(predicted, 0.5 / n.sum()), variance
+
+
+def _test_months(months, at_risk, churned, hazard, usable, eligible, first, settings: HighRiskSettings):
+    baseline = np.full(len(months), np.nan)
+    p_raw = np.full(len(months), np.nan)
+    notes: list[str | None] = [None] * len(months)
+    for i, k in enumerate(months):
+        if not eligible[i]:
+            notes[i] = f"churn not fully possible before lifetime month {first} (inactivity window)"
+            continue
+        fitted = _baseline(k, months, hazard, at_risk, usable, settings.neighbours)
+        if fitted is None:
+            notes[i] = "no neighbouring months to compare with"
+            continue
+        baseline[i], prediction_variance = fitted
+        if at_risk[i] < settings.min_at_risk:
+            notes[i] = f"too thin to judge (at_risk < {settings.min_at_risk})"
+            continue
+        standard_error = math.sqrt(baseline[i] * (1 - baseline[i]) / at_risk[i] + prediction_variance)
+        p_raw[i] = float(norm.sf((hazard[i] - baseline[i]) / standard_error))
+    return baseline, p_raw, notes
+
+
+def _holm(p_raw: np.ndarray) -> np.ndarray:
+    adjusted = np.full(len(p_raw), np.nan)
+    tested = ~np.isnan(p_raw)
+    if tested.any():
+        adjusted[tested] = holm_adjust(list(p_raw[tested]))
+    return adjusted
+
+
+def _flags(hazard: np.ndarray, baseline: np.ndarray, p_raw: np.ndarray, settings: HighRiskSettings) -> np.ndarray:
+    with np.errstate(invalid="ignore", divide="ignore"):
+        lift = hazard / baseline
+    return ~np.isnan(p_raw) & (lift >= settings.min_lift) & (_holm(p_raw) < settings.alpha)
 
 
 def high_risk_months(curve: pl.DataFrame, settings: HighRiskSettings, inactivity_days: int) -> pl.DataFrame:
@@ -62,28 +108,16 @@ def high_risk_months(curve: pl.DataFrame, settings: HighRiskSettings, inactivity
         hazard = churned / at_risk
         first = first_testable_month(basis, inactivity_days)
         eligible = months >= first
-        baseline = np.full(len(months), np.nan)
-        p_raw = np.full(len(months), np.nan)
-        notes: list[str | None] = [None] * len(months)
-        for i, k in enumerate(months):
-            if not eligible[i]:
-                notes[i] = f"churn not fully possible before lifetime month {first} (inactivity window)"
-                continue
-            value = _baseline(k, months, hazard, at_risk, eligible, settings.neighbours)
-            if value is None:
-                notes[i] = "no neighbouring months to compare with"
-                continue
-            baseline[i] = value
-            if at_risk[i] < settings.min_at_risk:
-                notes[i] = f"too thin to judge (at_risk < {settings.min_at_risk})"
-                continue
-            p_raw[i] = binom.sf(churned[i] - 1, at_risk[i], value)
-        tested = ~np.isnan(p_raw)
-        p_adjusted = np.full(len(months), np.nan)
-        if tested.any():
-            p_adjusted[tested] = holm_adjust(list(p_raw[tested]))
-        lift = hazard / baseline
-        flagged = tested & (lift >= settings.min_lift) & (p_adjusted < settings.alpha)
+        flagged_before = np.zeros(len(months), dtype=bool)
+        for _ in range(5):
+            baseline, p_raw, notes = _test_months(months, at_risk, churned, hazard, eligible & ~flagged_before, eligible, first, settings)
+            flagged = _flags(hazard, baseline, p_raw, settings)
+            if (flagged == flagged_before).all():
+                break
+            flagged_before = flagged
+        with np.errstate(invalid="ignore", divide="ignore"):
+            lift = hazard / baseline
+        p_adjusted = _holm(p_raw)
         frames.append(
             pl.DataFrame(
                 {

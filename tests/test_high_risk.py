@@ -1,0 +1,92 @@
+"""High-risk months: planted spikes are found where planted and nowhere else."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import numpy as np
+import polars as pl
+import pytest
+
+from churn_pipeline.lib.generate import GeneratorConfig, generate
+from churn_pipeline.lib.high_risk import first_testable_month, high_risk_months
+from churn_pipeline.lib.settings import HighRiskSettings
+from churn_pipeline.lib.survival import holm_adjust
+from conftest import Built
+
+
+def _curve(hazards: list[float], start_at_risk: int, basis: str = "subscription", seed: int | None = None) -> pl.DataFrame:
+    """A retention curve with the given hazards; exact counts, or binomial draws with a seed."""
+    rng = np.random.default_rng(seed)
+    rows, at_risk = [], start_at_risk
+    for k, hazard in enumerate(hazards):
+        churned = int(rng.binomial(at_risk, hazard)) if seed is not None else round(at_risk * hazard)
+        rows.append({"basis": basis, "months_since_signup": k, "at_risk": at_risk, "churned": churned})
+        at_risk = at_risk - churned - at_risk // 20  # some censoring each month
+    return pl.DataFrame(rows)
+
+
+def _flagged(frame: pl.DataFrame) -> list[int]:
+    return frame.filter(pl.col("is_high_risk"))["months_since_signup"].to_list()
+
+
+@pytest.mark.parametrize("seed", [1, 2, 3, 4])
+def test_smoothly_falling_hazard_flags_nothing(seed: int) -> None:
+    hazards = [0.02 + 0.10 * math.exp(-0.25 * k) for k in range(24)]
+    assert _flagged(high_risk_months(_curve(hazards, 20_000, seed=seed), HighRiskSettings(), 90)) == []
+
+
+def test_steeply_halving_hazard_flags_nothing_even_at_month_zero() -> None:
+    hazards = [0.2 * 0.5**k + 0.005 for k in range(12)]
+    assert _flagged(high_risk_months(_curve(hazards, 50_000), HighRiskSettings(), 90)) == []
+
+
+@pytest.mark.parametrize("spike_month, factor", [(5, 2.0), (5, 3.0), (2, 2.5), (9, 2.0)])
+def test_planted_spike_is_flagged_there_only(spike_month: int, factor: float) -> None:
+    hazards = [0.02 + 0.05 * math.exp(-0.1 * k) for k in range(18)]
+    hazards[spike_month] *= factor
+    frame = high_risk_months(_curve(hazards, 10_000, seed=spike_month), HighRiskSettings(), 90)
+    assert _flagged(frame) == [spike_month]
+    spike = frame.filter(pl.col("months_since_signup") == spike_month).row(0, named=True)
+    assert spike["lift"] == pytest.approx(factor, rel=0.3)
+    assert spike["p_value"] < 0.05
+
+
+def test_thin_months_are_not_judged() -> None:
+    hazards = [0.05] * 10
+    curve = _curve(hazards, 40).with_columns(
+        pl.when(pl.col("months_since_signup") == 6).then(pl.col("at_risk") // 2).otherwise(pl.col("churned")).alias("churned")
+    )
+    frame = high_risk_months(curve, HighRiskSettings(min_at_risk=30), 90)
+    assert _flagged(frame) == []
+    assert frame.filter(pl.col("months_since_signup") == 6)["note"].item().startswith("too thin")
+
+
+def test_orders_months_before_the_inactivity_window_elapses_are_not_tested() -> None:
+    assert first_testable_month("subscription", 90) == 0
+    assert first_testable_month("orders", 90) == 5  # 31 January + 90 days = 1 May: lifetime month 4
+    assert first_testable_month("orders", 30) == 3  # 31 January + 30 days = 2 March: lifetime month 2
+    # zero hazard until the window elapses, then a wave: nothing is flagged
+    hazards = [0, 0, 0.15, 0.30, 0.12, 0.06, 0.05, 0.045, 0.04, 0.04, 0.035, 0.035]
+    frame = high_risk_months(_curve(hazards, 20_000, basis="orders"), HighRiskSettings(), 90)
+    assert _flagged(frame) == []
+    assert frame.filter(pl.col("months_since_signup") < 5)["p_value"].null_count() == 5
+
+
+def test_holm_adjustment() -> None:
+    assert holm_adjust([0.01, 0.04, 0.03, 0.5]) == pytest.approx([0.04, 0.09, 0.09, 0.5])
+
+
+@pytest.mark.parametrize("seed, spike_month", [(1, 5), (2, 5), (3, 3), (4, 8)])
+def test_generator_spike_found_at_the_planted_month(tmp_path: Path, seed: int, spike_month: int) -> None:
+    generate(tmp_path, GeneratorConfig(customers=6000, months=24, seed=seed, spike_month=spike_month, spike_factor=2.5))
+    flagged = Built(tmp_path).high_risk_months()
+    assert _flagged(flagged.filter(pl.col("basis") == "subscription")) == [spike_month]
+    assert _flagged(flagged.filter(pl.col("basis") == "orders")) == []
+
+
+@pytest.mark.parametrize("seed", [5, 6])
+def test_generator_without_spike_flags_nothing(tmp_path: Path, seed: int) -> None:
+    generate(tmp_path, GeneratorConfig(customers=6000, months=24, seed=seed, spike_month=None))
+    assert _flagged(Built(tmp_path).high_risk_months()) == []
