@@ -1,0 +1,43 @@
+"""The code location loads and lists the expected assets, checks and job."""
+
+from __future__ import annotations
+
+import dagster as dg
+
+from churn_pipeline.definitions import defs
+from churn_pipeline.lib.sql_models import load_models
+
+
+def test_assets_checks_and_job() -> None:
+    graph = defs.resolve_asset_graph()
+    keys = {key.to_user_string() for key in graph.get_all_asset_keys()}
+    expected_sql = {f"{m.schema}/{m.name}" for m in load_models()}
+    assert {"raw/orders", "raw/subscription_events", "raw/fx_rates"} <= keys
+    assert expected_sql <= keys
+    assert {"marts/cohort_retention", "marts/retention_curve", "marts/high_risk_months", "marts/quarantine"} <= keys
+    checks = {(key.asset_key.to_user_string(), key.name) for key in graph.asset_check_keys}
+    assert checks == {
+        ("marts/quarantine", "raw_rows_reconcile"),
+        ("marts/cohort_retention", "retention_rates_within_unit_interval"),
+        ("marts/cohort_retention", "cohort_sizes_sum_to_customers"),
+        ("marts/cohort_retention", "no_cell_beyond_last_complete_month"),
+        ("marts/retention_curve", "survival_never_increases"),
+        ("marts/retention_curve", "at_risk_never_increases"),
+    }
+    assert defs.resolve_job_def("churn_pipeline_job") is not None
+
+
+def test_model_dependencies_come_from_the_sql() -> None:
+    graph = defs.resolve_asset_graph()
+    parents = {key.to_user_string() for key in graph.get(dg.AssetKey(["staging", "stg_orders"])).parent_keys}
+    assert parents == {"raw/orders", "staging/stg_fx_rates"}
+    quarantine_parents = {key.to_user_string() for key in graph.get(dg.AssetKey(["marts", "quarantine"])).parent_keys}
+    assert {"raw/orders", "raw/subscription_events", "raw/fx_rates", "staging/int_subscription_events_lifecycle"} <= quarantine_parents
+
+
+def test_every_asset_has_a_description_and_group() -> None:
+    graph = defs.resolve_asset_graph()
+    for key in graph.get_all_asset_keys():
+        node = graph.get(key)
+        assert node.description, key
+        assert node.group_name != "default", key
