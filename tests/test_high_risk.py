@@ -90,3 +90,24 @@ def test_generator_spike_found_at_the_planted_month(tmp_path: Path, seed: int, s
 def test_generator_without_spike_flags_nothing(tmp_path: Path, seed: int) -> None:
     generate(tmp_path, GeneratorConfig(customers=6000, months=24, seed=seed, spike_month=None))
     assert _flagged(Built(tmp_path).high_risk_months()) == []
+
+
+def test_documented_example() -> None:
+    """The worked example in docs/high_risk_months.md."""
+    curve = pl.DataFrame({
+        "basis": "subscription",
+        "months_since_signup": list(range(10)),
+        "at_risk": [10000, 9000, 8200, 7500, 6900, 6350, 5700, 5250, 4850, 4500],
+        "churned": [1000, 720, 574, 450, 380, 762, 342, 289, 243, 216],
+    })
+    frame = high_risk_months(curve, HighRiskSettings(), 90)
+    assert _flagged(frame) == [5]
+    month5 = frame.filter(pl.col("months_since_signup") == 5).row(0, named=True)
+    # least-squares line through (3, .06), (4, .0551), (6, .06), (7, .055) weighted by at-risk, read at 5
+    x = np.array([3, 4, 6, 7.0])
+    y = np.array([450 / 7500, 380 / 6900, 342 / 5700, 289 / 5250])
+    slope, intercept = np.polyfit(x, y, 1, w=np.sqrt([7500, 6900, 5700, 5250]))
+    assert month5["baseline_hazard"] == pytest.approx(slope * 5 + intercept)
+    assert month5["lift"] == pytest.approx(0.12 / (slope * 5 + intercept))
+    month0 = frame.filter(pl.col("months_since_signup") == 0).row(0, named=True)
+    assert month0["baseline_hazard"] == pytest.approx(2 * 0.08 - 0.07, abs=1e-3)
