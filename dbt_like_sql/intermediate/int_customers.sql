@@ -27,6 +27,15 @@ order_signups as (
     group by customer_id
 ),
 
+-- net revenue of an orders customer's signup month: their value at acquisition
+order_signup_values as (
+    select spells.customer_id, months.revenue as signup_value
+    from staging.int_customer_spells as spells
+    inner join staging.int_order_months as months
+        on months.customer_id = spells.customer_id and months.order_month = spells.spell_start_month
+    where spells.basis = 'orders' and spells.spell_number = 1
+),
+
 signups as (
     select 'subscription' as basis, * from subscription_signups
     union all
@@ -43,6 +52,8 @@ final as (
         signups.segment,
         signups.signup_plan,
         signups.signup_mrr,
+        case when spells.basis = 'subscription' then signups.signup_mrr else order_signup_values.signup_value end
+            as signup_value,
         spells.spell_end_at as first_churn_at,
         spells.spell_end_month as first_churn_month,
         spells.end_kind as first_churn_kind,
@@ -50,6 +61,7 @@ final as (
         months_between(spells.spell_start_month, observation.last_complete_month) as last_observed_lifetime_month
     from first_spells as spells
     inner join signups using (basis, customer_id)
+    left join order_signup_values on spells.basis = 'orders' and order_signup_values.customer_id = spells.customer_id
     cross join observation
 )
 

@@ -1,0 +1,271 @@
+"""Churn by cohort, channel, segment and calendar month (contract section 4)."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from datetime import date
+
+import numpy as np
+import polars as pl
+from scipy.stats import binom, norm
+
+from churn_pipeline.lib import survival
+
+K = "months_since_signup"
+RETENTION_MONTHS = [1, 3, 6, 12]
+Z_95 = 1.959963984540054
+
+
+def _observed(customers: pl.LazyFrame, last_complete_month: date) -> pl.LazyFrame:
+    return customers.filter(pl.col("cohort_month") <= pl.lit(last_complete_month))
+
+
+def _exposure(customers: pl.LazyFrame, by: list[str]) -> tuple[pl.LazyFrame, pl.LazyFrame]:
+    """Per group: customers, first churns in observed months and customer-months at risk."""
+    table = survival.life_table(customers, by)
+    totals = table.group_by(by).agg(
+        pl.col("churned").sum().alias("customers_churned"),
+        pl.col("at_risk").sum().alias("customer_months"),
+    )
+    sizes = customers.group_by(by).agg(pl.len().cast(pl.Int64).alias("customers"))
+    frame = sizes.join(totals, on=by, how="left").with_columns(
+        pl.col("customers_churned", "customer_months").fill_null(0).cast(pl.Int64)
+    ).with_columns(
+        pl.when(pl.col("customer_months") > 0)
+        .then(pl.col("customers_churned") / pl.col("customer_months"))
+        .alias("monthly_churn_rate")
+    )
+    return frame, table
+
+
+def churn_by_cohort(customers: pl.LazyFrame, cohort_retention: pl.LazyFrame, last_complete_month: date) -> pl.DataFrame:
+    """Exposure-based monthly churn per cohort; retention at 1/3/6/12 months from cohort_retention."""
+    by = ["basis", "cohort_month"]
+    frame, _ = _exposure(_observed(customers, last_complete_month), by)
+    retention = cohort_retention.group_by(by).agg(
+        [pl.col("retention_rate").filter(pl.col(K) == m).first().alias(f"retention_m{m}") for m in RETENTION_MONTHS]
+    )
+    return (
+        frame.rename({"customers": "cohort_size"})
+        .join(retention, on=by, how="left")
+        .select(*by, "cohort_size", "customers_churned", "customer_months", "monthly_churn_rate",
+                *[f"retention_m{m}" for m in RETENTION_MONTHS])
+        .sort(by)
+        .collect()
+    )
+
+
+def _versus_others(frame: pl.DataFrame, group: str) -> pl.DataFrame:
+    """Each group's churn rate against all other groups of its basis pooled.
+
+    rate_ratio = rate(group) / rate(others); 95 % interval on the log scale
+    (sqrt(1/d1 + 1/d0)); p-value: exact two-sided test that, given both groups' churns,
+    the group's share matches its share of customer-months (conditional binomial).
+    """
+    totals = frame.group_by("basis").agg(
+        pl.col("customers_churned").sum().alias("_d_all"), pl.col("customer_months").sum().alias("_t_all")
+    )
+    joined = frame.join(totals, on="basis").with_columns(
+        (pl.col("_d_all") - pl.col("customers_churned")).alias("_d_other"),
+        (pl.col("_t_all") - pl.col("customer_months")).alias("_t_other"),
+    )
+    d1 = joined["customers_churned"].to_numpy().astype(float)
+    t1 = joined["customer_months"].to_numpy().astype(float)
+    d0 = joined["_d_other"].to_numpy().astype(float)
+    t0 = joined["_t_other"].to_numpy().astype(float)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        valid = (t1 > 0) & (t0 > 0) & (d0 > 0)
+        ratio = np.where(valid, (d1 / t1) / (d0 / t0), np.nan)
+        half = Z_95 * np.sqrt(1 / d1 + 1 / d0)
+        has_interval = valid & (d1 > 0)
+        low = np.where(has_interval, ratio * np.exp(-half), np.nan)
+        high = np.where(has_interval, ratio * np.exp(half), np.nan)
+        n = (d1 + d0).astype(int)
+        share = t1 / (t1 + t0)
+        tail = np.minimum(binom.cdf(d1, n, share), binom.sf(d1 - 1, n, share))
+        p = np.where((t1 > 0) & (t0 > 0) & (n > 0), np.minimum(1.0, 2 * tail), np.nan)
+    return joined.drop("_d_all", "_t_all", "_d_other", "_t_other").with_columns(
+        pl.Series("rate_ratio_vs_others", ratio).fill_nan(None),
+        pl.Series("rate_ratio_ci_low", low).fill_nan(None),
+        pl.Series("rate_ratio_ci_high", high).fill_nan(None),
+        pl.Series("p_value_vs_others", p).fill_nan(None),
+    )
+
+
+def _group_table(customers: pl.LazyFrame, group: str) -> pl.DataFrame:
+    by = ["basis", group]
+    frame, table = _exposure(customers, by)
+    retention = survival.survival_at(table, by, RETENTION_MONTHS)
+    joined = frame.join(retention, on=by, how="left").sort(by).collect()
+    return _versus_others(joined, group).select(
+        *by, "customers", "customers_churned", "customer_months", "monthly_churn_rate",
+        *[f"retention_m{m}" for m in RETENTION_MONTHS],
+        "rate_ratio_vs_others", "rate_ratio_ci_low", "rate_ratio_ci_high", "p_value_vs_others",
+    )
+
+
+def churn_by_channel(customers: pl.LazyFrame, last_complete_month: date) -> pl.DataFrame:
+    """Churn per acquisition channel (Kaplan-Meier retention within the channel)."""
+    observed = _observed(customers, last_complete_month).with_columns(pl.col("channel").fill_null("unknown"))
+    return _group_table(observed, "channel")
+
+
+def value_tiers(customers: pl.LazyFrame) -> pl.LazyFrame:
+    """Quartile of value at signup within the basis: `Q1 (<= 20)` ... `Q4 (> 50)`."""
+    value = pl.col("signup_value")
+    q1, q2, q3 = (value.quantile(q, "nearest").over("basis") for q in (0.25, 0.5, 0.75))
+    fmt = lambda e: e.round(2).cast(pl.String)  # noqa: E731
+    return customers.with_columns(
+        pl.when(value.is_null()).then(pl.lit("unknown"))
+        .when(value <= q1).then(pl.lit("Q1 (<= ") + fmt(q1) + pl.lit(")"))
+        .when(value <= q2).then(pl.lit("Q2 (<= ") + fmt(q2) + pl.lit(")"))
+        .when(value <= q3).then(pl.lit("Q3 (<= ") + fmt(q3) + pl.lit(")"))
+        .otherwise(pl.lit("Q4 (> ") + fmt(q3) + pl.lit(")"))
+        .alias("value_tier")
+    )
+
+
+SEGMENT_DIMENSIONS = ("segment", "signup_plan", "value_tier")
+
+
+def churn_by_segment(customers: pl.LazyFrame, last_complete_month: date) -> pl.DataFrame:
+    """churn_by_channel's metrics for every other customer dimension, with a `dimension` column."""
+    observed = value_tiers(_observed(customers, last_complete_month)).with_columns(
+        pl.col("segment", "signup_plan").fill_null("unknown")
+    )
+    frames = [
+        _group_table(observed.with_columns(pl.col(dimension).alias("value")), "value")
+        .with_columns(pl.lit(dimension).alias("dimension"))
+        for dimension in SEGMENT_DIMENSIONS
+    ]
+    metrics = [c for c in frames[0].columns if c not in ("basis", "value", "dimension")]
+    return pl.concat(frames).select("basis", "dimension", "value", *metrics).sort("basis", "dimension", "value")
+
+
+@dataclass(frozen=True)
+class BenchmarkBands:
+    """Monthly customer churn levels (common SaaS references); upper bounds, inclusive."""
+
+    healthy: float = 0.03
+    acceptable_while_young: float = 0.05
+    typical: float = 0.08
+    high: float = 0.15
+
+    def expression(self, rate: pl.Expr) -> pl.Expr:
+        return (
+            pl.when(rate.is_null()).then(None)
+            .when(rate <= self.healthy).then(pl.lit("healthy"))
+            .when(rate <= self.acceptable_while_young).then(pl.lit("acceptable while young"))
+            .when(rate <= self.typical).then(pl.lit("typical, worth work"))
+            .when(rate <= self.high).then(pl.lit("high"))
+            .otherwise(pl.lit("emergency"))
+        )
+
+
+def _trend(churned: np.ndarray, at_start: np.ndarray, window: int, alpha: float) -> tuple[list, list]:
+    """Cochran-Armitage test for a trend in monthly churn over the last `window` months."""
+    directions, p_values = [], []
+    for end in range(len(churned)):
+        start = end - window + 1
+        d, n = churned[max(start, 0): end + 1], at_start[max(start, 0): end + 1]
+        if start < 0 or (n <= 0).any() or d.sum() == 0 or d.sum() == n.sum():
+            directions.append(None)
+            p_values.append(None)
+            continue
+        t = np.arange(window, dtype=float)
+        p_bar = d.sum() / n.sum()
+        statistic = float(np.sum(t * (d - n * p_bar)))
+        variance = p_bar * (1 - p_bar) * (np.sum(n * t**2) - np.sum(n * t) ** 2 / n.sum())
+        z = statistic / math.sqrt(variance)
+        p = float(2 * norm.sf(abs(z)))
+        p_values.append(p)
+        directions.append("flat" if p >= alpha else ("rising" if z > 0 else "falling"))
+    return directions, p_values
+
+
+def churn_by_month(movements: pl.DataFrame, bands: BenchmarkBands = BenchmarkBands(), alpha: float = 0.05) -> pl.DataFrame:
+    """Monthly movements with churn rates, MRR churn rates, benchmark band and 3/6-month trends."""
+    frame = movements.sort("basis", "month").with_columns(
+        pl.when(pl.col("customers_start") > 0).then(pl.col("churned") / pl.col("customers_start")).alias("customer_churn_rate"),
+        pl.when(pl.col("mrr_start") > 0)
+        .then((pl.col("churned_mrr") + pl.col("contraction_mrr")) / pl.col("mrr_start"))
+        .alias("gross_mrr_churn_rate"),
+        pl.when(pl.col("mrr_start") > 0)
+        .then(
+            (pl.col("churned_mrr") + pl.col("contraction_mrr") - pl.col("expansion_mrr") - pl.col("reactivation_mrr"))
+            / pl.col("mrr_start")
+        )
+        .alias("net_mrr_churn_rate"),
+        (pl.col("revenue") - pl.col("new_customer_revenue")).alias("existing_customer_revenue"),
+    )
+    frame = frame.with_columns(bands.expression(pl.col("customer_churn_rate")).alias("benchmark_band"))
+    parts = []
+    for (_basis,), part in frame.group_by(["basis"], maintain_order=True):
+        churned = part["churned"].to_numpy().astype(float)
+        at_start = part["customers_start"].to_numpy().astype(float)
+        columns = {}
+        for window in (3, 6):
+            directions, p_values = _trend(churned, at_start, window, alpha)
+            columns[f"trend_{window}m"] = pl.Series(directions, dtype=pl.String)
+            columns[f"trend_{window}m_p_value"] = pl.Series(p_values, dtype=pl.Float64)
+        parts.append(part.with_columns(**columns))
+    columns = [
+        "basis", "month", "customers_start", "new_customers", "reactivated", "churned", "voluntary_churned",
+        "involuntary_churned", "customers_end", "customer_churn_rate", "benchmark_band",
+        "trend_3m", "trend_3m_p_value", "trend_6m", "trend_6m_p_value",
+        "mrr_start", "new_mrr", "expansion_mrr", "contraction_mrr", "churned_mrr", "reactivation_mrr", "mrr_end",
+        "gross_mrr_churn_rate", "net_mrr_churn_rate", "trials_started", "trials_converted",
+        "revenue", "new_customer_revenue", "existing_customer_revenue",
+    ]
+    if not parts:
+        return frame.select(columns).clear()
+    return pl.concat(parts).select(columns).with_columns(pl.selectors.float().round(6))
+
+
+SUMMED = [
+    "new_customers", "reactivated", "churned", "voluntary_churned", "involuntary_churned",
+    "new_mrr", "expansion_mrr", "contraction_mrr", "churned_mrr", "reactivation_mrr",
+    "trials_started", "trials_converted", "revenue", "new_customer_revenue", "existing_customer_revenue",
+]
+
+
+def churn_by_quarter(monthly: pl.DataFrame, bands: BenchmarkBands = BenchmarkBands()) -> pl.DataFrame:
+    """Complete calendar quarters: flows summed, stocks at the quarter's start and end.
+
+    customer_churn_rate is churned in the quarter / customers at its start (customers who
+    join and leave within the quarter count in both flows); monthly_equivalent_churn_rate
+    = 1 - (1 - quarterly rate)^(1/3) for comparing with the monthly bands.
+    """
+    frame = monthly.with_columns(pl.col("month").dt.truncate("1q").alias("quarter")).sort("basis", "month")
+    quarterly = (
+        frame.group_by("basis", "quarter", maintain_order=True)
+        .agg(
+            pl.len().alias("_months"),
+            pl.col("customers_start").first(),
+            pl.col("customers_end").last(),
+            pl.col("mrr_start").first(),
+            pl.col("mrr_end").last(),
+            *[pl.when(pl.col(c).is_null().all()).then(None).otherwise(pl.col(c).sum()).alias(c) for c in SUMMED],
+        )
+    )
+    return (
+        quarterly.filter(pl.col("_months") == 3)
+        .drop("_months")
+        .with_columns(
+            pl.when(pl.col("customers_start") > 0).then(pl.col("churned") / pl.col("customers_start")).alias("customer_churn_rate"),
+            pl.when(pl.col("mrr_start") > 0)
+            .then((pl.col("churned_mrr") + pl.col("contraction_mrr")) / pl.col("mrr_start"))
+            .alias("gross_mrr_churn_rate"),
+            pl.when(pl.col("mrr_start") > 0)
+            .then(
+                (pl.col("churned_mrr") + pl.col("contraction_mrr") - pl.col("expansion_mrr") - pl.col("reactivation_mrr"))
+                / pl.col("mrr_start")
+            )
+            .alias("net_mrr_churn_rate"),
+        )
+        .with_columns((1 - (1 - pl.col("customer_churn_rate")).clip(0, 1).pow(1 / 3)).alias("monthly_equivalent_churn_rate"))
+        .with_columns(bands.expression(pl.col("monthly_equivalent_churn_rate")).alias("benchmark_band"))
+        .with_columns(pl.selectors.float().round(6))
+        .sort("basis", "quarter")
+    )

@@ -1,0 +1,172 @@
+-- Calendar-month movements per basis, for every month from the first signup to the last
+-- complete month. Stocks (customers and MRR at the start and end of a month) are counted
+-- directly from spells and MRR intervals; flows (new, reactivated, churned, MRR movements)
+-- are counted per event in the month it takes effect, so the contract's identities check
+-- one against the other.
+with observation as (
+    select * from staging.int_observation_window
+),
+
+spells as (
+    select * from staging.int_customer_spells
+),
+
+bounds as (
+    select basis, min(spell_start_month) as first_month
+    from spells
+    group by basis
+),
+
+months as (
+    select bounds.basis, unnest(generate_series(bounds.first_month, observation.last_complete_month, interval 1 month))::date as month
+    from bounds, observation
+    where bounds.first_month <= observation.last_complete_month
+),
+
+-- a spell holds a customer at the end of month m when it starts by m and ends after m
+customers_end as (
+    select months.basis, months.month, count(spells.customer_id) as customers_end
+    from months
+    left join spells
+        on spells.basis = months.basis
+        and spells.spell_start_month <= months.month
+        and (spells.spell_end_month is null or spells.spell_end_month > months.month)
+    group by months.basis, months.month
+),
+
+customers_start as (
+    select months.basis, months.month, count(spells.customer_id) as customers_start
+    from months
+    left join spells
+        on spells.basis = months.basis
+        and spells.spell_start_month < months.month
+        and (spells.spell_end_month is null or spells.spell_end_month >= months.month)
+    group by months.basis, months.month
+),
+
+spell_starts as (
+    select
+        basis,
+        spell_start_month as month,
+        count(*) filter (where spell_number = 1) as new_customers,
+        count(*) filter (where spell_number > 1) as reactivated
+    from spells
+    group by all
+),
+
+spell_ends as (
+    select
+        basis,
+        spell_end_month as month,
+        count(*) as churned,
+        count(*) filter (where end_kind = 'voluntary') as voluntary_churned,
+        count(*) filter (where end_kind = 'involuntary') as involuntary_churned
+    from spells
+    where spell_end_at is not null
+    group by all
+),
+
+-- subscription MRR held at month boundaries, from the MRR intervals
+mrr_segments as (
+    select * from staging.int_mrr_segments
+),
+
+mrr_end as (
+    select months.month, coalesce(sum(segments.mrr), 0) as mrr_end
+    from months
+    left join mrr_segments as segments
+        on segments.segment_start_month <= months.month
+        and (segments.segment_end_month is null or segments.segment_end_month > months.month)
+    where months.basis = 'subscription'
+    group by months.month
+),
+
+mrr_start as (
+    select months.month, coalesce(sum(segments.mrr), 0) as mrr_start
+    from months
+    left join mrr_segments as segments
+        on segments.segment_start_month < months.month
+        and (segments.segment_end_month is null or segments.segment_end_month >= months.month)
+    where months.basis = 'subscription'
+    group by months.month
+),
+
+-- subscription events observed by as_of, in their month
+events as (
+    select events.*, month_of(events.occurred_at, $timezone) as month
+    from staging.int_subscription_events as events, observation
+    where events.occurred_at <= observation.as_of
+),
+
+trial_customers as (
+    select distinct customer_id from events where event_type = 'trial_started'
+),
+
+mrr_movements as (
+    select
+        month,
+        sum(mrr_after) filter (where movement = 'new') as new_mrr,
+        sum(mrr_after - mrr_before) filter (where movement = 'expansion') as expansion_mrr,
+        sum(mrr_before - mrr_after) filter (where movement = 'contraction') as contraction_mrr,
+        sum(mrr_before) filter (where movement in ('voluntary_churn', 'involuntary_churn')) as churned_mrr,
+        sum(mrr_after) filter (where movement = 'reactivation') as reactivation_mrr,
+        count(*) filter (where event_type = 'trial_started') as trials_started,
+        count(*) filter (where movement = 'new' and customer_id in (select customer_id from trial_customers)) as trials_converted
+    from events
+    group by month
+),
+
+-- orders: revenue of every loaded order in the month, split by whether it is the customer's signup month
+order_months as (
+    select * from staging.int_order_months
+),
+
+order_customers as (
+    select customer_id, cohort_month from staging.int_customers where basis = 'orders'
+),
+
+order_revenue as (
+    select
+        order_months.order_month as month,
+        sum(order_months.revenue) as revenue,
+        coalesce(sum(order_months.revenue) filter (where order_months.order_month = order_customers.cohort_month), 0)
+            as new_customer_revenue
+    from order_months
+    left join order_customers using (customer_id)
+    group by order_months.order_month
+),
+
+final as (
+    select
+        months.basis,
+        months.month,
+        customers_start.customers_start,
+        coalesce(spell_starts.new_customers, 0) as new_customers,
+        coalesce(spell_starts.reactivated, 0) as reactivated,
+        coalesce(spell_ends.churned, 0) as churned,
+        case when months.basis = 'subscription' then coalesce(spell_ends.voluntary_churned, 0) end as voluntary_churned,
+        case when months.basis = 'subscription' then coalesce(spell_ends.involuntary_churned, 0) end as involuntary_churned,
+        customers_end.customers_end,
+        mrr_start.mrr_start,
+        case when months.basis = 'subscription' then coalesce(mrr_movements.new_mrr, 0) end as new_mrr,
+        case when months.basis = 'subscription' then coalesce(mrr_movements.expansion_mrr, 0) end as expansion_mrr,
+        case when months.basis = 'subscription' then coalesce(mrr_movements.contraction_mrr, 0) end as contraction_mrr,
+        case when months.basis = 'subscription' then coalesce(mrr_movements.churned_mrr, 0) end as churned_mrr,
+        case when months.basis = 'subscription' then coalesce(mrr_movements.reactivation_mrr, 0) end as reactivation_mrr,
+        mrr_end.mrr_end,
+        case when months.basis = 'subscription' then coalesce(mrr_movements.trials_started, 0) end as trials_started,
+        case when months.basis = 'subscription' then coalesce(mrr_movements.trials_converted, 0) end as trials_converted,
+        case when months.basis = 'orders' then coalesce(order_revenue.revenue, 0) end as revenue,
+        case when months.basis = 'orders' then coalesce(order_revenue.new_customer_revenue, 0) end as new_customer_revenue
+    from months
+    inner join customers_end using (basis, month)
+    inner join customers_start using (basis, month)
+    left join spell_starts using (basis, month)
+    left join spell_ends using (basis, month)
+    left join mrr_start on months.basis = 'subscription' and mrr_start.month = months.month
+    left join mrr_end on months.basis = 'subscription' and mrr_end.month = months.month
+    left join mrr_movements on months.basis = 'subscription' and mrr_movements.month = months.month
+    left join order_revenue on months.basis = 'orders' and order_revenue.month = months.month
+)
+
+select * from final order by basis, month
