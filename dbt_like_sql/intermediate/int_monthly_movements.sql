@@ -72,7 +72,7 @@ mrr_segments as (
 ),
 
 mrr_end as (
-    select months.month, coalesce(sum(segments.mrr), 0) as mrr_end
+    select months.month, coalesce(sum(segments.mrr::decimal(38, 6)), 0)::double as mrr_end
     from months
     left join mrr_segments as segments
         on segments.segment_start_month <= months.month
@@ -82,7 +82,7 @@ mrr_end as (
 ),
 
 mrr_start as (
-    select months.month, coalesce(sum(segments.mrr), 0) as mrr_start
+    select months.month, coalesce(sum(segments.mrr::decimal(38, 6)), 0)::double as mrr_start
     from months
     left join mrr_segments as segments
         on segments.segment_start_month < months.month
@@ -105,11 +105,11 @@ trial_customers as (
 mrr_movements as (
     select
         month,
-        sum(mrr_after) filter (where movement = 'new') as new_mrr,
-        sum(mrr_after - mrr_before) filter (where movement = 'expansion') as expansion_mrr,
-        sum(mrr_before - mrr_after) filter (where movement = 'contraction') as contraction_mrr,
-        sum(mrr_before) filter (where movement in ('voluntary_churn', 'involuntary_churn')) as churned_mrr,
-        sum(mrr_after) filter (where movement = 'reactivation') as reactivation_mrr,
+        sum((mrr_after)::decimal(38, 6)) filter (where movement = 'new')::double as new_mrr,
+        sum((mrr_after - mrr_before)::decimal(38, 6)) filter (where movement = 'expansion')::double as expansion_mrr,
+        sum((mrr_before - mrr_after)::decimal(38, 6)) filter (where movement = 'contraction')::double as contraction_mrr,
+        sum((mrr_before)::decimal(38, 6)) filter (where movement in ('voluntary_churn', 'involuntary_churn'))::double as churned_mrr,
+        sum((mrr_after)::decimal(38, 6)) filter (where movement = 'reactivation')::double as reactivation_mrr,
         count(*) filter (where event_type = 'trial_started') as trials_started,
         count(*) filter (where movement = 'new' and customer_id in (select customer_id from trial_customers)) as trials_converted
     from events
@@ -128,8 +128,8 @@ order_customers as (
 order_revenue as (
     select
         order_months.order_month as month,
-        sum(order_months.revenue) as revenue,
-        coalesce(sum(order_months.revenue) filter (where order_months.order_month = order_customers.cohort_month), 0)
+        sum(order_months.revenue::decimal(38, 6))::double as revenue,
+        coalesce(sum(order_months.revenue::decimal(38, 6)) filter (where order_months.order_month = order_customers.cohort_month), 0)::double
             as new_customer_revenue
     from order_months
     left join order_customers using (customer_id)

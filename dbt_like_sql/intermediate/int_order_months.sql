@@ -14,7 +14,7 @@ final as (
     select
         customer_id,
         month_of(ordered_at, $timezone) as order_month,
-        sum(amount) as revenue,
+        sum(amount::decimal(38, 6))::double as revenue,
         bool_or(is_activity) as is_active,
         count(*) filter (where is_activity) as orders
     from orders
