@@ -21,6 +21,7 @@ class PipelineConfig(dg.ConfigurableResource):
     source_timezone: str = "UTC"
     reporting_currency: str = "USD"
     inactivity_days: int = 90
+    price_change_window_months: int = 3
     high_risk_neighbours: int = 2
     high_risk_min_at_risk: int = 30
     high_risk_min_lift: float = 1.5
@@ -52,6 +53,7 @@ class PipelineConfig(dg.ConfigurableResource):
             "reporting_currency": settings.reporting_currency,
             "inactivity_days": settings.inactivity_days,
             "as_of": settings.as_of.isoformat() if settings.as_of else None,
+            "price_change_window_months": self.price_change_window_months,
         }
 
 

@@ -32,6 +32,7 @@ def sql_parameters(**overrides: object) -> dict[str, object]:
         "reporting_currency": "USD",
         "inactivity_days": 90,
         "as_of": None,
+        "price_change_window_months": 3,
     }
     parameters.update(overrides)
     return parameters

@@ -15,6 +15,8 @@ def test_assets_checks_and_job() -> None:
     assert {"raw/orders", "raw/subscription_events", "raw/fx_rates"} <= keys
     assert expected_sql <= keys
     assert {"marts/cohort_retention", "marts/retention_curve", "marts/high_risk_months", "marts/quarantine"} <= keys
+    assert {"marts/churn_by_cohort", "marts/churn_by_channel", "marts/churn_by_segment", "marts/churn_by_price_change",
+            "marts/churn_by_month", "marts/churn_by_quarter", "marts/churn_reactivation"} <= keys
     checks = {(key.asset_key.to_user_string(), key.name) for key in graph.asset_check_keys}
     assert checks == {
         ("marts/quarantine", "raw_rows_reconcile"),
@@ -23,6 +25,10 @@ def test_assets_checks_and_job() -> None:
         ("marts/cohort_retention", "no_cell_beyond_last_complete_month"),
         ("marts/retention_curve", "survival_never_increases"),
         ("marts/retention_curve", "at_risk_never_increases"),
+        ("marts/churn_by_month", "customer_identity_holds"),
+        ("marts/churn_by_month", "mrr_identity_holds"),
+        ("marts/churn_by_month", "months_chain"),
+        ("marts/churn_by_cohort", "customer_months_match_the_curve"),
     }
     assert defs.resolve_job_def("churn_pipeline_job") is not None
 

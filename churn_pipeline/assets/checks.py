@@ -157,3 +157,85 @@ asset_checks = [
     survival_never_increases,
     at_risk_never_increases,
 ]
+
+
+@dg.asset_check(asset=marts("churn_by_month"), blocking=True)
+def customer_identity_holds(warehouse: Warehouse) -> dg.AssetCheckResult:
+    """customers_end = customers_start + new_customers + reactivated - churned, every month."""
+    with warehouse.get_connection() as conn:
+        failures = rows(
+            conn,
+            """
+            select basis, month, customers_start, new_customers, reactivated, churned, customers_end
+            from marts.churn_by_month
+            where customers_end <> customers_start + new_customers + reactivated - churned
+            order by all
+            """,
+        )
+    return _result(failures, ["basis", "month", "start", "new", "reactivated", "churned", "end"], "months break the customer identity")
+
+
+@dg.asset_check(asset=marts("churn_by_month"), blocking=True)
+def mrr_identity_holds(warehouse: Warehouse) -> dg.AssetCheckResult:
+    """mrr_end = mrr_start + new + expansion + reactivation - contraction - churned (to a cent)."""
+    with warehouse.get_connection() as conn:
+        failures = rows(
+            conn,
+            """
+            select month, mrr_start, new_mrr, expansion_mrr, reactivation_mrr, contraction_mrr, churned_mrr, mrr_end
+            from marts.churn_by_month
+            where basis = 'subscription'
+                and abs(mrr_end - (mrr_start + new_mrr + expansion_mrr + reactivation_mrr - contraction_mrr - churned_mrr)) > 0.005
+            order by all
+            """,
+        )
+    return _result(failures, ["month", "start", "new", "expansion", "reactivation", "contraction", "churned", "end"],
+                   "months break the MRR identity")
+
+
+@dg.asset_check(asset=marts("churn_by_month"), blocking=True)
+def months_chain(warehouse: Warehouse) -> dg.AssetCheckResult:
+    """Each month starts where the previous one ended (customers and MRR), and no month is past the last complete one."""
+    with warehouse.get_connection() as conn:
+        failures = rows(
+            conn,
+            """
+            select basis, month, customers_start, previous_end
+            from (
+                select *,
+                    lag(customers_end) over (partition by basis order by month) as previous_end,
+                    lag(mrr_end) over (partition by basis order by month) as previous_mrr_end
+                from marts.churn_by_month
+            ), staging.int_observation_window as w
+            where customers_start <> previous_end
+                or abs(coalesce(mrr_start, 0) - coalesce(previous_mrr_end, mrr_start, 0)) > 0.005
+                or month > w.last_complete_month
+            order by all
+            """,
+        )
+    return _result(failures, ["basis", "month", "customers_start", "previous_end"], "months that do not chain")
+
+
+@dg.asset_check(asset=marts("churn_by_cohort"), blocking=True, additional_deps=[marts("retention_curve")])
+def customer_months_match_the_curve(warehouse: Warehouse) -> dg.AssetCheckResult:
+    """Per basis, churn_by_cohort's customer-months and churns add up to retention_curve's at_risk and churned."""
+    with warehouse.get_connection() as conn:
+        failures = rows(
+            conn,
+            """
+            with cohorts as (
+                select basis, sum(customer_months) as months, sum(customers_churned) as churned
+                from marts.churn_by_cohort group by basis
+            ),
+            curve as (
+                select basis, sum(at_risk) as months, sum(churned) as churned from marts.retention_curve group by basis
+            )
+            select basis, cohorts.months, curve.months, cohorts.churned, curve.churned
+            from cohorts full join curve using (basis)
+            where cohorts.months is distinct from curve.months or cohorts.churned is distinct from curve.churned
+            """,
+        )
+    return _result(failures, ["basis", "cohort months", "curve months", "cohort churns", "curve churns"], "bases that do not add up")
+
+
+asset_checks += [customer_identity_holds, mrr_identity_holds, months_chain, customer_months_match_the_curve]

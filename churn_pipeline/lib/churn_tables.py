@@ -269,3 +269,57 @@ def churn_by_quarter(monthly: pl.DataFrame, bands: BenchmarkBands = BenchmarkBan
         .with_columns(pl.selectors.float().round(6))
         .sort("basis", "quarter")
     )
+
+
+RETURN_WINDOWS = (30, 60, 90)
+
+
+def churn_reactivation(returns: pl.LazyFrame, customers: pl.LazyFrame) -> pl.DataFrame:
+    """"Satisfied" churn: of churned customers, the share back within 30/60/90 days.
+
+    One row per basis, dimension (`all`, `cohort`, `channel`) and value. A churn counts in
+    the N-day share only when N days after it are observed (churned_at + N days <= as_of),
+    so recent churns never look like customers who did not come back.
+    """
+    labelled = returns.join(
+        customers.select("basis", "customer_id", "cohort_month", "channel"), on=["basis", "customer_id"], how="inner"
+    ).with_columns(
+        pl.lit("all").alias("all"),
+        pl.col("cohort_month").cast(pl.String).alias("cohort"),
+        pl.col("channel").fill_null("unknown"),
+    )
+    days = pl.col("days_to_return")
+    aggregations = [pl.len().cast(pl.Int64).alias("churns")]
+    for window in RETURN_WINDOWS:
+        observed = pl.col("days_observed") >= window
+        back = observed & days.is_not_null() & (days <= window)
+        aggregations += [
+            observed.sum().cast(pl.Int64).alias(f"churns_observed_{window}d"),
+            back.sum().cast(pl.Int64).alias(f"returned_{window}d"),
+        ]
+    aggregations += [
+        days.is_not_null().sum().cast(pl.Int64).alias("returned_ever"),
+        days.median().alias("median_days_to_return"),
+        days.mean().alias("mean_days_to_return"),
+    ]
+    frames = [
+        labelled.group_by("basis", dimension).agg(aggregations).rename({dimension: "value"}).with_columns(pl.lit(dimension).alias("dimension"))
+        for dimension in ("all", "cohort", "channel")
+    ]
+    frame = pl.concat(frames).collect()
+    shares = [
+        pl.when(pl.col(f"churns_observed_{w}d") > 0)
+        .then(pl.col(f"returned_{w}d") / pl.col(f"churns_observed_{w}d"))
+        .alias(f"returned_within_{w}d_share")
+        for w in RETURN_WINDOWS
+    ]
+    return (
+        frame.with_columns(shares)
+        .select(
+            "basis", "dimension", "value", "churns", "returned_ever",
+            *[c for w in RETURN_WINDOWS for c in (f"churns_observed_{w}d", f"returned_{w}d", f"returned_within_{w}d_share")],
+            "median_days_to_return", "mean_days_to_return",
+        )
+        .with_columns(pl.selectors.float().round(6))
+        .sort("basis", "dimension", "value")
+    )

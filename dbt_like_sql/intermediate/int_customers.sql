@@ -10,7 +10,7 @@ first_spells as (
 
 -- channel and segment come from the first `subscribed` event
 subscription_signups as (
-    select customer_id, channel, segment, plan as signup_plan, mrr as signup_mrr
+    select customer_id, channel, segment, plan as signup_plan, price as signup_price, mrr as signup_mrr
     from staging.int_subscription_events
     where movement = 'new'
 ),
@@ -22,6 +22,7 @@ order_signups as (
         first(channel order by ordered_at, order_id) as channel,
         'unknown' as segment,
         null::varchar as signup_plan,
+        null::double as signup_price,
         null::double as signup_mrr
     from staging.int_orders
     group by customer_id
@@ -51,6 +52,7 @@ final as (
         signups.channel,
         signups.segment,
         signups.signup_plan,
+        signups.signup_price,
         signups.signup_mrr,
         case when spells.basis = 'subscription' then signups.signup_mrr else order_signup_values.signup_value end
             as signup_value,
