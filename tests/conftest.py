@@ -11,7 +11,8 @@ import duckdb
 import polars as pl
 import pytest
 
-from churn_pipeline.lib import cohorts, high_risk, ingest, sql_models, survival
+from churn_pipeline.lib import churn_tables, cohorts, high_risk, ingest, sql_models, survival
+from churn_pipeline.lib.price_changes import churn_by_price_change
 from churn_pipeline.lib.raw_sources import SOURCES
 from churn_pipeline.lib.settings import HighRiskSettings
 
@@ -69,6 +70,26 @@ class Built:
 
     def retention_curve(self) -> pl.DataFrame:
         return survival.life_table(self.frame("staging.int_customers"), ["basis"]).collect()
+
+    def published_tables(self) -> dict[str, pl.DataFrame]:
+        """Every table the job publishes, computed with the same library calls."""
+        customers, lcm = self.frame("staging.int_customers"), self.last_complete_month
+        cohort_retention = self.cohort_retention()
+        monthly = churn_tables.churn_by_month(self.sql("select * from staging.int_monthly_movements"))
+        return {
+            "cohort_retention": cohort_retention,
+            "retention_curve": self.retention_curve(),
+            "high_risk_months": self.high_risk_months(),
+            "churn_by_cohort": churn_tables.churn_by_cohort(customers, cohort_retention.lazy(), lcm),
+            "churn_by_channel": churn_tables.churn_by_channel(customers, lcm),
+            "churn_by_segment": churn_tables.churn_by_segment(customers, lcm),
+            "churn_by_price_change": churn_by_price_change(
+                self.frame("staging.int_price_change_exposure"), customers, int(self.parameters["price_change_window_months"])
+            ),
+            "churn_by_month": monthly,
+            "churn_by_quarter": churn_tables.churn_by_quarter(monthly),
+            "churn_reactivation": churn_tables.churn_reactivation(self.frame("staging.int_churn_returns"), customers),
+        }
 
     def high_risk_months(self) -> pl.DataFrame:
         return high_risk.high_risk_months(

@@ -106,3 +106,82 @@ def test_parquet_carries_contract_version_and_as_of(published: Path) -> None:
     assert metadata[b"churn_pipeline.contract_version"] == b"1"
     assert metadata[b"churn_pipeline.as_of"].startswith(b"2024-07-10T00:00:00")
     assert metadata[b"churn_pipeline.last_complete_month"] == b"2024-06-01"
+
+
+def _table(published: Path, name: str) -> pl.DataFrame:
+    return pl.read_parquet(published / "marts" / f"{name}.parquet")
+
+
+def test_churn_by_cohort(published: Path) -> None:
+    frame = _table(published, "churn_by_cohort")
+    got = {(r["basis"], r["cohort_month"].strftime("%Y-%m")): (r["customers_churned"], r["customer_months"]) for r in frame.iter_rows(named=True)}
+    assert got == {
+        ("subscription", "2024-01"): (2, 3), ("subscription", "2024-02"): (1, 8),
+        ("subscription", "2024-03"): (0, 4), ("orders", "2024-01"): (2, 9),
+    }
+    january = frame.filter((pl.col("basis") == "subscription") & (pl.col("cohort_month") == date(2024, 1, 1))).row(0, named=True)
+    assert january["monthly_churn_rate"] == pytest.approx(2 / 3)
+    assert (january["retention_m1"], january["retention_m3"], january["retention_m6"]) == (0.0, 0.5, None)
+
+
+def test_churn_by_channel(published: Path) -> None:
+    frame = _table(published, "churn_by_channel").filter(pl.col("basis") == "subscription")
+    got = {r["channel"]: (r["customers"], r["customers_churned"], r["customer_months"], r["retention_m3"]) for r in frame.iter_rows(named=True)}
+    assert got == {"ads": (1, 1, 2, 0.0), "organic": (2, 1, 6, 0.5), "referral": (1, 1, 3, 0.0), "unknown": (1, 0, 4, 1.0)}
+    unknown = frame.filter(pl.col("channel") == "unknown").row(0, named=True)
+    assert unknown["retention_m6"] is None  # all its customers censored by then
+    ads = frame.filter(pl.col("channel") == "ads").row(0, named=True)
+    assert ads["rate_ratio_vs_others"] == pytest.approx((1 / 2) / (2 / 13))
+
+
+SUBSCRIPTION_MONTHS = {
+    "2024-01": ((0, 2, 0, 1, 1), (70, 0, 0, 50, 0), (0, 1)),
+    "2024-02": ((1, 2, 0, 1, 2), (70, 0, 0, 20, 0), (1, 0)),
+    "2024-03": ((2, 1, 1, 0, 4), (20, 0, 30, 0, 20), (0, 0)),
+    "2024-04": ((4, 0, 0, 1, 3), (0, 0, 0, 20, 0), (1, 0)),
+    "2024-05": ((3, 0, 0, 0, 3), (0, 0, 0, 0, 0), (0, 0)),
+    "2024-06": ((3, 0, 0, 0, 3), (0, 0, 0, 0, 0), (0, 0)),
+}
+ORDER_MONTHS = {
+    "2024-01": (0, 2, 0, 0, 2), "2024-02": (2, 0, 0, 0, 2), "2024-03": (2, 0, 0, 0, 2),
+    "2024-04": (2, 0, 0, 1, 1), "2024-05": (1, 0, 1, 1, 1), "2024-06": (1, 0, 0, 0, 1),
+}
+MOVES = ["customers_start", "new_customers", "reactivated", "churned", "customers_end"]
+MRR = ["new_mrr", "expansion_mrr", "contraction_mrr", "churned_mrr", "reactivation_mrr"]
+
+
+def test_churn_by_month_subscription(published: Path) -> None:
+    frame = _table(published, "churn_by_month").filter(pl.col("basis") == "subscription")
+    assert [m.strftime("%Y-%m") for m in frame["month"]] == list(SUBSCRIPTION_MONTHS)
+    for row in frame.iter_rows(named=True):
+        moves, mrr, kinds = SUBSCRIPTION_MONTHS[row["month"].strftime("%Y-%m")]
+        assert tuple(row[c] for c in MOVES) == moves, row["month"]
+        assert tuple(row[c] for c in MRR) == pytest.approx(mrr), row["month"]
+        assert (row["voluntary_churned"], row["involuntary_churned"]) == kinds, row["month"]
+    february = frame.filter(pl.col("month") == date(2024, 2, 1)).row(0, named=True)
+    assert (february["trials_started"], february["trials_converted"]) == (1, 1)
+    assert february["customer_churn_rate"] == pytest.approx(1.0)
+    march = frame.filter(pl.col("month") == date(2024, 3, 1)).row(0, named=True)
+    assert (march["mrr_start"], march["mrr_end"]) == (pytest.approx(70), pytest.approx(80))
+    assert march["gross_mrr_churn_rate"] == pytest.approx(30 / 70)
+    assert march["net_mrr_churn_rate"] == pytest.approx((30 - 20) / 70)
+
+
+def test_churn_by_month_orders(published: Path) -> None:
+    frame = _table(published, "churn_by_month").filter(pl.col("basis") == "orders")
+    got = {row["month"].strftime("%Y-%m"): tuple(row[c] for c in MOVES) for row in frame.iter_rows(named=True)}
+    assert got == ORDER_MONTHS
+    january = frame.filter(pl.col("month") == date(2024, 1, 1)).row(0, named=True)
+    assert (january["revenue"], january["new_customer_revenue"], january["existing_customer_revenue"]) == (60, 60, 0)
+    march = frame.filter(pl.col("month") == date(2024, 3, 1)).row(0, named=True)
+    assert (march["revenue"], march["existing_customer_revenue"]) == (30, 30)
+    assert frame["voluntary_churned"].null_count() == frame.height
+
+
+def test_reactivation_in_the_worked_example(published: Path) -> None:
+    frame = _table(published, "churn_reactivation").filter(pl.col("dimension") == "all")
+    orders = frame.filter(pl.col("basis") == "orders").row(0, named=True)
+    # b2 churned on 2 April and came back on 20 May (48 days); b1 churned on 31 May, 40 days before as_of
+    assert (orders["churns"], orders["returned_ever"], orders["median_days_to_return"]) == (2, 1, 48.0)
+    assert (orders["churns_observed_30d"], orders["returned_30d"]) == (2, 0)
+    assert (orders["churns_observed_60d"], orders["returned_60d"]) == (1, 1)

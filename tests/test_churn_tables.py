@@ -1,0 +1,157 @@
+"""Churn tables on a hand-worked fixture and on the generator's planted patterns."""
+
+from __future__ import annotations
+
+from datetime import date
+from pathlib import Path
+
+import polars as pl
+import pytest
+
+from churn_pipeline.lib import churn_tables
+from churn_pipeline.lib.generate import GeneratorConfig, generate
+from churn_pipeline.lib.price_changes import churn_by_price_change
+from conftest import Built, write_raw
+
+# as_of 15 June 2024 (UTC): last complete month May.
+# d1 signs up and cancels in January. d2 upgrades basic -> pro in February, downgrades in March.
+# d3 pays 600 a year (MRR 50). d4's failed payment recovers; d5's expires in March (involuntary).
+# d6 cancels on 1 February and reactivates 45 days later, on 17 March.
+EVENTS = """
+event_id,customer_id,occurred_at,event_type,plan,price,billing_period,channel,segment
+a1,d1,2024-01-05T10:00:00Z,subscribed,basic,20,month,ads,smb
+a2,d1,2024-01-25T10:00:00Z,cancelled,,,,,
+b1,d2,2024-01-10T10:00:00Z,subscribed,basic,20,month,organic,enterprise
+b2,d2,2024-02-10T10:00:00Z,plan_changed,pro,50,month,,
+b3,d2,2024-03-10T10:00:00Z,plan_changed,basic,20,month,,
+c1,d3,2024-02-01T10:00:00Z,subscribed,pro_annual,600,year,organic,enterprise
+f1,d4,2024-01-15T10:00:00Z,subscribed,basic,20,month,ads,smb
+f2,d4,2024-02-14T10:00:00Z,payment_failed,,,,,
+f3,d4,2024-02-16T10:00:00Z,renewed,,,,,
+g1,d5,2024-01-20T10:00:00Z,subscribed,basic,20,month,ads,smb
+g2,d5,2024-03-18T10:00:00Z,payment_failed,,,,,
+g3,d5,2024-03-20T10:00:00Z,expired,,,,,
+h1,d6,2024-01-03T10:00:00Z,subscribed,basic,20,month,referral,smb
+h2,d6,2024-02-01T10:00:00Z,cancelled,,,,,
+h3,d6,2024-03-17T10:00:00Z,reactivated,basic,20,month,,
+"""
+# month: (customers_start, new, reactivated, churned, end), (new, expansion, contraction, churned, reactivation MRR),
+#        (voluntary, involuntary), (mrr_start, mrr_end)
+EXPECTED = {
+    date(2024, 1, 1): ((0, 5, 0, 1, 4), (100, 0, 0, 20, 0), (1, 0), (0, 80)),
+    date(2024, 2, 1): ((4, 1, 0, 1, 4), (50, 30, 0, 20, 0), (1, 0), (80, 140)),
+    date(2024, 3, 1): ((4, 0, 1, 1, 4), (0, 0, 30, 20, 20), (0, 1), (140, 110)),
+    date(2024, 4, 1): ((4, 0, 0, 0, 4), (0, 0, 0, 0, 0), (0, 0), (110, 110)),
+    date(2024, 5, 1): ((4, 0, 0, 0, 4), (0, 0, 0, 0, 0), (0, 0), (110, 110)),
+}
+
+
+@pytest.fixture(scope="module")
+def hand(tmp_path_factory: pytest.TempPathFactory) -> Built:
+    raw = write_raw(tmp_path_factory.mktemp("hand"), {"subscription_events.csv": EVENTS})
+    return Built(raw, as_of="2024-06-15T00:00:00Z")
+
+
+def test_monthly_movements_and_mrr_bridge(hand: Built) -> None:
+    frame = churn_tables.churn_by_month(hand.sql("select * from staging.int_monthly_movements"))
+    assert frame["month"].to_list() == list(EXPECTED)
+    for row in frame.iter_rows(named=True):
+        moves, mrr, kinds, stock = EXPECTED[row["month"]]
+        assert (row["customers_start"], row["new_customers"], row["reactivated"], row["churned"], row["customers_end"]) == moves
+        assert (row["new_mrr"], row["expansion_mrr"], row["contraction_mrr"], row["churned_mrr"], row["reactivation_mrr"]) == pytest.approx(mrr)
+        assert (row["voluntary_churned"], row["involuntary_churned"]) == kinds
+        assert (row["mrr_start"], row["mrr_end"]) == pytest.approx(stock)
+    february = frame.filter(pl.col("month") == date(2024, 2, 1)).row(0, named=True)
+    assert february["customer_churn_rate"] == pytest.approx(0.25)
+    assert february["gross_mrr_churn_rate"] == pytest.approx(20 / 80)
+    assert february["net_mrr_churn_rate"] == pytest.approx((20 - 30) / 80)  # expansion outweighs churn: negative
+    assert february["benchmark_band"] == "emergency"
+
+
+def test_reactivation_after_45_days(hand: Built) -> None:
+    frame = churn_tables.churn_reactivation(hand.frame("staging.int_churn_returns"), hand.frame("staging.int_customers"))
+    overall = frame.filter((pl.col("basis") == "subscription") & (pl.col("dimension") == "all")).row(0, named=True)
+    assert (overall["churns"], overall["returned_ever"]) == (3, 1)
+    assert (overall["returned_30d"], overall["returned_60d"], overall["returned_90d"]) == (0, 1, 1)
+    assert overall["returned_within_60d_share"] == pytest.approx(1 / 3)
+    assert overall["median_days_to_return"] == pytest.approx(45.0)
+    referral = frame.filter((pl.col("dimension") == "channel") & (pl.col("value") == "referral")).row(0, named=True)
+    assert (referral["churns"], referral["returned_60d"]) == (1, 1)
+
+
+def test_quarter_rollup(hand: Built) -> None:
+    monthly = churn_tables.churn_by_month(hand.sql("select * from staging.int_monthly_movements"))
+    quarters = churn_tables.churn_by_quarter(monthly)
+    q1 = quarters.filter(pl.col("quarter") == date(2024, 1, 1)).row(0, named=True)
+    assert (q1["customers_start"], q1["new_customers"], q1["churned"], q1["customers_end"]) == (0, 6, 3, 4)
+    assert (q1["new_mrr"], q1["mrr_end"]) == (pytest.approx(150), pytest.approx(110))
+    assert quarters.height == 1  # April-May is not a complete quarter
+
+
+def test_segments_plans_and_value_tiers(hand: Built) -> None:
+    frame = churn_tables.churn_by_segment(hand.frame("staging.int_customers"), hand.last_complete_month)
+    plans = dict(frame.filter(pl.col("dimension") == "signup_plan").select("value", "customers").rows())
+    assert plans == {"basic": 5, "pro_annual": 1}
+    segments = {r["value"]: (r["customers"], r["customers_churned"]) for r in frame.filter(pl.col("dimension") == "segment").iter_rows(named=True)}
+    assert segments == {"smb": (4, 3), "enterprise": (2, 0)}
+    tiers = dict(frame.filter(pl.col("dimension") == "value_tier").select("value", "customers").rows())
+    assert tiers == {"Q1 (<= 20.0)": 5, "Q4 (> 20.0)": 1}
+
+
+@pytest.fixture(scope="module")
+def planted(tmp_path_factory: pytest.TempPathFactory) -> Built:
+    raw = tmp_path_factory.mktemp("planted")
+    generate(raw, GeneratorConfig(customers=20000, months=24, seed=21))
+    return Built(raw)
+
+
+def _by(frame: pl.DataFrame, column: str, basis: str = "subscription") -> dict[str, dict]:
+    return {r[column]: r for r in frame.filter(pl.col("basis") == basis).iter_rows(named=True)}
+
+
+def test_planted_channel_differences(planted: Built) -> None:
+    channels = _by(churn_tables.churn_by_channel(planted.frame("staging.int_customers"), planted.last_complete_month), "channel")
+    assert channels["ads"]["rate_ratio_vs_others"] > 1.3 and channels["ads"]["p_value_vs_others"] < 0.001
+    assert channels["referral"]["rate_ratio_vs_others"] < 0.8 and channels["referral"]["p_value_vs_others"] < 0.001
+    assert channels["ads"]["rate_ratio_ci_low"] > 1
+    assert "unknown" in channels  # 5 % have no channel
+    orders = _by(churn_tables.churn_by_channel(planted.frame("staging.int_customers"), planted.last_complete_month), "channel", "orders")
+    assert orders["ads"]["rate_ratio_vs_others"] > 1 and orders["ads"]["p_value_vs_others"] < 0.001
+
+
+def test_planted_segment_differences(planted: Built) -> None:
+    frame = churn_tables.churn_by_segment(planted.frame("staging.int_customers"), planted.last_complete_month)
+    segments = _by(frame.filter(pl.col("dimension") == "segment"), "value")
+    assert segments["enterprise"]["rate_ratio_vs_others"] < 0.8 and segments["enterprise"]["p_value_vs_others"] < 0.001
+    assert segments["smb"]["rate_ratio_vs_others"] > 1.1 and segments["smb"]["p_value_vs_others"] < 0.001
+
+
+def test_planted_price_changes(planted: Built) -> None:
+    frame = churn_by_price_change(planted.frame("staging.int_price_change_exposure"), planted.frame("staging.int_customers"), 3)
+    config = GeneratorConfig(customers=20000, months=24, seed=21)
+    start = date(2023, 1, 1)
+    existing = frame.filter(pl.col("change_kind") == "existing_customers").row(0, named=True)
+    assert (existing["plan"], existing["old_price"], existing["new_price"]) == ("basic", 20.0, 25.0)
+    assert existing["change_month"] == date(start.year + config.price_increase_month // 12, 1 + config.price_increase_month % 12, 1)
+    assert existing["price_change_pct"] == pytest.approx(0.25)
+    assert existing["lift"] > 1.3 and existing["relative_lift"] > 1.3 and existing["p_value"] < 0.001
+    new = frame.filter(pl.col("change_kind") == "new_signups").row(0, named=True)
+    assert (new["plan"], new["old_price"], new["new_price"]) == ("pro", 50.0, 60.0)
+    assert new["change_month"] == date(2024, 1, 1)  # month 12 of history
+    assert new["lift"] > 1.1 and new["p_value_after_vs_before"] < 0.05
+    assert frame.height == 2  # plan changes by customers are not price changes
+
+
+def test_identities_hold_on_messy_data(tmp_path: Path) -> None:
+    generate(tmp_path, GeneratorConfig(customers=3000, months=18, seed=8, messy_share=0.05, file_format="mixed"))
+    monthly = churn_tables.churn_by_month(Built(tmp_path).sql("select * from staging.int_monthly_movements"))
+    customers = monthly.filter(
+        pl.col("customers_end") != pl.col("customers_start") + pl.col("new_customers") + pl.col("reactivated") - pl.col("churned")
+    )
+    assert customers.is_empty()
+    mrr = monthly.filter(pl.col("basis") == "subscription").with_columns(
+        (pl.col("mrr_start") + pl.col("new_mrr") + pl.col("expansion_mrr") + pl.col("reactivation_mrr")
+         - pl.col("contraction_mrr") - pl.col("churned_mrr") - pl.col("mrr_end")).abs().alias("gap")
+    )
+    assert mrr["gap"].max() < 0.005
+    assert monthly.filter(pl.col("basis") == "subscription")["churned"].sum() > 100
