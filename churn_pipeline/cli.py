@@ -22,6 +22,8 @@ def _run_parser(sub: argparse._SubParsersAction) -> None:
     run.add_argument("--source-timezone", default="UTC", help="time zone of naive raw timestamps (default: UTC)")
     run.add_argument("--reporting-currency", default="USD", help="currency of published money (default: USD)")
     run.add_argument("--inactivity-days", type=int, default=90, help="orders basis: days without an order that make a churn (default: 90)")
+    run.add_argument("--downgrade-is-churn", action="store_true", help="subscription: a move to a cheaper plan counts as churn")
+    run.add_argument("--price-change-window", type=int, default=3, help="months before/after a price change to compare (default: 3)")
     run.add_argument("--memory-limit", default=None, help="DuckDB memory_limit, e.g. 4GB")
     run.add_argument("--threads", type=int, default=None, help="DuckDB threads")
 
@@ -56,6 +58,8 @@ def run_config(args: argparse.Namespace) -> dict:
         "source_timezone": args.source_timezone,
         "reporting_currency": args.reporting_currency,
         "inactivity_days": args.inactivity_days,
+        "downgrade_is_churn": args.downgrade_is_churn,
+        "price_change_window_months": args.price_change_window,
     }
     warehouse = {"database": args.warehouse, "memory_limit": args.memory_limit, "threads": args.threads}
     return {

@@ -21,6 +21,7 @@ class PipelineConfig(dg.ConfigurableResource):
     source_timezone: str = "UTC"
     reporting_currency: str = "USD"
     inactivity_days: int = 90
+    downgrade_is_churn: bool = False
     price_change_window_months: int = 3
     high_risk_neighbours: int = 2
     high_risk_min_at_risk: int = 30
@@ -54,6 +55,7 @@ class PipelineConfig(dg.ConfigurableResource):
             "inactivity_days": settings.inactivity_days,
             "as_of": settings.as_of.isoformat() if settings.as_of else None,
             "price_change_window_months": self.price_change_window_months,
+            "downgrade_is_churn": self.downgrade_is_churn,
         }
 
 

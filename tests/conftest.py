@@ -34,6 +34,7 @@ def sql_parameters(**overrides: object) -> dict[str, object]:
         "inactivity_days": 90,
         "as_of": None,
         "price_change_window_months": 3,
+        "downgrade_is_churn": False,
     }
     parameters.update(overrides)
     return parameters

@@ -155,3 +155,18 @@ def test_identities_hold_on_messy_data(tmp_path: Path) -> None:
     )
     assert mrr["gap"].max() < 0.005
     assert monthly.filter(pl.col("basis") == "subscription")["churned"].sum() > 100
+
+
+def test_downgrade_counts_as_churn_when_configured(tmp_path: Path) -> None:
+    raw = write_raw(tmp_path, {"subscription_events.csv": EVENTS})
+    built = Built(raw, as_of="2024-06-15T00:00:00Z", downgrade_is_churn=True)
+    march = churn_tables.churn_by_month(built.sql("select * from staging.int_monthly_movements")).filter(
+        pl.col("month") == date(2024, 3, 1)
+    ).row(0, named=True)
+    # d2's move from pro to basic is now a churn; its February upgrade, while active, started nothing
+    assert (march["churned"], march["downgrade_churned"], march["involuntary_churned"], march["customers_end"]) == (2, 1, 1, 3)
+    assert march["contraction_mrr"] == pytest.approx(30)  # money still moves as a contraction
+    d2 = built.sql("select first_churn_kind, first_churn_lifetime_month from staging.int_customers where customer_id = 'd2'").row(0)
+    assert d2 == ("downgrade", 2)
+    default = Built(raw, as_of="2024-06-15T00:00:00Z")
+    assert default.sql("select first_churn_kind from staging.int_customers where customer_id = 'd2'").item() is None

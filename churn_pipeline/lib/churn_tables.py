@@ -212,7 +212,7 @@ def churn_by_month(movements: pl.DataFrame, bands: BenchmarkBands = BenchmarkBan
         parts.append(part.with_columns(**columns))
     columns = [
         "basis", "month", "customers_start", "new_customers", "reactivated", "churned", "voluntary_churned",
-        "involuntary_churned", "customers_end", "customer_churn_rate", "benchmark_band",
+        "involuntary_churned", "downgrade_churned", "customers_end", "customer_churn_rate", "benchmark_band",
         "trend_3m", "trend_3m_p_value", "trend_6m", "trend_6m_p_value",
         "mrr_start", "new_mrr", "expansion_mrr", "contraction_mrr", "churned_mrr", "reactivation_mrr", "mrr_end",
         "gross_mrr_churn_rate", "net_mrr_churn_rate", "trials_started", "trials_converted",
@@ -224,7 +224,7 @@ def churn_by_month(movements: pl.DataFrame, bands: BenchmarkBands = BenchmarkBan
 
 
 SUMMED = [
-    "new_customers", "reactivated", "churned", "voluntary_churned", "involuntary_churned",
+    "new_customers", "reactivated", "churned", "voluntary_churned", "involuntary_churned", "downgrade_churned",
     "new_mrr", "expansion_mrr", "contraction_mrr", "churned_mrr", "reactivation_mrr",
     "trials_started", "trials_converted", "revenue", "new_customer_revenue", "existing_customer_revenue",
 ]

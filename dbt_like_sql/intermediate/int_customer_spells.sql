@@ -1,6 +1,7 @@
 -- Active spells per customer and basis, observed up to as_of. A spell starts at a signup or
 -- reactivation and ends at a churn; spell_end_at is null while it is still open at as_of.
--- subscription: from `subscribed`/`reactivated` to `cancelled`/`expired`.
+-- subscription: from `subscribed`/`reactivated` to `cancelled`/`expired` (or a downgrade, when
+-- $downgrade_is_churn).
 -- orders: from a positive order to last order + inactivity_days with no positive order between.
 with observation as (
     select * from staging.int_observation_window
@@ -13,21 +14,60 @@ subscription_events as (
         and not events.is_before_first_subscribed
 ),
 
-subscription_starts as (
-    select customer_id, spell_number, occurred_at as spell_start_at, mrr_after as start_mrr
+-- what each event does to the customer's spell; with $downgrade_is_churn a move to a cheaper
+-- plan ends the spell and a later move to a dearer one starts the next
+toggles as (
+    select
+        *,
+        case
+            when movement in ('new', 'reactivation') then 'start'
+            when movement in ('voluntary_churn', 'involuntary_churn') then 'end'
+            when $downgrade_is_churn and event_type = 'plan_changed' and movement = 'contraction' then 'end'
+            when $downgrade_is_churn and event_type = 'plan_changed' and movement = 'expansion' then 'start'
+        end as toggle
     from subscription_events
-    where movement in ('new', 'reactivation')
+),
+
+-- a toggle only counts when it changes the state (an upgrade while active starts nothing)
+boundaries as (
+    select
+        *,
+        last_value(toggle ignore nulls) over (
+            partition by customer_id order by event_seq rows between unbounded preceding and 1 preceding
+        ) as state_before
+    from toggles
+    where toggle is not null
+),
+
+numbered_boundaries as (
+    select
+        *,
+        (count(*) filter (where toggle = 'start' and state_before is distinct from 'start') over (
+            partition by customer_id order by event_seq rows between unbounded preceding and current row
+        ))::integer as boundary_spell
+    from boundaries
+    where (toggle = 'start' and state_before is distinct from 'start') or (toggle = 'end' and state_before = 'start')
+),
+
+subscription_starts as (
+    select customer_id, boundary_spell as spell_number, occurred_at as spell_start_at, mrr_after as start_mrr
+    from numbered_boundaries
+    where toggle = 'start'
 ),
 
 subscription_ends as (
     select
         customer_id,
-        spell_number,
+        boundary_spell as spell_number,
         occurred_at as spell_end_at,
-        case movement when 'voluntary_churn' then 'voluntary' else 'involuntary' end as end_kind,
+        case movement
+            when 'voluntary_churn' then 'voluntary'
+            when 'involuntary_churn' then 'involuntary'
+            else 'downgrade'
+        end as end_kind,
         mrr_before as end_mrr
-    from subscription_events
-    where movement in ('voluntary_churn', 'involuntary_churn')
+    from numbered_boundaries
+    where toggle = 'end'
 ),
 
 subscription_spells as (

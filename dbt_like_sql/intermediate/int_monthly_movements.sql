@@ -60,7 +60,8 @@ spell_ends as (
         spell_end_month as month,
         count(*) as churned,
         count(*) filter (where end_kind = 'voluntary') as voluntary_churned,
-        count(*) filter (where end_kind = 'involuntary') as involuntary_churned
+        count(*) filter (where end_kind = 'involuntary') as involuntary_churned,
+        count(*) filter (where end_kind = 'downgrade') as downgrade_churned
     from spells
     where spell_end_at is not null
     group by all
@@ -146,6 +147,7 @@ final as (
         coalesce(spell_ends.churned, 0) as churned,
         case when months.basis = 'subscription' then coalesce(spell_ends.voluntary_churned, 0) end as voluntary_churned,
         case when months.basis = 'subscription' then coalesce(spell_ends.involuntary_churned, 0) end as involuntary_churned,
+        case when months.basis = 'subscription' then coalesce(spell_ends.downgrade_churned, 0) end as downgrade_churned,
         customers_end.customers_end,
         mrr_start.mrr_start,
         case when months.basis = 'subscription' then coalesce(mrr_movements.new_mrr, 0) end as new_mrr,
