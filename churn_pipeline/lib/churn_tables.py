@@ -184,19 +184,23 @@ def _trend(churned: np.ndarray, at_start: np.ndarray, window: int, alpha: float)
     return directions, p_values
 
 
+def _churn_rates() -> list[pl.Expr]:
+    """Customer churn rate and gross / net MRR churn rates, from a period's stocks and flows."""
+    mrr_start = pl.col("mrr_start")
+    lost = pl.col("churned_mrr") + pl.col("contraction_mrr")
+    return [
+        pl.when(pl.col("customers_start") > 0).then(pl.col("churned") / pl.col("customers_start")).alias("customer_churn_rate"),
+        pl.when(mrr_start > 0).then(lost / mrr_start).alias("gross_mrr_churn_rate"),
+        pl.when(mrr_start > 0)
+        .then((lost - pl.col("expansion_mrr") - pl.col("reactivation_mrr")) / mrr_start)
+        .alias("net_mrr_churn_rate"),
+    ]
+
+
 def churn_by_month(movements: pl.DataFrame, bands: BenchmarkBands = BenchmarkBands(), alpha: float = 0.05) -> pl.DataFrame:
     """Monthly movements with churn rates, MRR churn rates, benchmark band and 3/6-month trends."""
     frame = movements.sort("basis", "month").with_columns(
-        pl.when(pl.col("customers_start") > 0).then(pl.col("churned") / pl.col("customers_start")).alias("customer_churn_rate"),
-        pl.when(pl.col("mrr_start") > 0)
-        .then((pl.col("churned_mrr") + pl.col("contraction_mrr")) / pl.col("mrr_start"))
-        .alias("gross_mrr_churn_rate"),
-        pl.when(pl.col("mrr_start") > 0)
-        .then(
-            (pl.col("churned_mrr") + pl.col("contraction_mrr") - pl.col("expansion_mrr") - pl.col("reactivation_mrr"))
-            / pl.col("mrr_start")
-        )
-        .alias("net_mrr_churn_rate"),
+        *_churn_rates(),
         (pl.col("revenue") - pl.col("new_customer_revenue")).alias("existing_customer_revenue"),
     )
     frame = frame.with_columns(bands.expression(pl.col("customer_churn_rate")).alias("benchmark_band"))
@@ -252,18 +256,7 @@ def churn_by_quarter(monthly: pl.DataFrame, bands: BenchmarkBands = BenchmarkBan
     return (
         quarterly.filter(pl.col("_months") == 3)
         .drop("_months")
-        .with_columns(
-            pl.when(pl.col("customers_start") > 0).then(pl.col("churned") / pl.col("customers_start")).alias("customer_churn_rate"),
-            pl.when(pl.col("mrr_start") > 0)
-            .then((pl.col("churned_mrr") + pl.col("contraction_mrr")) / pl.col("mrr_start"))
-            .alias("gross_mrr_churn_rate"),
-            pl.when(pl.col("mrr_start") > 0)
-            .then(
-                (pl.col("churned_mrr") + pl.col("contraction_mrr") - pl.col("expansion_mrr") - pl.col("reactivation_mrr"))
-                / pl.col("mrr_start")
-            )
-            .alias("net_mrr_churn_rate"),
-        )
+        .with_columns(*_churn_rates())
         .with_columns((1 - (1 - pl.col("customer_churn_rate")).clip(0, 1).pow(1 / 3)).alias("monthly_equivalent_churn_rate"))
         .with_columns(bands.expression(pl.col("monthly_equivalent_churn_rate")).alias("benchmark_band"))
         .with_columns(pl.selectors.float().round(6))

@@ -8,10 +8,7 @@ with observation as (
 ),
 
 subscription_events as (
-    select events.*
-    from staging.int_subscription_events as events, observation
-    where events.occurred_at <= observation.as_of
-        and not events.is_before_first_subscribed
+    select * from staging.int_observed_subscription_events
 ),
 
 -- what each event does to the customer's spell; with $downgrade_is_churn a move to a cheaper

@@ -1,14 +1,7 @@
 -- Subscription MRR as intervals: from each loaded event to the customer's next one, the MRR
 -- held in between. Observed up to as_of; zero-MRR intervals are left out.
-with observation as (
-    select * from staging.int_observation_window
-),
-
-events as (
-    select events.*
-    from staging.int_subscription_events as events, observation
-    where events.occurred_at <= observation.as_of
-        and not events.is_before_first_subscribed
+with events as (
+    select * from staging.int_observed_subscription_events
 ),
 
 segments as (

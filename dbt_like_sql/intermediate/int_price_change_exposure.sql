@@ -7,10 +7,7 @@ with observation as (
 ),
 
 events as (
-    select events.*
-    from staging.int_subscription_events as events, observation
-    where events.occurred_at <= observation.as_of
-        and not events.is_before_first_subscribed
+    select * from staging.int_observed_subscription_events
 ),
 
 -- prices are compared as MRR (monthly equivalent, reporting currency)

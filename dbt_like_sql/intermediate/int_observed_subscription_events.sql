@@ -1,0 +1,18 @@
+-- Loaded subscription events from the first `subscribed` on, up to as_of: what every
+-- analysis of subscriptions observes.
+with observation as (
+    select * from staging.int_observation_window
+),
+
+events as (
+    select * from staging.int_subscription_events
+),
+
+final as (
+    select events.*, month_of(events.occurred_at, $timezone) as event_month
+    from events, observation
+    where events.occurred_at <= observation.as_of
+        and not events.is_before_first_subscribed
+)
+
+select * from final
