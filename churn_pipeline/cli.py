@@ -8,6 +8,7 @@ import sys
 import time
 from pathlib import Path
 
+from churn_pipeline.lib.adapters import AdapterError, check_adapter_inputs, load_adapter
 from churn_pipeline.lib.ingest import RawInputError, preflight
 from churn_pipeline.lib.settings import PipelineSettings, SettingsError, parse_as_of
 
@@ -18,9 +19,11 @@ def _run_parser(sub: argparse._SubParsersAction) -> None:
     run.add_argument("--warehouse", default="data/warehouse.duckdb", help="DuckDB file (default: data/warehouse.duckdb)")
     run.add_argument("--output-dir", default="data/marts", help="where Parquet tables are written (default: data/marts)")
     run.add_argument("--as-of", default=None, help="end of observation, ISO-8601 (default: the latest valid event or order)")
+    run.add_argument("--source", default=None, help="a source adapter in dbt_like_sql/sources/ (e.g. online_retail, foodie_fi)")
+    run.add_argument("--source-option", action="append", default=[], metavar="KEY=VALUE", help="override an adapter option (repeatable)")
     run.add_argument("--timezone", default="UTC", help="reporting time zone for month buckets (default: UTC)")
-    run.add_argument("--source-timezone", default="UTC", help="time zone of naive raw timestamps (default: UTC)")
-    run.add_argument("--reporting-currency", default="USD", help="currency of published money (default: USD)")
+    run.add_argument("--source-timezone", default=None, help="time zone of naive raw timestamps (default: the adapter's, else UTC)")
+    run.add_argument("--reporting-currency", default=None, help="currency of published money (default: the adapter's, else USD)")
     run.add_argument("--inactivity-days", type=int, default=90, help="orders basis: days without an order that make a churn (default: 90)")
     run.add_argument("--downgrade-is-churn", action="store_true", help="subscription: a move to a cheaper plan counts as churn")
     run.add_argument("--price-change-window", type=int, default=3, help="months before/after a price change to compare (default: 3)")
@@ -52,6 +55,8 @@ def build_parser() -> argparse.ArgumentParser:
 def run_config(args: argparse.Namespace) -> dict:
     pipeline = {
         "raw_dir": args.raw_dir,
+        "source": args.source,
+        "source_options": _source_options(args.source_option),
         "output_dir": args.output_dir,
         "as_of": args.as_of,
         "timezone": args.timezone,
@@ -66,6 +71,27 @@ def run_config(args: argparse.Namespace) -> dict:
         "resources": {"pipeline": {"config": pipeline}, "warehouse": {"config": warehouse}},
         "loggers": {"console": {"config": {"log_level": "ERROR"}}},
     }
+
+
+def _source_options(pairs: list[str]) -> dict[str, str]:
+    options = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep or not key.strip():
+            raise SettingsError(f"--source-option: {pair!r} is not KEY=VALUE")
+        options[key.strip()] = value.strip()
+    return options
+
+
+def _apply_adapter_defaults(args: argparse.Namespace) -> None:
+    """An adapter's source_timezone and reporting_currency apply unless given on the command line."""
+    adapter = load_adapter(args.source) if args.source else None
+    if args.source_timezone is None:
+        args.source_timezone = (adapter.source_timezone if adapter else None) or "UTC"
+    if args.reporting_currency is None:
+        args.reporting_currency = (adapter.reporting_currency if adapter else None) or "USD"
+    if adapter:
+        adapter.options(_source_options(args.source_option))
 
 
 def _failure_line(result) -> str:
@@ -86,6 +112,7 @@ def _failure_line(result) -> str:
 
 
 def command_run(args: argparse.Namespace) -> int:
+    _apply_adapter_defaults(args)
     PipelineSettings(
         raw_dir=Path(args.raw_dir),
         as_of=parse_as_of(args.as_of),
@@ -94,7 +121,7 @@ def command_run(args: argparse.Namespace) -> int:
         reporting_currency=args.reporting_currency,
         inactivity_days=args.inactivity_days,
     )
-    files = preflight(Path(args.raw_dir))
+    files = check_adapter_inputs(load_adapter(args.source), Path(args.raw_dir)) if args.source else preflight(Path(args.raw_dir))
     print(f"churn-pipeline: {len(files)} raw files in {args.raw_dir}", flush=True)
 
     import dagster as dg
@@ -153,7 +180,7 @@ def main(argv: list[str] | None = None) -> int:
     progress.propagate = False
     try:
         return command_run(args) if args.command == "run" else command_generate(args)
-    except (RawInputError, SettingsError, ValueError) as exc:
+    except (RawInputError, SettingsError, AdapterError, ValueError) as exc:
         print(f"churn-pipeline: error: {exc}", file=sys.stderr)
         return 2
 

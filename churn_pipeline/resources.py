@@ -15,6 +15,8 @@ class PipelineConfig(dg.ConfigurableResource):
     """Where the raw files are, where outputs go, and how time and churn are defined."""
 
     raw_dir: str = "data/raw"
+    source: str | None = None
+    source_options: dict[str, str] = {}
     output_dir: str = "data/marts"
     as_of: str | None = None
     timezone: str = "UTC"
@@ -25,6 +27,7 @@ class PipelineConfig(dg.ConfigurableResource):
     price_change_window_months: int = 3
     high_risk_neighbours: int = 2
     high_risk_min_at_risk: int = 30
+    high_risk_min_churned: int = 5
     high_risk_min_lift: float = 1.5
     high_risk_alpha: float = 0.05
 
@@ -40,6 +43,7 @@ class PipelineConfig(dg.ConfigurableResource):
             high_risk=HighRiskSettings(
                 neighbours=self.high_risk_neighbours,
                 min_at_risk=self.high_risk_min_at_risk,
+                min_churned=self.high_risk_min_churned,
                 min_lift=self.high_risk_min_lift,
                 alpha=self.high_risk_alpha,
             ),

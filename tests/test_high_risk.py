@@ -111,3 +111,16 @@ def test_documented_example() -> None:
     assert month5["lift"] == pytest.approx(0.12 / (slope * 5 + intercept))
     month0 = frame.filter(pl.col("months_since_signup") == 0).row(0, named=True)
     assert month0["baseline_hazard"] == pytest.approx(2 * 0.08 - 0.07, abs=1e-3)
+
+
+def test_a_handful_of_churns_after_quiet_months_is_not_judged() -> None:
+    """Seen on Foodie-Fi: 2 churns among 45 customers after months without churn."""
+    curve = pl.DataFrame({
+        "basis": "subscription",
+        "months_since_signup": list(range(15)),
+        "at_risk": [908, 892, 860, 818, 720, 638, 550, 475, 390, 339, 279, 223, 165, 100, 45],
+        "churned": [16, 32, 28, 35, 29, 32, 12, 11, 2, 3, 0, 0, 0, 0, 2],
+    })
+    frame = high_risk_months(curve, HighRiskSettings(), 90)
+    assert _flagged(frame) == []
+    assert frame.filter(pl.col("months_since_signup") == 14)["note"].item().startswith("too few churns")

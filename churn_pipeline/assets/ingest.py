@@ -6,6 +6,7 @@ import time
 import dagster as dg
 
 from churn_pipeline.assets.metadata import report
+from churn_pipeline.lib.adapters import load_adapter, load_through_adapter
 from churn_pipeline.lib.ingest import load_source
 from churn_pipeline.lib.raw_sources import SOURCES, RawSource
 from churn_pipeline.resources import PipelineConfig, Warehouse
@@ -21,15 +22,19 @@ def _raw_asset(source: RawSource) -> dg.AssetsDefinition:
         group_name="ingest",
         kinds={"duckdb", "csv", "parquet"},
         description=(
-            f"Every row of the raw {source.name}* files (CSV or Parquet), as text, with source file and row. "
-            "Rows the CSV parser cannot read are kept in raw.csv_rejects."
+            f"Every row of the raw {source.name}* files (CSV or Parquet), as text, with source file and row, "
+            "or what a source adapter (--source) maps onto them. Rows the CSV parser cannot read are kept in raw.csv_rejects."
         ),
     )
     def raw_table(context: dg.AssetExecutionContext, pipeline: PipelineConfig, warehouse: Warehouse) -> dg.MaterializeResult:
         started = time.perf_counter()
         settings = pipeline.settings()
         with warehouse.get_connection() as conn:
-            loads = load_source(conn, source, settings.raw_dir)
+            if pipeline.source:
+                adapter = load_adapter(pipeline.source)
+                loads = load_through_adapter(conn, adapter, source, settings.raw_dir, adapter.options(pipeline.source_options))
+            else:
+                loads = load_source(conn, source, settings.raw_dir)
         loaded = sum(load.rows_loaded for load in loads)
         rejected = sum(load.rows_rejected for load in loads)
         report(context, loaded, time.perf_counter() - started, f"{len(loads)} files, {rejected} unreadable rows")
@@ -40,6 +45,7 @@ def _raw_asset(source: RawSource) -> dg.AssetsDefinition:
                 "unreadable_rows": rejected,
                 "files": dg.MetadataValue.md(f"| file | rows | unreadable |\n|---|---|---|\n{files}"),
                 "raw_dir": dg.MetadataValue.path(str(settings.raw_dir)),
+                "source_adapter": pipeline.source or "none (contract layout)",
             }
         )
 

@@ -10,7 +10,8 @@ For each lifetime month k of a basis's retention curve:
    (the fit's prediction variance, large where neighbours are thin or extrapolated), so
    a few churns in a thin tail month do not count as evidence; Holm-Bonferroni adjusted
    over every month tested for the basis;
-4. is_high_risk = at_risk >= min_at_risk and lift >= min_lift and p_value < alpha.
+4. is_high_risk = at_risk >= min_at_risk, churned >= min_churned, lift >= min_lift and
+   p_value < alpha.
 Months flagged are then left out of their neighbours' baselines and the test is repeated
 until the flags settle, so one spike does not distort the months around it.
 For the orders basis, churn cannot happen before `inactivity_days` have passed; those months
@@ -78,6 +79,9 @@ def _test_months(months, at_risk, churned, hazard, usable, eligible, first, sett
         baseline[i], prediction_variance = fitted
         if at_risk[i] < settings.min_at_risk:
             notes[i] = f"too thin to judge (at_risk < {settings.min_at_risk})"
+            continue
+        if churned[i] < settings.min_churned:
+            notes[i] = f"too few churns to judge (churned < {settings.min_churned})"
             continue
         standard_error = math.sqrt(baseline[i] * (1 - baseline[i]) / at_risk[i] + prediction_variance)
         p_raw[i] = float(norm.sf((hazard[i] - baseline[i]) / standard_error))

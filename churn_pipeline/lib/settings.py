@@ -47,6 +47,8 @@ class HighRiskSettings:
     """Months on each side whose pooled hazard forms a month's baseline."""
     min_at_risk: int = 30
     """Months with fewer customers at risk are too thin to judge."""
+    min_churned: int = 5
+    """Months with fewer churns than this are too few to judge, whatever the lift."""
     min_lift: float = 1.5
     """Hazard must be at least this multiple of the baseline."""
     alpha: float = 0.05

@@ -1,0 +1,178 @@
+"""Source adapters: map a raw layout that is not the contract's onto the contract's inputs.
+
+An adapter is a folder `dbt_like_sql/sources/<name>/` with
+- `source.toml`: the files to read (`[files.<table>]` with a name `pattern` and the
+  `required` columns), the `source_timezone` of naive timestamps, and `[options]` with
+  their defaults (overridable with `--source-option key=value`);
+- `orders.sql` and/or `subscription_events.sql` (and optionally `fx_rates.sql`): one
+  select each over the loaded files (`raw.src_<table>`), returning the contract's raw
+  columns as text plus `source_file` and `source_row`. Options reach it as `$name`.
+No Python is needed to add one.
+"""
+
+from __future__ import annotations
+
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import duckdb
+
+from churn_pipeline.lib.identifiers import IdentifierError, validate_identifier
+from churn_pipeline.lib.ingest import FileLoad, RawInputError, _create_raw_table, _csv_header, _load_csv, _load_parquet
+from churn_pipeline.lib.raw_sources import RawSource, file_format
+from churn_pipeline.lib.sql_models import SQL_ROOT, _PARAMETER, _code_only
+
+SOURCES_ROOT = SQL_ROOT / "sources"
+
+
+class AdapterError(ValueError):
+    """A wrong adapter name, option or definition; one line naming it."""
+
+
+@dataclass(frozen=True)
+class FileSpec:
+    table: str
+    pattern: str
+    required: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class Adapter:
+    name: str
+    root: Path
+    description: str
+    source_timezone: str | None
+    reporting_currency: str | None
+    files: tuple[FileSpec, ...]
+    defaults: dict[str, object] = field(default_factory=dict)
+
+    def sql_for(self, contract_source: str) -> str | None:
+        path = self.root / f"{contract_source}.sql"
+        return path.read_text(encoding="utf-8").strip().rstrip(";") if path.exists() else None
+
+    def options(self, overrides: dict[str, str]) -> dict[str, object]:
+        """Defaults with the user's overrides, each converted to its default's type."""
+        unknown = set(overrides) - set(self.defaults)
+        if unknown:
+            raise AdapterError(
+                f"--source-option: {', '.join(sorted(unknown))} is not an option of source {self.name!r} "
+                f"(options: {', '.join(sorted(self.defaults)) or 'none'})"
+            )
+        values = dict(self.defaults)
+        for key, text in overrides.items():
+            default = self.defaults[key]
+            try:
+                if isinstance(default, bool):
+                    if text.lower() not in ("true", "false", "1", "0", "yes", "no"):
+                        raise ValueError
+                    values[key] = text.lower() in ("true", "1", "yes")
+                else:
+                    values[key] = type(default)(text)
+            except ValueError:
+                raise AdapterError(f"--source-option {key}: {text!r} is not a {type(default).__name__}") from None
+        return values
+
+
+def available_adapters() -> list[str]:
+    return sorted(p.name for p in SOURCES_ROOT.iterdir() if (p / "source.toml").exists()) if SOURCES_ROOT.exists() else []
+
+
+def load_adapter(name: str) -> Adapter:
+    try:
+        validate_identifier(name, "--source")
+    except IdentifierError as exc:
+        raise AdapterError(str(exc)) from None
+    root = SOURCES_ROOT / name
+    if not (root / "source.toml").exists():
+        raise AdapterError(f"--source: no adapter {name!r} (available: {', '.join(available_adapters()) or 'none'})")
+    spec = tomllib.loads((root / "source.toml").read_text(encoding="utf-8"))
+    files = tuple(
+        FileSpec(validate_identifier(table, "file table"), entry["pattern"], tuple(c.lower() for c in entry.get("required", ())))
+        for table, entry in spec.get("files", {}).items()
+    )
+    return Adapter(
+        name, root, spec.get("description", ""), spec.get("source_timezone"), spec.get("reporting_currency"),
+        files, dict(spec.get("options", {})),
+    )
+
+
+def _source_for_files(spec: FileSpec, paths: list[Path], conn: duckdb.DuckDBPyConnection) -> RawSource:
+    """A RawSource keeping every column of the first file (lower-cased), requiring the declared ones."""
+    first = paths[0]
+    if file_format(first) == "csv":
+        header = _csv_header(first)
+    else:
+        header = [row[0] for row in conn.execute("describe select * from read_parquet($p)", {"p": str(first)}).fetchall()]
+    columns = []
+    for written in header:
+        name = written.strip().lower()
+        try:
+            columns.append(validate_identifier(name, f"{first.name}: column"))
+        except IdentifierError as exc:
+            raise RawInputError(str(exc)) from None
+    optional = tuple(c for c in columns if c not in spec.required)
+    return RawSource(name=f"src_{spec.table}", required=spec.required, optional=optional)
+
+
+def _files(spec: FileSpec, raw_dir: Path) -> list[Path]:
+    return sorted((p for p in raw_dir.glob(spec.pattern) if p.is_file() and file_format(p)), key=lambda p: p.name)
+
+
+def check_adapter_inputs(adapter: Adapter, raw_dir: Path) -> list[Path]:
+    if not raw_dir.is_dir():
+        raise RawInputError(f"raw directory {raw_dir} does not exist")
+    found = []
+    for spec in adapter.files:
+        paths = _files(spec, raw_dir)
+        if not paths:
+            raise RawInputError(f"source {adapter.name}: no file matching {spec.pattern!r} in {raw_dir}")
+        found.extend(paths)
+    return found
+
+
+def load_through_adapter(
+    conn: duckdb.DuckDBPyConnection, adapter: Adapter, contract: RawSource, raw_dir: Path, options: dict[str, object]
+) -> list[FileLoad]:
+    """Load the files the adapter's `<contract>.sql` reads, then build raw.<contract> from it."""
+    sql = adapter.sql_for(contract.name)
+    conn.execute("create schema if not exists raw")
+    conn.execute(
+        "create table if not exists raw.csv_rejects "
+        "(source varchar, source_file varchar, source_row bigint, error_type varchar, raw_line varchar)"
+    )
+    conn.execute("begin transaction")
+    try:
+        _create_raw_table(conn, contract)
+        loads: list[FileLoad] = []
+        if sql is not None:
+            code = _code_only(sql)
+            for spec in adapter.files:
+                if f"raw.src_{spec.table}" not in code:
+                    continue
+                paths = _files(spec, raw_dir)
+                if not paths:
+                    raise RawInputError(f"source {adapter.name}: no file matching {spec.pattern!r} in {raw_dir}")
+                source = _source_for_files(spec, paths, conn)
+                _create_raw_table(conn, source)
+                conn.execute("delete from raw.csv_rejects where source = $s", {"s": source.name})
+                for path in paths:
+                    loader = _load_csv if file_format(path) == "csv" else _load_parquet
+                    loads.append(loader(conn, source, path))
+            used = set(_PARAMETER.findall(code))
+            missing = used - options.keys()
+            if missing:
+                raise AdapterError(f"{adapter.name}/{contract.name}.sql uses ${', $'.join(sorted(missing))}, not in its [options]")
+            columns = ", ".join(f"cast({c} as varchar)" for c in contract.columns)
+            try:
+                conn.execute(
+                    f"insert into raw.{contract.name} select {columns}, source_file::varchar, source_row::bigint from ({sql})",
+                    {k: options[k] for k in used},
+                )
+            except duckdb.BinderException as exc:
+                raise AdapterError(f"{adapter.name}/{contract.name}.sql: {str(exc).splitlines()[0]}") from None
+        conn.execute("commit")
+    except BaseException:
+        conn.execute("rollback")
+        raise
+    return loads
