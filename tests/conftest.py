@@ -12,6 +12,7 @@ import polars as pl
 import pytest
 
 from churn_pipeline.lib import churn_tables, cohorts, high_risk, ingest, sql_models, survival
+from churn_pipeline.lib.adapters import load_adapter, load_through_adapter
 from churn_pipeline.lib.price_changes import churn_by_price_change
 from churn_pipeline.lib.raw_sources import SOURCES
 from churn_pipeline.lib.settings import HighRiskSettings
@@ -43,12 +44,27 @@ def sql_parameters(**overrides: object) -> dict[str, object]:
 class Built:
     """A warehouse built with the library functions the assets call (no Dagster)."""
 
-    def __init__(self, raw_dir: Path, high_risk_settings: HighRiskSettings | None = None, **parameters: object):
+    def __init__(
+        self,
+        raw_dir: Path,
+        high_risk_settings: HighRiskSettings | None = None,
+        source: str | None = None,
+        source_options: dict[str, str] | None = None,
+        **parameters: object,
+    ):
+        if source:  # the adapter's defaults apply unless given, as on the command line
+            adapter = load_adapter(source)
+            parameters.setdefault("source_timezone", adapter.source_timezone or "UTC")
+            parameters.setdefault("reporting_currency", adapter.reporting_currency or "USD")
         self.parameters = sql_parameters(**parameters)
         self.conn = duckdb.connect()
         self.conn.execute("set TimeZone = 'UTC'")
-        for source in SOURCES:
-            ingest.load_source(self.conn, source, raw_dir)
+        for raw_source in SOURCES:
+            if source:
+                adapter = load_adapter(source)
+                load_through_adapter(self.conn, adapter, raw_source, raw_dir, adapter.options(source_options or {}))
+            else:
+                ingest.load_source(self.conn, raw_source, raw_dir)
         for model in sql_models.topological_order(sql_models.load_models()):
             sql_models.run_model(self.conn, model, self.parameters)
         self.last_complete_month: date = self.sql("select last_complete_month from staging.int_observation_window").item()

@@ -7,6 +7,7 @@ import dagster as dg
 
 from churn_pipeline.assets.metadata import report
 from churn_pipeline.lib.adapters import load_adapter, load_through_adapter
+from churn_pipeline.lib.duck import scalar
 from churn_pipeline.lib.ingest import load_source
 from churn_pipeline.lib.raw_sources import SOURCES, RawSource
 from churn_pipeline.resources import PipelineConfig, Warehouse
@@ -35,14 +36,17 @@ def _raw_asset(source: RawSource) -> dg.AssetsDefinition:
                 loads = load_through_adapter(conn, adapter, source, settings.raw_dir, adapter.options(pipeline.source_options))
             else:
                 loads = load_source(conn, source, settings.raw_dir)
-        loaded = sum(load.rows_loaded for load in loads)
+            loaded = scalar(conn, f"select count(*) from raw.{source.name}")
+        read = sum(load.rows_loaded for load in loads)
         rejected = sum(load.rows_rejected for load in loads)
-        report(context, loaded, time.perf_counter() - started, f"{len(loads)} files, {rejected} unreadable rows")
+        via = f" via {pipeline.source} from {read:,} source rows" if pipeline.source else ""
+        report(context, loaded, time.perf_counter() - started, f"{len(loads)} files{via}, {rejected} unreadable rows")
         files = "\n".join(f"| {l.file} | {l.rows_loaded} | {l.rows_rejected} |" for l in loads)
         return dg.MaterializeResult(
             metadata={
                 "dagster/row_count": loaded,
                 "unreadable_rows": rejected,
+                "source_rows_read": read,
                 "files": dg.MetadataValue.md(f"| file | rows | unreadable |\n|---|---|---|\n{files}"),
                 "raw_dir": dg.MetadataValue.path(str(settings.raw_dir)),
                 "source_adapter": pipeline.source or "none (contract layout)",
