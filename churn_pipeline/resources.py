@@ -8,6 +8,7 @@ from pathlib import Path
 import dagster as dg
 import duckdb
 
+from churn_pipeline.lib.publish import clean_output_leftovers, staged_path, start_build
 from churn_pipeline.lib.settings import HighRiskSettings, PipelineSettings, parse_as_of
 
 
@@ -30,6 +31,9 @@ class PipelineConfig(dg.ConfigurableResource):
     high_risk_min_churned: int = 5
     high_risk_min_lift: float = 1.5
     high_risk_alpha: float = 0.05
+
+    def setup_for_execution(self, context: dg.InitResourceContext) -> None:
+        clean_output_leftovers(Path(self.output_dir))
 
     def settings(self) -> PipelineSettings:
         return PipelineSettings(
@@ -64,17 +68,31 @@ class PipelineConfig(dg.ConfigurableResource):
 
 
 class Warehouse(dg.ConfigurableResource):
-    """The DuckDB warehouse file; every connection works in UTC."""
+    """The DuckDB warehouse. A run writes to a staged copy beside the live file; the
+    `published` asset swaps it in atomically once every blocking check has passed, so
+    analysts reading the live file are never blocked and never see half a refresh."""
 
     database: str = "data/warehouse.duckdb"
     memory_limit: str | None = None
     threads: int | None = None
     temp_directory: str | None = None
 
+    @property
+    def live_path(self) -> Path:
+        return Path(self.database)
+
+    @property
+    def build_path(self) -> Path:
+        return staged_path(self.live_path)
+
+    def setup_for_execution(self, context: dg.InitResourceContext) -> None:
+        start_build(self.live_path)
+
     @contextmanager
     def get_connection(self) -> Iterator[duckdb.DuckDBPyConnection]:
-        Path(self.database).parent.mkdir(parents=True, exist_ok=True)
-        conn = duckdb.connect(self.database)
+        if not self.build_path.exists():
+            start_build(self.live_path)
+        conn = duckdb.connect(str(self.build_path))
         try:
             conn.execute("set TimeZone = 'UTC'")
             if self.memory_limit:

@@ -11,7 +11,7 @@ import polars as pl
 
 from churn_pipeline.assets.metadata import column_schema, markdown_table, observation_metadata, report
 from churn_pipeline.lib import cohorts, high_risk, survival
-from churn_pipeline.lib.publish import write_parquet, write_table
+from churn_pipeline.lib.publish import output_path, staging_dir, write_parquet, write_table
 from churn_pipeline.lib.settings import CONTRACT_VERSION
 from churn_pipeline.resources import PipelineConfig, Warehouse
 
@@ -54,9 +54,10 @@ def publish(
     """Write a published table to marts and Parquet, and describe it for the UI."""
     table = context.asset_key.path[-1]
     write_table(conn, "marts", table, frame)
-    path = write_parquet(
+    output_dir = pipeline.settings().output_dir
+    write_parquet(
         frame,
-        pipeline.settings().output_dir,
+        staging_dir(output_dir),
         table,
         {
             "churn_pipeline.contract_version": CONTRACT_VERSION,
@@ -71,7 +72,7 @@ def publish(
             "dagster/row_count": frame.height,
             "dagster/column_schema": column_schema(frame),
             **observation_metadata(observation.as_of, observation.last_complete_month),
-            "parquet": dg.MetadataValue.path(str(path)),
+            "parquet": dg.MetadataValue.path(str(output_path(output_dir, table))),
             "preview": dg.MetadataValue.md(preview),
         }
     )

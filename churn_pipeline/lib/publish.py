@@ -1,8 +1,17 @@
-"""Writing published tables: to the warehouse `marts` schema and as Parquet, atomically."""
+"""Writing published tables, and publishing a run's results atomically.
+
+A run builds everything in staging: the warehouse in `.<name>.build` beside the live
+file (seeded with a copy of it), Parquet files in `<output_dir>/.staging/`. Publishing
+checkpoints the staged warehouse and renames it over the live file, then renames each
+Parquet file into the output directory: every step is one `os.replace`, so a reader sees
+the old state or the new one, and a crash at any point leaves the previous outputs whole.
+Leftovers of a crashed run are removed when the next run starts.
+"""
 
 from __future__ import annotations
 
 import os
+import shutil
 import tempfile
 from pathlib import Path
 
@@ -37,6 +46,54 @@ def write_table(conn: duckdb.DuckDBPyConnection, schema: str, table: str, frame:
         conn.unregister("frame_to_write")
 
 
+STAGING_DIR = ".staging"
+
+
+def staged_path(live: Path) -> Path:
+    return live.with_name(f".{live.name}.build")
+
+
+def start_build(live: Path) -> None:
+    """A fresh staged warehouse: leftovers of a crashed run removed, seeded with the live file."""
+    build = staged_path(live)
+    live.parent.mkdir(parents=True, exist_ok=True)
+    for leftover in (build, build.with_name(build.name + ".wal")):
+        leftover.unlink(missing_ok=True)
+    if live.exists():
+        shutil.copyfile(live, build)
+
+
+def staging_dir(output_dir: Path) -> Path:
+    return output_dir / STAGING_DIR
+
+
+def clean_output_leftovers(output_dir: Path) -> None:
+    """Remove a crashed run's staged Parquet and temporary files (never a published file)."""
+    if staging_dir(output_dir).exists():
+        shutil.rmtree(staging_dir(output_dir))
+    for leftover in output_dir.glob(".*.parquet.tmp") if output_dir.exists() else []:
+        leftover.unlink(missing_ok=True)
+
+
+def publish_run(live: Path, output_dir: Path) -> list[str]:
+    """Swap the staged warehouse in, then each staged Parquet file; returns what was published."""
+    build = staged_path(live)
+    conn = duckdb.connect(str(build))
+    try:
+        conn.execute("checkpoint")
+    finally:
+        conn.close()
+    os.replace(build, live)
+    published = [live.name]
+    staged = staging_dir(output_dir)
+    for path in sorted(staged.glob("*.parquet")) if staged.exists() else []:
+        os.replace(path, output_path(output_dir, path.stem))
+        published.append(path.name)
+    if staged.exists():
+        shutil.rmtree(staged)
+    return published
+
+
 def write_parquet(frame: pl.DataFrame, output_dir: Path, table: str, metadata: dict[str, str]) -> Path:
     """Write to a temporary file beside the target, then rename over it: readers never see half a file."""
     path = output_path(output_dir, table)
@@ -47,6 +104,7 @@ def write_parquet(frame: pl.DataFrame, output_dir: Path, table: str, metadata: d
     os.close(handle)
     try:
         pq.write_table(arrow, temporary)
+        os.chmod(temporary, 0o644)  # mkstemp creates 0600; readers may be other users
         os.replace(temporary, path)
     except BaseException:
         Path(temporary).unlink(missing_ok=True)
