@@ -44,12 +44,46 @@ def _generate_parser(sub: argparse._SubParsersAction) -> None:
     gen.add_argument("--start", default="2023-01-01", help="first month of history (default: 2023-01-01)")
 
 
+def _sql_parser(sub: argparse._SubParsersAction) -> None:
+    sql = sub.add_parser("sql", help="query the published warehouse read-only (no writes, no file access, settings locked)")
+    sql.add_argument("query", help="one SQL query, e.g. \"select * from marts.high_risk_months where is_high_risk\"")
+    sql.add_argument("--warehouse", default="data/warehouse.duckdb", help="DuckDB file (default: data/warehouse.duckdb)")
+    sql.add_argument("--format", choices=["table", "csv"], default="table", help="output format (default: table)")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="churn-pipeline", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
     _run_parser(sub)
     _generate_parser(sub)
+    _sql_parser(sub)
     return parser
+
+
+def command_sql(args: argparse.Namespace) -> int:
+    import duckdb
+
+    from churn_pipeline.lib.analyst import connect_readonly
+
+    try:
+        conn = connect_readonly(args.warehouse)
+    except FileNotFoundError as exc:
+        raise SettingsError(str(exc)) from None
+    try:
+        frame = conn.sql(args.query).pl()
+    except duckdb.Error as exc:
+        print(f"churn-pipeline: query failed: {str(exc).splitlines()[0]}", file=sys.stderr)
+        return 1
+    finally:
+        conn.close()
+    if args.format == "csv":
+        sys.stdout.write(frame.write_csv())
+    else:
+        import polars as pl
+
+        with pl.Config(tbl_rows=200, tbl_cols=50, tbl_width_chars=250):
+            print(frame)
+    return 0
 
 
 def run_config(args: argparse.Namespace) -> dict:
@@ -179,7 +213,8 @@ def main(argv: list[str] | None = None) -> int:
     progress.setLevel(logging.INFO)
     progress.propagate = False
     try:
-        return command_run(args) if args.command == "run" else command_generate(args)
+        commands = {"run": command_run, "generate": command_generate, "sql": command_sql}
+        return commands[args.command](args)
     except (RawInputError, SettingsError, AdapterError, ValueError) as exc:
         print(f"churn-pipeline: error: {exc}", file=sys.stderr)
         return 2

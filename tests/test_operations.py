@@ -1,0 +1,197 @@
+"""Operations, as real processes and files: readers never blocked, crashes recoverable,
+failed checks publish nothing, reruns identical, hostile names refused."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+
+import dagster as dg
+import polars as pl
+import pytest
+
+from churn_pipeline.lib.adapters import AdapterError, load_adapter
+from churn_pipeline.lib.generate import GeneratorConfig, generate
+from churn_pipeline.lib.identifiers import IdentifierError, qualified, validate_identifier
+from churn_pipeline.lib.publish import OutputPathError, output_path, staged_path
+
+CLI = [sys.executable, "-m", "churn_pipeline.cli"]
+TABLES = ["cohort_retention", "retention_curve", "high_risk_months", "churn_by_month", "churn_by_channel"]
+
+
+@pytest.fixture(scope="module")
+def raw(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    directory = tmp_path_factory.mktemp("raw")
+    generate(directory, GeneratorConfig(customers=600, months=14, seed=5, messy_share=0.01))
+    return directory
+
+
+def _args(raw: Path, workdir: Path, *extra: str) -> list[str]:
+    return [*CLI, "run", "--raw-dir", str(raw), "--warehouse", str(workdir / "w.duckdb"),
+            "--output-dir", str(workdir / "marts"), *extra]
+
+
+def _run(raw: Path, workdir: Path, *extra: str) -> subprocess.CompletedProcess:
+    return subprocess.run(_args(raw, workdir, *extra), capture_output=True, text=True, timeout=300)
+
+
+def _outputs(workdir: Path) -> dict[str, pl.DataFrame]:
+    return {table: pl.read_parquet(workdir / "marts" / f"{table}.parquet") for table in TABLES}
+
+
+@pytest.fixture(scope="module")
+def clean(raw: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    workdir = tmp_path_factory.mktemp("clean")
+    result = _run(raw, workdir)
+    assert result.returncode == 0, result.stderr
+    return workdir
+
+
+READER = textwrap.dedent(
+    """
+    import json, sys, time
+    from pathlib import Path
+    from churn_pipeline.lib.analyst import connect_readonly
+    warehouse, stop = sys.argv[1], Path(sys.argv[2])
+    conn = connect_readonly(warehouse)
+    before = conn.sql("select last_complete_month::varchar from staging.int_observation_window").fetchall()[0][0]
+    queries, errors = 0, []
+    print("ready", flush=True)
+    while not stop.exists():
+        try:
+            conn.sql("select count(*), sum(active_customers) from marts.cohort_retention").fetchall()
+            queries += 1
+        except Exception as exc:
+            errors.append(str(exc))
+        time.sleep(0.02)
+    conn.close()
+    after = connect_readonly(warehouse).sql("select last_complete_month::varchar from staging.int_observation_window").fetchall()[0][0]
+    print(json.dumps({"queries": queries, "errors": errors, "before": before, "after": after}))
+    """
+)
+
+
+@pytest.mark.slow
+def test_a_reader_holding_the_warehouse_never_blocks_a_run(raw: Path, tmp_path: Path) -> None:
+    assert _run(raw, tmp_path, "--as-of", "2023-10-15T00:00:00Z").returncode == 0
+    stop = tmp_path / "stop"
+    reader = subprocess.Popen([sys.executable, "-c", READER, str(tmp_path / "w.duckdb"), str(stop)],
+                              stdout=subprocess.PIPE, text=True)
+    assert reader.stdout.readline().strip() == "ready"
+    result = _run(raw, tmp_path)  # the whole history this time
+    stop.touch()
+    report = json.loads(reader.stdout.readline())
+    reader.wait(timeout=30)
+    assert result.returncode == 0, result.stderr
+    assert report["errors"] == [] and report["queries"] > 20
+    assert report["before"] == "2023-09-01" and report["after"] == "2024-01-01"  # reconnecting shows the new run
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("marker", ["raw/subscription_events", "staging/int_customers", "marts/churn_by_quarter"])
+def test_kill_9_at_any_point_then_rerun_equals_a_clean_run(raw: Path, clean: Path, tmp_path: Path, marker: str) -> None:
+    first = _run(raw, tmp_path, "--as-of", "2023-10-15T00:00:00Z")
+    assert first.returncode == 0
+    before = _outputs(tmp_path)
+    process = subprocess.Popen(_args(raw, tmp_path), stdout=subprocess.PIPE, text=True)
+    for line in process.stdout:
+        if marker in line:
+            os.kill(process.pid, signal.SIGKILL)
+            break
+    process.wait(timeout=60)
+    assert process.returncode == -signal.SIGKILL
+    # the previous good outputs are whole: every published file still reads, with the first run's rows
+    for table, frame in _outputs(tmp_path).items():
+        assert frame.equals(before[table]) or marker == "marts/churn_by_quarter", table
+    rerun = _run(raw, tmp_path)
+    assert rerun.returncode == 0, rerun.stderr
+    for table, frame in _outputs(tmp_path).items():
+        assert frame.equals(_outputs(clean)[table]), table
+    assert not staged_path(tmp_path / "w.duckdb").exists()
+    assert not (tmp_path / "marts" / ".staging").exists()
+    assert not list((tmp_path / "marts").glob(".*tmp"))
+
+
+@pytest.mark.slow
+def test_rerun_gives_byte_identical_parquet(raw: Path, clean: Path, tmp_path: Path) -> None:
+    assert _run(raw, tmp_path).returncode == 0
+    for path in sorted((clean / "marts").glob("*.parquet")):
+        assert path.read_bytes() == (tmp_path / "marts" / path.name).read_bytes(), path.name
+
+
+def test_a_failing_blocking_check_publishes_nothing(raw: Path, clean: Path, tmp_path: Path) -> None:
+    from churn_pipeline.definitions import defs
+
+    workdir = tmp_path / "work"
+    (workdir / "marts").mkdir(parents=True)
+    for path in (clean / "marts").glob("*.parquet"):
+        (workdir / "marts" / path.name).write_bytes(path.read_bytes())
+    (workdir / "w.duckdb").write_bytes((clean / "w.duckdb").read_bytes())
+    before = {p.name: p.read_bytes() for p in sorted(workdir.rglob("*")) if p.is_file()}
+
+    @dg.asset_check(asset=dg.AssetKey(["marts", "churn_by_month"]), blocking=True)
+    def churn_is_implausible() -> dg.AssetCheckResult:
+        """Stands in for any blocking check that fails."""
+        return dg.AssetCheckResult(passed=False, severity=dg.AssetCheckSeverity.ERROR, description="saw 3 bad months")
+
+    from churn_pipeline.assets.checks import asset_checks
+    from churn_pipeline.assets.churn import churn_assets
+    from churn_pipeline.assets.cohorts import cohort_assets
+    from churn_pipeline.assets.ingest import raw_assets
+    from churn_pipeline.assets.models import model_assets
+    from churn_pipeline.assets.outputs import published
+
+    failing = dg.Definitions(
+        assets=[*raw_assets, *model_assets, *cohort_assets, *churn_assets, published],
+        asset_checks=[*asset_checks, churn_is_implausible],
+        jobs=[dg.define_asset_job("all", selection=dg.AssetSelection.all())],
+        resources={"pipeline": defs.resources["pipeline"], "warehouse": defs.resources["warehouse"]},
+        executor=dg.in_process_executor,
+    )
+    run_config = {"resources": {
+        "pipeline": {"config": {"raw_dir": str(raw), "output_dir": str(workdir / "marts"), "as_of": "2023-10-15T00:00:00Z"}},
+        "warehouse": {"config": {"database": str(workdir / "w.duckdb")}},
+    }}
+    with dg.DagsterInstance.ephemeral() as instance:
+        result = failing.resolve_job_def("all").execute_in_process(run_config=run_config, instance=instance, raise_on_error=False)
+    evaluations = {e.event_specific_data.check_name: e.event_specific_data for e in result.all_events
+                   if e.event_type_value == "ASSET_CHECK_EVALUATION"}
+    assert evaluations["churn_is_implausible"].passed is False
+    assert evaluations["customer_identity_holds"].passed is True  # the real checks ran and passed
+    materialized = {e.asset_key for e in result.all_events if e.event_type_value == "ASSET_MATERIALIZATION"}
+    assert dg.AssetKey(["marts", "churn_by_month"]) in materialized
+    assert dg.AssetKey(["published"]) not in materialized
+    after = {p.name: p.read_bytes() for p in sorted(workdir.rglob("*")) if p.is_file() and ".staging" not in p.parts
+             and not p.name.startswith(".w.duckdb.build")}
+    assert after == before
+
+
+@pytest.mark.parametrize("name", ["orders; drop table x", "../etc", "marts.x", "", "a" * 64, "naïve"])
+def test_hostile_identifiers_are_refused(name: str) -> None:
+    with pytest.raises(IdentifierError):
+        validate_identifier(name)
+    with pytest.raises(IdentifierError):
+        qualified("marts", name)
+
+
+@pytest.mark.parametrize("table", ["../escape", "sub/dir", "..", "x.parquet/../../y"])
+def test_output_paths_stay_inside_the_output_directory(tmp_path: Path, table: str) -> None:
+    with pytest.raises((OutputPathError, IdentifierError)):
+        output_path(tmp_path, table)
+    assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize("source", ["../../tmp/evil", "online_retail; rm -rf /", "/etc"])
+def test_hostile_source_names_are_refused_before_anything_runs(source: str, tmp_path: Path) -> None:
+    with pytest.raises(AdapterError):
+        load_adapter(source)
+    result = subprocess.run([*CLI, "run", "--source", source, "--raw-dir", str(tmp_path), "--warehouse", str(tmp_path / "w.duckdb")],
+                            capture_output=True, text=True, timeout=120)
+    assert result.returncode == 2 and len(result.stderr.strip().splitlines()) == 1
+    assert not (tmp_path / "w.duckdb").exists()
