@@ -29,6 +29,12 @@ def _run_parser(sub: argparse._SubParsersAction) -> None:
     run.add_argument("--price-change-window", type=int, default=3, help="months before/after a price change to compare (default: 3)")
     run.add_argument("--memory-limit", default=None, help="DuckDB memory_limit, e.g. 4GB")
     run.add_argument("--threads", type=int, default=None, help="DuckDB threads")
+    run.add_argument("--temp-dir", default=None, help="where DuckDB spills when memory runs short (default: beside the warehouse)")
+    months = run.add_mutually_exclusive_group()
+    months.add_argument("--month", default=None, metavar="YYYY-MM",
+                        help="load only this month's delivery (raw_dir/YYYY-MM/) and publish as of its close")
+    months.add_argument("--months", default=None, metavar="FIRST..LAST",
+                        help="backfill: load these months' deliveries in one run, publish as of the last one's close")
 
 
 def _generate_parser(sub: argparse._SubParsersAction) -> None:
@@ -42,6 +48,8 @@ def _generate_parser(sub: argparse._SubParsersAction) -> None:
     gen.add_argument("--messy-share", type=float, default=0.0, help="share of deliberately bad rows, 0..0.5 (default: 0)")
     gen.add_argument("--format", choices=["csv", "parquet", "mixed"], default="csv", help="file format (default: csv)")
     gen.add_argument("--start", default="2023-01-01", help="first month of history (default: 2023-01-01)")
+    gen.add_argument("--layout", choices=["flat", "monthly"], default="flat",
+                     help="flat: files in --out; monthly: one delivery folder per month, out/YYYY-MM/ (default: flat)")
 
 
 def _sql_parser(sub: argparse._SubParsersAction) -> None:
@@ -100,7 +108,7 @@ def run_config(args: argparse.Namespace) -> dict:
         "downgrade_is_churn": args.downgrade_is_churn,
         "price_change_window_months": args.price_change_window,
     }
-    warehouse = {"database": args.warehouse, "memory_limit": args.memory_limit, "threads": args.threads}
+    warehouse = {"database": args.warehouse, "memory_limit": args.memory_limit, "threads": args.threads, "temp_directory": args.temp_dir}
     return {
         "resources": {"pipeline": {"config": pipeline}, "warehouse": {"config": warehouse}},
         "loggers": {"console": {"config": {"log_level": "ERROR"}}},
@@ -145,6 +153,38 @@ def _failure_line(result) -> str:
     return "the run failed (see the Dagster event log)"
 
 
+def _months(args: argparse.Namespace) -> tuple[str, ...] | None:
+    """The delivery months asked for, each checked against the closed monthly partitions."""
+    from churn_pipeline.lib.months import month_keys
+    from churn_pipeline.partitions import monthly_partitions
+
+    if args.month:
+        months, setting = month_keys(args.month, args.month), "--month"
+    elif args.months:
+        first, sep, last = args.months.partition("..")
+        if not sep:
+            raise SettingsError(f"--months: {args.months!r} is not FIRST..LAST, e.g. 2024-01..2024-06")
+        months, setting = month_keys(first, last), "--months"
+    else:
+        return None
+    closed = monthly_partitions.get_partition_keys()
+    for month in months:
+        if month not in closed:
+            span = f"{closed[0]}..{closed[-1]}" if closed else "none yet"
+            raise SettingsError(
+                f"{setting}: {month} is not a closed month partition (closed: {span}; CHURN_FIRST_MONTH moves the first)"
+            )
+    return months
+
+
+def _partition_tags(months: tuple[str, ...] | None) -> dict[str, str]:
+    if not months:
+        return {}
+    if len(months) == 1:
+        return {"dagster/partition": months[0]}
+    return {"dagster/asset_partition_range_start": months[0], "dagster/asset_partition_range_end": months[-1]}
+
+
 def command_run(args: argparse.Namespace) -> int:
     _apply_adapter_defaults(args)
     PipelineSettings(
@@ -155,8 +195,12 @@ def command_run(args: argparse.Namespace) -> int:
         reporting_currency=args.reporting_currency,
         inactivity_days=args.inactivity_days,
     )
-    files = check_adapter_inputs(load_adapter(args.source), Path(args.raw_dir)) if args.source else preflight(Path(args.raw_dir))
-    print(f"churn-pipeline: {len(files)} raw files in {args.raw_dir}", flush=True)
+    months = _months(args)
+    if args.source and months:
+        raise SettingsError(f"--month: source {args.source} loads whole files; run it without --month/--months")
+    files = check_adapter_inputs(load_adapter(args.source), Path(args.raw_dir)) if args.source else preflight(Path(args.raw_dir), months)
+    scope = f" for {months[0]}..{months[-1]}" if months else ""
+    print(f"churn-pipeline: {len(files)} raw files in {args.raw_dir}{scope}", flush=True)
 
     import dagster as dg
 
@@ -165,7 +209,9 @@ def command_run(args: argparse.Namespace) -> int:
     started = time.perf_counter()
     job = defs.resolve_job_def("churn_pipeline_job")
     with dg.DagsterInstance.ephemeral() as instance:
-        result = job.execute_in_process(run_config=run_config(args), instance=instance, raise_on_error=False)
+        result = job.execute_in_process(
+            run_config=run_config(args), instance=instance, raise_on_error=False, tags=_partition_tags(months)
+        )
         failed_checks = [
             event.event_specific_data
             for event in result.all_events
@@ -195,6 +241,7 @@ def command_generate(args: argparse.Namespace) -> int:
         messy_share=args.messy_share,
         file_format=args.format,
         start=args.start,
+        layout=args.layout,
     )
     started = time.perf_counter()
     written = generate(Path(args.out), config)

@@ -7,9 +7,12 @@ from pathlib import Path
 
 import dagster as dg
 import duckdb
+from pydantic import PrivateAttr
 
-from churn_pipeline.lib.publish import clean_output_leftovers, staged_path, start_build
+from churn_pipeline.lib.months import end_of_month
+from churn_pipeline.lib.publish import acquire_run_lock, clean_output_leftovers, release_run_lock, staged_path, start_build
 from churn_pipeline.lib.settings import HighRiskSettings, PipelineSettings, parse_as_of
+from churn_pipeline.partitions import run_months
 
 
 class PipelineConfig(dg.ConfigurableResource):
@@ -31,15 +34,33 @@ class PipelineConfig(dg.ConfigurableResource):
     high_risk_min_churned: int = 5
     high_risk_min_lift: float = 1.5
     high_risk_alpha: float = 0.05
+    retries: int = 3
+    """How often a step is retried after a transient failure (a raw file still being written)."""
+    retry_wait_seconds: float = 10.0
+
+    _months: tuple[str, ...] | None = PrivateAttr(default=None)
 
     def setup_for_execution(self, context: dg.InitResourceContext) -> None:
         clean_output_leftovers(Path(self.output_dir))
+        self._months = run_months(context.run.tags) if context.run else None
+
+    @property
+    def months(self) -> tuple[str, ...] | None:
+        """The delivery months this run loads (a partition or a backfill range), or None for every file."""
+        return self._months
+
+    def as_of_instant(self):
+        """`as_of` when given; in a partitioned run, the close of its last month; else None (latest data)."""
+        explicit = parse_as_of(self.as_of)
+        if explicit is None and self._months:
+            return end_of_month(self._months[-1], self.timezone)
+        return explicit
 
     def settings(self) -> PipelineSettings:
         return PipelineSettings(
             raw_dir=Path(self.raw_dir),
             output_dir=Path(self.output_dir),
-            as_of=parse_as_of(self.as_of),
+            as_of=self.as_of_instant(),
             timezone=self.timezone,
             source_timezone=self.source_timezone,
             reporting_currency=self.reporting_currency,
@@ -76,6 +97,10 @@ class Warehouse(dg.ConfigurableResource):
     memory_limit: str | None = None
     threads: int | None = None
     temp_directory: str | None = None
+    lock_timeout_seconds: float = 600.0
+    """How long a run waits for another run on the same warehouse to finish."""
+
+    _lock: int | None = PrivateAttr(default=None)
 
     @property
     def live_path(self) -> Path:
@@ -86,7 +111,14 @@ class Warehouse(dg.ConfigurableResource):
         return staged_path(self.live_path)
 
     def setup_for_execution(self, context: dg.InitResourceContext) -> None:
+        # one run per warehouse at a time: a second run waits here rather than clobbering the build
+        self._lock = acquire_run_lock(self.live_path, self.lock_timeout_seconds)
         start_build(self.live_path)
+
+    def teardown_after_execution(self, context: dg.InitResourceContext) -> None:
+        if self._lock is not None:
+            release_run_lock(self._lock)
+            self._lock = None
 
     @contextmanager
     def get_connection(self) -> Iterator[duckdb.DuckDBPyConnection]:

@@ -19,7 +19,7 @@ from pathlib import Path
 import duckdb
 
 from churn_pipeline.lib.identifiers import IdentifierError, validate_identifier
-from churn_pipeline.lib.ingest import FileLoad, RawInputError, _create_raw_table, _csv_header, _load_csv, _load_parquet
+from churn_pipeline.lib.ingest import FileLoad, RawInputError, _create_raw_table, _create_rejects_table, _csv_header, load_file
 from churn_pipeline.lib.raw_sources import RawSource, file_format
 from churn_pipeline.lib.sql_models import SQL_ROOT, _PARAMETER, _code_only
 
@@ -136,11 +136,7 @@ def load_through_adapter(
 ) -> list[FileLoad]:
     """Load the files the adapter's `<contract>.sql` reads, then build raw.<contract> from it."""
     sql = adapter.sql_for(contract.name)
-    conn.execute("create schema if not exists raw")
-    conn.execute(
-        "create table if not exists raw.csv_rejects "
-        "(source varchar, source_file varchar, source_row bigint, error_type varchar, raw_line varchar)"
-    )
+    _create_rejects_table(conn)
     conn.execute("begin transaction")
     try:
         _create_raw_table(conn, contract)
@@ -156,9 +152,7 @@ def load_through_adapter(
                 source = _source_for_files(spec, paths, conn)
                 _create_raw_table(conn, source)
                 conn.execute("delete from raw.csv_rejects where source = $s", {"s": source.name})
-                for path in paths:
-                    loader = _load_csv if file_format(path) == "csv" else _load_parquet
-                    loads.append(loader(conn, source, path))
+                loads.extend(load_file(conn, source, path, raw_dir) for path in paths)
             used = set(_PARAMETER.findall(code))
             missing = used - options.keys()
             if missing:
@@ -166,7 +160,7 @@ def load_through_adapter(
             columns = ", ".join(f"cast({c} as varchar)" for c in contract.columns)
             try:
                 conn.execute(
-                    f"insert into raw.{contract.name} select {columns}, source_file::varchar, source_row::bigint from ({sql})",
+                    f"insert into raw.{contract.name} select {columns}, source_file::varchar, source_row::bigint, null from ({sql})",
                     {k: options[k] for k in used},
                 )
             except duckdb.BinderException as exc:

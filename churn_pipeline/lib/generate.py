@@ -53,6 +53,8 @@ class GeneratorConfig:
     file_format: str = "csv"
     start: str = "2023-01-01"
     order_customers: int | None = None
+    layout: str = "flat"
+    """`flat`: two files per source in `out`; `monthly`: one file per source in each `out/YYYY-MM/` (UTC month)."""
 
     def __post_init__(self) -> None:
         if self.customers < 1 or self.months < 2:
@@ -61,6 +63,8 @@ class GeneratorConfig:
             raise ValueError("generate: --messy-share must be between 0 and 0.5")
         if self.file_format not in ("csv", "parquet", "mixed"):
             raise ValueError("generate: --format must be csv, parquet or mixed")
+        if self.layout not in ("flat", "monthly"):
+            raise ValueError("generate: --layout must be flat or monthly")
 
     @property
     def price_increase_month(self) -> int:
@@ -318,7 +322,7 @@ def generate(out: Path, config: GeneratorConfig) -> dict[str, int]:
     rng = np.random.default_rng(config.seed)
     months = _Months(config.start, config.months)
     out.mkdir(parents=True, exist_ok=True)
-    for old in list(out.glob("subscription_events*")) + list(out.glob("orders*")) + list(out.glob("fx_rates*")):
+    for old in [*out.glob("subscription_events*"), *out.glob("orders*"), *out.glob("fx_rates*"), *out.glob("*/subscription_events*"), *out.glob("*/orders*")]:
         old.unlink()
 
     events = _subscription_events(config, rng, months)
@@ -326,10 +330,11 @@ def generate(out: Path, config: GeneratorConfig) -> dict[str, int]:
         _timestamps(events, rng).alias("occurred_at"),
         pl.col("price").cast(pl.String),
         pl.lit("").alias("currency"),
-    ).select("event_id", "customer_id", "occurred_at", "event_type", "plan", "price", "billing_period", "currency", "channel", "segment")
+        _utc_month(),
+    ).select("event_id", "customer_id", "occurred_at", "event_type", "plan", "price", "billing_period", "currency", "channel", "segment", "_month")
     orders = _orders(config, rng, months)
-    orders = orders.with_columns(_timestamps(orders, rng).alias("ordered_at"), pl.col("amount").cast(pl.String)).select(
-        "order_id", "customer_id", "ordered_at", "amount", "currency", "channel"
+    orders = orders.with_columns(_timestamps(orders, rng).alias("ordered_at"), pl.col("amount").cast(pl.String), _utc_month()).select(
+        "order_id", "customer_id", "ordered_at", "amount", "currency", "channel", "_month"
     )
     manifest: dict[str, dict[str, int]] = {"subscription_events": {}, "orders": {}}
     if config.messy_share > 0:
@@ -341,7 +346,36 @@ def generate(out: Path, config: GeneratorConfig) -> dict[str, int]:
         events = events.sample(fraction=1.0, shuffle=True, seed=config.seed)
         orders = orders.sample(fraction=1.0, shuffle=True, seed=config.seed)
 
+    parts = _monthly_parts(events, orders, config) if config.layout == "monthly" else _flat_parts(events, orders, config)
+    parts["fx_rates.csv"] = pl.DataFrame({"currency": ["EUR", "GBP"], "rate_to_reporting": ["1.1", "1.27"]})
     written: dict[str, int] = {}
+    for name, frame in parts.items():
+        (out / name).parent.mkdir(parents=True, exist_ok=True)
+        _write(frame.drop("_month", strict=False), out / name)
+        written[str(out / name)] = frame.height
+    (out / "_generated_manifest.json").write_text(
+        json.dumps({"config": asdict(config), "quarantine_expected": manifest}, indent=2) + "\n", encoding="utf-8"
+    )
+    return written
+
+
+def _utc_month() -> pl.Expr:
+    return pl.from_epoch(pl.col("at"), time_unit="s").dt.strftime("%Y-%m").alias("_month")
+
+
+def _monthly_parts(events: pl.DataFrame, orders: pl.DataFrame, config: GeneratorConfig) -> dict[str, pl.DataFrame]:
+    """Each month's rows in `YYYY-MM/<source>.<ext>`, as a monthly delivery would arrive;
+    rows before the first month (trials started earlier) in a top-level `<source>_history` file."""
+    ext = ".parquet" if config.file_format == "parquet" else ".csv"
+    first = config.start[:7]
+    parts = {}
+    for name, frame in (("subscription_events", events), ("orders", orders)):
+        for (month,), rows in frame.partition_by("_month", as_dict=True, maintain_order=True).items():
+            parts[f"{name}_history{ext}" if month < first else f"{month}/{name}{ext}"] = rows
+    return dict(sorted(parts.items()))
+
+
+def _flat_parts(events: pl.DataFrame, orders: pl.DataFrame, config: GeneratorConfig) -> dict[str, pl.DataFrame]:
     half_e, half_o = events.height // 2, orders.height // 2
     second = ".parquet" if config.file_format in ("parquet", "mixed") else ".csv"
     first = ".parquet" if config.file_format == "parquet" else ".csv"
@@ -350,12 +384,5 @@ def generate(out: Path, config: GeneratorConfig) -> dict[str, int]:
         f"subscription_events_part2{second}": events.tail(events.height - half_e),
         f"orders_part1{first}": orders.head(half_o),
         f"orders_part2{second}": orders.tail(orders.height - half_o),
-        "fx_rates.csv": pl.DataFrame({"currency": ["EUR", "GBP"], "rate_to_reporting": ["1.1", "1.27"]}),
     }
-    for name, frame in parts.items():
-        _write(frame, out / name)
-        written[str(out / name)] = frame.height
-    (out / "_generated_manifest.json").write_text(
-        json.dumps({"config": asdict(config), "quarantine_expected": manifest}, indent=2) + "\n", encoding="utf-8"
-    )
-    return written
+    return parts

@@ -18,11 +18,17 @@ import duckdb
 
 from churn_pipeline.lib.duck import scalar
 from churn_pipeline.lib.identifiers import quote_identifier
-from churn_pipeline.lib.raw_sources import RawSource, SOURCES, file_format
+from churn_pipeline.lib.raw_sources import MONTH_FOLDER, RawSource, SOURCES, delivery_month, file_format, relative_name
+
+RAW_REJECTS_COLUMNS = "source varchar, source_file varchar, source_row bigint, error_type varchar, raw_line varchar, delivery_month varchar"
 
 
 class RawInputError(ValueError):
     """A user mistake in the raw inputs; the message is one line naming the file and column."""
+
+
+class RawFileChanged(OSError):
+    """A raw file changed while it was read (still being written): worth retrying shortly."""
 
 
 @dataclass(frozen=True)
@@ -33,13 +39,24 @@ class FileLoad:
     rows_rejected: int
 
 
-def check_raw_dir(raw_dir: Path) -> None:
+def check_raw_dir(raw_dir: Path, months: tuple[str, ...] | None = None) -> None:
     if not raw_dir.exists():
         raise RawInputError(f"raw directory {raw_dir} does not exist")
     if not raw_dir.is_dir():
         raise RawInputError(f"raw directory {raw_dir} is not a directory")
-    if not any(source.files(raw_dir) for source in SOURCES if source.name != "fx_rates"):
-        raise RawInputError(f"raw directory {raw_dir} has no orders* or subscription_events* files (.csv, .csv.gz or .parquet)")
+    events = [source for source in SOURCES if source.name != "fx_rates"]
+    if months is None:
+        if not any(source.files(raw_dir) for source in events):
+            raise RawInputError(f"raw directory {raw_dir} has no orders* or subscription_events* files (.csv, .csv.gz or .parquet)")
+        return
+    for month in months:
+        if not any(delivery_month(path, raw_dir) == month for source in events for path in source.files(raw_dir, (month,))):
+            raise RawInputError(f"month {month}: {raw_dir / month} has no orders* or subscription_events* files (.csv, .csv.gz or .parquet)")
+
+
+def _label(path: Path) -> str:
+    """A file as messages name it: `orders.csv`, or `2024-05/orders.csv` in a month folder."""
+    return f"{path.parent.name}/{path.name}" if MONTH_FOLDER.match(path.parent.name) else path.name
 
 
 def _map_columns(source: RawSource, path: Path, header: list[str]) -> dict[str, str]:
@@ -49,11 +66,11 @@ def _map_columns(source: RawSource, path: Path, header: list[str]) -> dict[str, 
         key = written.strip().lower()
         if key in source.columns:
             if key in mapping:
-                raise RawInputError(f"{path.name}: column {key!r} appears more than once (columns are matched case-insensitively)")
+                raise RawInputError(f"{_label(path)}: column {key!r} appears more than once (columns are matched case-insensitively)")
             mapping[key] = written
     for column in source.required:
         if column not in mapping:
-            raise RawInputError(f"{path.name}: required column {column!r} is missing (found: {', '.join(header) or 'no columns'})")
+            raise RawInputError(f"{_label(path)}: required column {column!r} is missing (found: {', '.join(header) or 'no columns'})")
     return mapping
 
 
@@ -63,11 +80,11 @@ def _csv_header(path: Path) -> list[str]:
         with opener(path, "rb") as raw:
             first = raw.readline(1 << 20)
     except OSError as exc:
-        raise RawInputError(f"{path.name}: cannot read the file ({exc.strerror or exc})") from None
+        raise RawInputError(f"{_label(path)}: cannot read the file ({exc.strerror or exc})") from None
     try:
         text = first.decode("utf-8-sig")
     except UnicodeDecodeError:
-        raise RawInputError(f"{path.name}: the header row is not UTF-8") from None
+        raise RawInputError(f"{_label(path)}: the header row is not UTF-8") from None
     rows = list(csv.reader(io.StringIO(text)))
     return rows[0] if rows else []
 
@@ -75,11 +92,21 @@ def _csv_header(path: Path) -> list[str]:
 def _create_raw_table(conn: duckdb.DuckDBPyConnection, source: RawSource) -> None:
     columns = ", ".join(f"{column} varchar" for column in source.columns)
     conn.execute(
-        f"create or replace table raw.{source.name} ({columns}, source_file varchar, source_row bigint)"
+        f"create or replace table raw.{source.name} ({columns}, source_file varchar, source_row bigint, delivery_month varchar)"
     )
 
 
-def _load_csv(conn: duckdb.DuckDBPyConnection, source: RawSource, path: Path) -> FileLoad:
+def _create_rejects_table(conn: duckdb.DuckDBPyConnection) -> None:
+    conn.execute("create schema if not exists raw")
+    conn.execute(f"create table if not exists raw.csv_rejects ({RAW_REJECTS_COLUMNS})")
+
+
+def _fingerprint(path: Path) -> tuple[int, int]:
+    stat = path.stat()
+    return stat.st_size, stat.st_mtime_ns
+
+
+def _load_csv(conn: duckdb.DuckDBPyConnection, source: RawSource, path: Path, name: str, month: str | None) -> FileLoad:
     header = _csv_header(path)
     mapping = _map_columns(source, path, header)
     # Positional names keep file-supplied text out of SQL identifiers.
@@ -116,33 +143,33 @@ def _load_csv(conn: duckdb.DuckDBPyConnection, source: RawSource, path: Path) ->
             from range(1, $total + 1)
             where range not in (select line - 1 from csv_file_rejects)
         )
-        select {select}, $file, records.record
+        select {select}, $file, records.record, $month
         from parsed
         inner join records using (parsed_index)
         order by records.record
         """,
-        {"file": path.name, "total": loaded + rejected},
+        {"file": name, "total": loaded + rejected, "month": month},
     )
     conn.execute(
         """
         insert into raw.csv_rejects
         select $source, $file, line - 1, string_agg(distinct error_type, '; ' order by error_type),
-               first(csv_line order by column_idx)
+               first(csv_line order by column_idx), $month
         from csv_file_rejects
         group by line
         order by line
         """,
-        {"source": source.name, "file": path.name},
+        {"source": source.name, "file": name, "month": month},
     )
     conn.execute("drop table csv_file")
-    return FileLoad(source.name, path.name, loaded, rejected)
+    return FileLoad(source.name, name, loaded, rejected)
 
 
-def _load_parquet(conn: duckdb.DuckDBPyConnection, source: RawSource, path: Path) -> FileLoad:
+def _load_parquet(conn: duckdb.DuckDBPyConnection, source: RawSource, path: Path, name: str, month: str | None) -> FileLoad:
     try:
         described = conn.execute("describe select * from read_parquet($path)", {"path": str(path)}).fetchall()
     except duckdb.Error as exc:
-        raise RawInputError(f"{path.name}: not a readable Parquet file ({str(exc).splitlines()[0]})") from None
+        raise RawInputError(f"{_label(path)}: not a readable Parquet file ({str(exc).splitlines()[0]})") from None
     mapping = _map_columns(source, path, [row[0] for row in described])
     select = ", ".join(
         f"cast({quote_identifier(mapping[column])} as varchar) as {column}" if column in mapping else f"null::varchar as {column}"
@@ -151,37 +178,54 @@ def _load_parquet(conn: duckdb.DuckDBPyConnection, source: RawSource, path: Path
     conn.execute(
         f"""
         insert into raw.{source.name}
-        select {select}, $file, file_row_number + 1
+        select {select}, $file, file_row_number + 1, $month
         from read_parquet($path, file_row_number = true)
         order by file_row_number
         """,
-        {"path": str(path), "file": path.name},
+        {"path": str(path), "file": name, "month": month},
     )
-    loaded = scalar(conn, 
-        "select count(*) from raw." + source.name + " where source_file = $file", {"file": path.name}
-    )
-    return FileLoad(source.name, path.name, loaded, 0)
+    loaded = scalar(conn, f"select count(*) from raw.{source.name} where source_file = $file", {"file": name})
+    return FileLoad(source.name, name, loaded, 0)
 
 
-def load_source(conn: duckdb.DuckDBPyConnection, source: RawSource, raw_dir: Path) -> list[FileLoad]:
-    """Replace `raw.<source>` with every row of the source's files; parser rejects go to raw.csv_rejects."""
-    check_raw_dir(raw_dir)
-    conn.execute("create schema if not exists raw")
-    conn.execute(
-        """
-        create table if not exists raw.csv_rejects (
-            source varchar, source_file varchar, source_row bigint, error_type varchar, raw_line varchar
-        )
-        """
-    )
+def load_file(conn: duckdb.DuckDBPyConnection, source: RawSource, path: Path, raw_dir: Path) -> FileLoad:
+    """Append one file's rows to raw.<source> (parser rejects to raw.csv_rejects)."""
+    before = _fingerprint(path)
+    loader = _load_csv if file_format(path) == "csv" else _load_parquet
+    load = loader(conn, source, path, relative_name(path, raw_dir), delivery_month(path, raw_dir))
+    if _fingerprint(path) != before:
+        raise RawFileChanged(f"{relative_name(path, raw_dir)} changed while it was read (still being written?)")
+    return load
+
+
+def load_source(
+    conn: duckdb.DuckDBPyConnection, source: RawSource, raw_dir: Path, months: tuple[str, ...] | None = None
+) -> list[FileLoad]:
+    """Load the source's files into `raw.<source>`; parser rejects go to raw.csv_rejects.
+
+    `months=None` replaces the whole table with every file. Otherwise only those months'
+    delivery folders are read, and exactly their rows are replaced (a rerun never duplicates).
+    """
+    check_raw_dir(raw_dir, months)
+    _create_rejects_table(conn)
     conn.execute("begin transaction")
     try:
-        _create_raw_table(conn, source)
-        conn.execute("delete from raw.csv_rejects where source = $source", {"source": source.name})
-        loads = []
-        for path in source.files(raw_dir):
-            loader = _load_csv if file_format(path) == "csv" else _load_parquet
-            loads.append(loader(conn, source, path))
+        if months is None:
+            _create_raw_table(conn, source)
+            conn.execute("delete from raw.csv_rejects where source = $source", {"source": source.name})
+        else:
+            if not scalar(conn, "select count(*) from information_schema.tables where table_schema = 'raw' and table_name = $t", {"t": source.name}):
+                _create_raw_table(conn, source)
+            # top-level files (delivery_month null) are reloaded with every month
+            conn.execute(
+                f"delete from raw.{source.name} where delivery_month is null or list_contains($months, delivery_month)",
+                {"months": list(months)},
+            )
+            conn.execute(
+                "delete from raw.csv_rejects where source = $source and (delivery_month is null or list_contains($months, delivery_month))",
+                {"source": source.name, "months": list(months)},
+            )
+        loads = [load_file(conn, source, path, raw_dir) for path in source.files(raw_dir, months)]
         conn.execute("commit")
     except BaseException:
         conn.execute("rollback")
@@ -189,21 +233,21 @@ def load_source(conn: duckdb.DuckDBPyConnection, source: RawSource, raw_dir: Pat
     return loads
 
 
-def preflight(raw_dir: Path) -> list[Path]:
+def preflight(raw_dir: Path, months: tuple[str, ...] | None = None) -> list[Path]:
     """Check the raw directory and every file's header before anything is written."""
-    check_raw_dir(raw_dir)
+    check_raw_dir(raw_dir, months)
     conn = duckdb.connect()
     files = []
     try:
         for source in SOURCES:
-            for path in source.files(raw_dir):
+            for path in source.files(raw_dir, months):
                 if file_format(path) == "csv":
                     _map_columns(source, path, _csv_header(path))
                 else:
                     try:
                         described = conn.execute("describe select * from read_parquet($path)", {"path": str(path)}).fetchall()
                     except duckdb.Error as exc:
-                        raise RawInputError(f"{path.name}: not a readable Parquet file ({str(exc).splitlines()[0]})") from None
+                        raise RawInputError(f"{_label(path)}: not a readable Parquet file ({str(exc).splitlines()[0]})") from None
                     _map_columns(source, path, [row[0] for row in described])
                 files.append(path)
     finally:

@@ -10,9 +10,11 @@ Leftovers of a crashed run are removed when the next run starts.
 
 from __future__ import annotations
 
+import fcntl
 import os
 import shutil
 import tempfile
+import time
 from pathlib import Path
 
 import duckdb
@@ -51,6 +53,41 @@ STAGING_DIR = ".staging"
 
 def staged_path(live: Path) -> Path:
     return live.with_name(f".{live.name}.build")
+
+
+class WarehouseBusy(RuntimeError):
+    """Another run holds the warehouse's run lock."""
+
+
+def lock_path(live: Path) -> Path:
+    return live.with_name(f".{live.name}.lock")
+
+
+def acquire_run_lock(live: Path, timeout_seconds: float) -> int:
+    """Wait up to `timeout_seconds` until no other run builds this warehouse; returns the lock's fd.
+
+    The OS releases the lock when the process ends, however it ends, so a killed run never leaves it held.
+    """
+    live.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(lock_path(live), os.O_RDWR | os.O_CREAT, 0o644)
+    deadline = time.monotonic() + timeout_seconds
+    while True:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            return fd
+        except BlockingIOError:
+            if time.monotonic() >= deadline:
+                os.close(fd)
+                raise WarehouseBusy(
+                    f"another run is building {live} (lock {lock_path(live)} held for {timeout_seconds:g}s); "
+                    "try again when it finishes"
+                ) from None
+            time.sleep(0.25)
+
+
+def release_run_lock(fd: int) -> None:
+    fcntl.flock(fd, fcntl.LOCK_UN)
+    os.close(fd)
 
 
 def start_build(live: Path) -> None:

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from pathlib import Path
+
+MONTH_FOLDER = re.compile(r"^\d{4}-(0[1-9]|1[0-2])$")
 
 
 @dataclass(frozen=True)
@@ -16,16 +19,37 @@ class RawSource:
     def columns(self) -> tuple[str, ...]:
         return self.required + self.optional
 
-    def files(self, raw_dir: Path) -> list[Path]:
-        """This source's files in `raw_dir`, sorted by name so loads are deterministic."""
+    def files(self, raw_dir: Path, months: tuple[str, ...] | None = None) -> list[Path]:
+        """This source's files, sorted by relative path so loads are deterministic.
+
+        Files in a `YYYY-MM/` folder are that month's delivery; files directly in `raw_dir`
+        (history, reference data such as fx rates) belong to every run. `months=None` means
+        every file; otherwise the top-level files and only those months' folders.
+        """
+        folders = [raw_dir]
+        folders += sorted(
+            path for path in raw_dir.iterdir()
+            if path.is_dir() and MONTH_FOLDER.match(path.name) and (months is None or path.name in months)
+        )
         found = [
             path
-            for path in raw_dir.iterdir()
+            for folder in folders
+            for path in folder.iterdir()
             if path.is_file()
             and path.name.lower().startswith(self.name)
             and file_format(path) is not None
         ]
-        return sorted(found, key=lambda p: p.name)
+        return sorted(found, key=lambda p: relative_name(p, raw_dir))
+
+
+def relative_name(path: Path, raw_dir: Path) -> str:
+    """How a file is named in `source_file`: its path below the raw directory, e.g. `2024-05/orders.csv`."""
+    return path.relative_to(raw_dir).as_posix()
+
+
+def delivery_month(path: Path, raw_dir: Path) -> str | None:
+    """The month folder a file was delivered in (`YYYY-MM`), or None for a file directly in `raw_dir`."""
+    return path.parent.name if path.parent != raw_dir else None
 
 
 def file_format(path: Path) -> str | None:

@@ -24,7 +24,8 @@ typed as (
         ordered_at is null or trim(ordered_at) = '' as missing_ordered_at,
         amount is null or trim(amount) = '' as missing_amount,
         source_file,
-        source_row
+        source_row,
+        delivery_month
     from source
 ),
 
@@ -55,6 +56,9 @@ checked as (
             when missing_ordered_at then 'missing ordered_at'
             when missing_amount then 'missing amount'
             when ordered_at is null then 'unparseable ordered_at'
+            -- a file in a YYYY-MM folder holds that month only: [month start, next month start) in $timezone
+            when delivery_month is not null and strftime(month_of(ordered_at, $timezone), '%Y-%m') <> delivery_month
+                then 'ordered_at outside its delivery month'
             when amount_original is null then 'unparseable amount'
             when not regexp_matches(currency, '^[A-Z]{3}$') then 'invalid currency code'
             when fx_rate is null then 'no fx rate for currency ' || currency

@@ -32,7 +32,8 @@ typed as (
         event_type is null or trim(event_type) = '' as missing_event_type,
         price is not null and trim(price) <> '' as has_price,
         source_file,
-        source_row
+        source_row,
+        delivery_month
     from source
 ),
 
@@ -63,6 +64,9 @@ checked as (
             when missing_occurred_at then 'missing occurred_at'
             when missing_event_type then 'missing event_type'
             when occurred_at is null then 'unparseable occurred_at'
+            -- a file in a YYYY-MM folder holds that month only: [month start, next month start) in $timezone
+            when delivery_month is not null and strftime(month_of(occurred_at, $timezone), '%Y-%m') <> delivery_month
+                then 'occurred_at outside its delivery month'
             when event_type not in (
                 'trial_started', 'subscribed', 'renewed', 'plan_changed', 'price_changed',
                 'payment_failed', 'cancelled', 'expired', 'reactivated'
