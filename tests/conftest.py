@@ -114,7 +114,7 @@ class Built:
         )
 
 
-def run_job(raw_dir: Path, workdir: Path, **pipeline: object) -> dg.ExecuteInProcessResult:
+def run_job(raw_dir: Path, workdir: Path, warehouse: dict | None = None, **pipeline: object) -> dg.ExecuteInProcessResult:
     """The real Dagster job, in-process, as `churn-pipeline run` does it."""
     from churn_pipeline.definitions import defs
 
@@ -122,7 +122,7 @@ def run_job(raw_dir: Path, workdir: Path, **pipeline: object) -> dg.ExecuteInPro
     run_config = {
         "resources": {
             "pipeline": {"config": config},
-            "warehouse": {"config": {"database": str(workdir / "warehouse.duckdb")}},
+            "warehouse": {"config": {"database": str(workdir / "warehouse.duckdb"), **(warehouse or {})}},
         }
     }
     with dg.DagsterInstance.ephemeral() as instance:
