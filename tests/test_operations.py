@@ -195,3 +195,43 @@ def test_hostile_source_names_are_refused_before_anything_runs(source: str, tmp_
                             capture_output=True, text=True, timeout=120)
     assert result.returncode == 2 and len(result.stderr.strip().splitlines()) == 1
     assert not (tmp_path / "w.duckdb").exists()
+
+
+def test_the_analyst_connection_cannot_write_read_files_or_change_settings(clean: Path, tmp_path: Path) -> None:
+    import duckdb
+
+    from churn_pipeline.lib.analyst import connect_readonly
+
+    secret = tmp_path / "secret.csv"
+    secret.write_text("a\n1\n")
+    conn = connect_readonly(clean / "w.duckdb")
+    assert conn.sql("select count(*) from marts.churn_by_month").fetchall()[0][0] > 0
+    refused = {
+        "write": "create table marts.x as select 1",
+        "delete": "delete from marts.churn_by_month",
+        "read a file": f"select * from read_csv('{secret}')",
+        "write a file": f"copy (select 1) to '{tmp_path / 'out.csv'}'",
+        "attach": f"attach '{tmp_path / 'other.duckdb'}' as other",
+        "turn access back on": "set enable_external_access = true",
+        "unlock": "set lock_configuration = false",
+    }
+    for what, query in refused.items():
+        with pytest.raises(duckdb.Error):
+            conn.execute(query)
+            pytest.fail(f"{what} was allowed")
+    conn.close()
+    assert not (tmp_path / "out.csv").exists() and not (tmp_path / "other.duckdb").exists()
+
+
+def test_churn_pipeline_sql_prints_csv_and_refuses_writes(clean: Path) -> None:
+    ok = subprocess.run([*CLI, "sql", "select basis, count(*) as months from marts.churn_by_month group by 1 order by 1",
+                         "--warehouse", str(clean / "w.duckdb"), "--format", "csv"], capture_output=True, text=True)
+    assert ok.returncode == 0, ok.stderr
+    lines = ok.stdout.splitlines()
+    assert lines[0] == "basis,months" and [line.split(",")[0] for line in lines[1:]] == ["orders", "subscription"]
+    refused = subprocess.run([*CLI, "sql", "drop table marts.churn_by_month", "--warehouse", str(clean / "w.duckdb")],
+                             capture_output=True, text=True)
+    assert refused.returncode == 1
+    assert refused.stderr.startswith("churn-pipeline: query failed:") and len(refused.stderr.strip().splitlines()) == 1
+    missing = subprocess.run([*CLI, "sql", "select 1", "--warehouse", str(clean / "nope.duckdb")], capture_output=True, text=True)
+    assert missing.returncode == 2 and "does not exist" in missing.stderr

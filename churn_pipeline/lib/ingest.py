@@ -99,6 +99,8 @@ def _create_raw_table(conn: duckdb.DuckDBPyConnection, source: RawSource) -> Non
 def _create_rejects_table(conn: duckdb.DuckDBPyConnection) -> None:
     conn.execute("create schema if not exists raw")
     conn.execute(f"create table if not exists raw.csv_rejects ({RAW_REJECTS_COLUMNS})")
+    # warehouses built before monthly deliveries lack the column
+    conn.execute("alter table raw.csv_rejects add column if not exists delivery_month varchar")
 
 
 def _fingerprint(path: Path) -> tuple[int, int]:
@@ -216,6 +218,7 @@ def load_source(
         else:
             if not scalar(conn, "select count(*) from information_schema.tables where table_schema = 'raw' and table_name = $t", {"t": source.name}):
                 _create_raw_table(conn, source)
+            conn.execute(f"alter table raw.{source.name} add column if not exists delivery_month varchar")
             # top-level files (delivery_month null) are reloaded with every month
             conn.execute(
                 f"delete from raw.{source.name} where delivery_month is null or list_contains($months, delivery_month)",
