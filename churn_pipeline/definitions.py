@@ -7,12 +7,12 @@ from churn_pipeline.assets.churn import churn_assets
 from churn_pipeline.assets.cohorts import cohort_assets
 from churn_pipeline.assets.ingest import raw_assets
 from churn_pipeline.assets.models import model_assets
-from churn_pipeline.assets.outputs import published
+from churn_pipeline.assets.outputs import churn_report, published
 from churn_pipeline.jobs import churn_job, monthly_schedule
 from churn_pipeline.resources import PipelineConfig, Warehouse
 
 defs = dg.Definitions(
-    assets=[*raw_assets, *model_assets, *cohort_assets, *churn_assets, published],
+    assets=[*raw_assets, *model_assets, *cohort_assets, *churn_assets, churn_report, published],
     asset_checks=asset_checks,
     jobs=[churn_job],
     schedules=[monthly_schedule],

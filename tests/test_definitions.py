@@ -14,7 +14,7 @@ def test_assets_checks_and_job() -> None:
     expected_sql = {f"{m.schema}/{m.name}" for m in load_models()}
     assert {"raw/orders", "raw/subscription_events", "raw/fx_rates"} <= keys
     assert expected_sql <= keys
-    assert {"marts/cohort_retention", "marts/retention_curve", "marts/high_risk_months", "marts/quarantine", "published"} <= keys
+    assert {"marts/cohort_retention", "marts/retention_curve", "marts/high_risk_months", "marts/quarantine", "churn_report", "published"} <= keys
     assert {"marts/churn_by_cohort", "marts/churn_by_channel", "marts/churn_by_segment", "marts/churn_by_price_change",
             "marts/churn_by_month", "marts/churn_by_quarter", "marts/churn_reactivation"} <= keys
     checks = {(key.asset_key.to_user_string(), key.name) for key in graph.asset_check_keys}

@@ -145,10 +145,10 @@ def test_a_failing_blocking_check_publishes_nothing(raw: Path, clean: Path, tmp_
     from churn_pipeline.assets.cohorts import cohort_assets
     from churn_pipeline.assets.ingest import raw_assets
     from churn_pipeline.assets.models import model_assets
-    from churn_pipeline.assets.outputs import published
+    from churn_pipeline.assets.outputs import churn_report, published
 
     failing = dg.Definitions(
-        assets=[*raw_assets, *model_assets, *cohort_assets, *churn_assets, published],
+        assets=[*raw_assets, *model_assets, *cohort_assets, *churn_assets, churn_report, published],
         asset_checks=[*asset_checks, churn_is_implausible],
         jobs=[dg.define_asset_job("all", selection=dg.AssetSelection.all())],
         resources={"pipeline": defs.resources["pipeline"], "warehouse": defs.resources["warehouse"]},

@@ -6,13 +6,10 @@ import dagster as dg
 from churn_pipeline.assets.cohorts import QUARANTINE, marts
 from churn_pipeline.lib.duck import rows
 from churn_pipeline.resources import Warehouse
+from churn_pipeline.lib.quality import LOADED_TABLES, reconciliation
 
 # loaded table per raw source; pre-subscription trial events count as loaded
-_LOADED_TABLES = {
-    "orders": "staging.int_orders",
-    "subscription_events": "staging.int_subscription_events",
-    "fx_rates": "staging.int_fx_rates",
-}
+_LOADED_TABLES = LOADED_TABLES
 
 
 def _result(failures: list[tuple], columns: list[str], what: str) -> dg.AssetCheckResult:
@@ -29,15 +26,8 @@ def _result(failures: list[tuple], columns: list[str], what: str) -> dg.AssetChe
 @dg.asset_check(asset=QUARANTINE, blocking=True, additional_deps=[dg.AssetKey(["staging", t.split(".")[1]]) for t in _LOADED_TABLES.values()])
 def raw_rows_reconcile(warehouse: Warehouse) -> dg.AssetCheckResult:
     """For every source, raw rows = loaded rows + quarantined rows."""
-    sources = list(_LOADED_TABLES)
     with warehouse.get_connection() as conn:
-        counts = []
-        for source in sources:
-            raw = rows(conn, f"select count(*) from raw.{source}")[0][0]
-            unreadable = rows(conn, "select count(*) from raw.csv_rejects where source = $s", {"s": source})[0][0]
-            loaded = rows(conn, f"select count(*) from {_LOADED_TABLES[source]}")[0][0]
-            quarantined = rows(conn, "select count(*) from marts.quarantine where source = $s", {"s": source})[0][0]
-            counts.append((source, raw + unreadable, loaded, quarantined))
+        counts = reconciliation(conn).rows()
     failures = [row for row in counts if row[1] != row[2] + row[3]]
     result = _result(failures, ["source", "raw", "loaded", "quarantined"], "sources do not reconcile")
     return dg.AssetCheckResult(

@@ -1,29 +1,77 @@
-"""Publishing: the run's staged warehouse and Parquet files replace the live ones, atomically."""
+"""Outputs: the churn report, and publishing: the run's staged warehouse, Parquet files and
+report replace the live ones, atomically."""
 
 import time
 
 import dagster as dg
+import polars as pl
 
 from churn_pipeline.assets.churn import churn_assets
-from churn_pipeline.assets.cohorts import QUARANTINE, cohort_assets
+from churn_pipeline.assets.cohorts import QUARANTINE, cohort_assets, read_observation
 from churn_pipeline.assets.metadata import report
-from churn_pipeline.lib.publish import publish_run
+from churn_pipeline.lib import report as churn_report_html
+from churn_pipeline.lib.publish import output_path, publish_run, staging_dir, write_text_atomic
+from churn_pipeline.lib.quality import quarantine_reasons, reconciliation
 from churn_pipeline.resources import PipelineConfig, Warehouse
 
 PUBLISHED_TABLES = [asset.key for asset in [*cohort_assets, *churn_assets]]
+REPORT = dg.AssetKey(["churn_report"])
+
+
+@dg.asset(key=REPORT, deps=[*PUBLISHED_TABLES, QUARANTINE], group_name="outputs", kinds={"html"})
+def churn_report(context: dg.AssetExecutionContext, pipeline: PipelineConfig, warehouse: Warehouse) -> dg.MaterializeResult:
+    """A self-contained HTML report (`<output_dir>/churn_report.html`, charts inline, opens offline):
+    cohort heatmaps, retention curve, high-risk months, churn by channel, segment and price change,
+    the monthly MRR bridge and churn against benchmarks, reactivation, and data quality."""
+    started = time.perf_counter()
+    settings = pipeline.settings()
+    with warehouse.get_connection() as conn:
+        tables = {key.path[-1]: conn.sql(f"select * from marts.{key.path[-1]}").pl() for key in PUBLISHED_TABLES}
+        observation = read_observation(conn)
+        inputs = churn_report_html.ReportInputs(
+            tables=tables,
+            data_quality=reconciliation(conn),
+            quarantine_reasons=quarantine_reasons(conn),
+            as_of=observation.as_of,
+            last_complete_month=observation.last_complete_month,
+            timezone=settings.timezone,
+        )
+    page = churn_report_html.render(inputs)
+    write_text_atomic(page, staging_dir(settings.output_dir), "churn_report", ".html")
+    report(context, len(page), time.perf_counter() - started, "(bytes of HTML)")
+    quality = inputs.data_quality
+    return dg.MaterializeResult(
+        metadata={
+            "report": dg.MetadataValue.path(str(output_path(settings.output_dir, "churn_report", ".html"))),
+            "size_bytes": len(page),
+            "charts": page.count('<figure class="chart"'),
+            "as_of": str(observation.as_of),
+            "data_quality": dg.MetadataValue.md(
+                "| source | raw rows | loaded | quarantined |\n|---|---|---|---|\n"
+                + "\n".join(f"| {s} | {r:,} | {l:,} | {q:,} |" for s, r, l, q in quality.rows())
+            ),
+            "high_risk_months": dg.MetadataValue.md(
+                "\n".join(
+                    f"- {b}: month {k} (lift {lift:.1f})"
+                    for b, k, lift in tables["high_risk_months"].filter(pl.col("is_high_risk")).select(
+                        "basis", "months_since_signup", "lift").rows()
+                ) or "none"
+            ),
+        }
+    )
 
 
 @dg.asset(
     key=dg.AssetKey(["published"]),
-    deps=[*PUBLISHED_TABLES, QUARANTINE],
+    deps=[*PUBLISHED_TABLES, QUARANTINE, REPORT],
     group_name="outputs",
     kinds={"duckdb", "parquet"},
 )
 def published(context: dg.AssetExecutionContext, pipeline: PipelineConfig, warehouse: Warehouse) -> dg.MaterializeResult:
-    """The run's warehouse and Parquet files, swapped in atomically once every blocking check upstream has passed."""
+    """The run's warehouse, Parquet files and report, swapped in atomically once every blocking check upstream has passed."""
     started = time.perf_counter()
     files = publish_run(warehouse.live_path, pipeline.settings().output_dir)
-    report(context, len(files), time.perf_counter() - started, "(files: the warehouse and each Parquet table)")
+    report(context, len(files), time.perf_counter() - started, "(files: the warehouse, each Parquet table, the report)")
     return dg.MaterializeResult(
         metadata={
             "warehouse": dg.MetadataValue.path(str(warehouse.live_path)),

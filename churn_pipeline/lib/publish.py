@@ -28,11 +28,11 @@ class OutputPathError(ValueError):
     pass
 
 
-def output_path(output_dir: Path, table: str) -> Path:
-    """`<output_dir>/<table>.parquet`, refused unless it resolves inside output_dir."""
+def output_path(output_dir: Path, table: str, suffix: str = ".parquet") -> Path:
+    """`<output_dir>/<table>.parquet` (or another suffix), refused unless it resolves inside output_dir."""
     validate_identifier(table, "table")
     root = output_dir.resolve()
-    path = (root / f"{table}.parquet").resolve()
+    path = (root / f"{table}{suffix}").resolve()
     if path.parent != root:
         raise OutputPathError(f"output path {path} is outside the output directory {root}")
     return path
@@ -108,8 +108,9 @@ def clean_output_leftovers(output_dir: Path) -> None:
     """Remove a crashed run's staged Parquet and temporary files (never a published file)."""
     if staging_dir(output_dir).exists():
         shutil.rmtree(staging_dir(output_dir))
-    for leftover in output_dir.glob(".*.parquet.tmp") if output_dir.exists() else []:
-        leftover.unlink(missing_ok=True)
+    for pattern in (".*.parquet.tmp", ".*.html.tmp"):
+        for leftover in output_dir.glob(pattern) if output_dir.exists() else []:
+            leftover.unlink(missing_ok=True)
 
 
 def publish_run(live: Path, output_dir: Path) -> list[str]:
@@ -125,6 +126,9 @@ def publish_run(live: Path, output_dir: Path) -> list[str]:
     staged = staging_dir(output_dir)
     for path in sorted(staged.glob("*.parquet")) if staged.exists() else []:
         os.replace(path, output_path(output_dir, path.stem))
+        published.append(path.name)
+    for path in sorted(staged.glob("*.html")) if staged.exists() else []:
+        os.replace(path, output_path(output_dir, path.stem, ".html"))
         published.append(path.name)
     if staged.exists():
         shutil.rmtree(staged)
@@ -142,6 +146,22 @@ def write_parquet(frame: pl.DataFrame, output_dir: Path, table: str, metadata: d
     try:
         pq.write_table(arrow, temporary)
         os.chmod(temporary, 0o644)  # mkstemp creates 0600; readers may be other users
+        os.replace(temporary, path)
+    except BaseException:
+        Path(temporary).unlink(missing_ok=True)
+        raise
+    return path
+
+
+def write_text_atomic(text: str, output_dir: Path, name: str, suffix: str) -> Path:
+    """Write a text file (the HTML report) the same way: temporary file, then one rename."""
+    path = output_path(output_dir, name, suffix)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    handle, temporary = tempfile.mkstemp(prefix=f".{name}.", suffix=f"{suffix}.tmp", dir=path.parent)
+    try:
+        with os.fdopen(handle, "w", encoding="utf-8") as out:
+            out.write(text)
+        os.chmod(temporary, 0o644)
         os.replace(temporary, path)
     except BaseException:
         Path(temporary).unlink(missing_ok=True)
