@@ -41,6 +41,7 @@ def _generate_parser(sub: argparse._SubParsersAction) -> None:
     gen = sub.add_parser("generate", help="write realistic raw data with planted, documented patterns")
     gen.add_argument("--out", required=True, help="directory to write the raw files into")
     gen.add_argument("--customers", type=int, default=2000, help="customers per basis (default: 2000)")
+    gen.add_argument("--order-customers", type=int, default=None, help="customers of the orders basis (default: --customers)")
     gen.add_argument("--months", type=int, default=24, help="months of history (default: 24)")
     gen.add_argument("--seed", type=int, default=7, help="random seed (default: 7)")
     gen.add_argument("--spike-month", type=int, default=5, help="lifetime month with a churn spike; -1 for none (default: 5)")
@@ -234,6 +235,7 @@ def command_generate(args: argparse.Namespace) -> int:
 
     config = GeneratorConfig(
         customers=args.customers,
+        order_customers=args.order_customers,
         months=args.months,
         seed=args.seed,
         spike_month=None if args.spike_month < 0 else args.spike_month,

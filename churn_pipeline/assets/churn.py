@@ -5,11 +5,10 @@ import time
 import dagster as dg
 import polars as pl
 
-from churn_pipeline.assets.cohorts import QUARANTINE, _charts, marts, publish, read_frame, read_observation, staging
+from churn_pipeline.assets.cohorts import QUARANTINE, marts, publish, read_frame, read_observation, staging
 from churn_pipeline.assets.metadata import markdown_table
 from churn_pipeline.lib import churn_tables
 from churn_pipeline.lib.price_changes import churn_by_price_change as price_change_table
-from churn_pipeline.lib.report import monthly_chart
 from churn_pipeline.resources import PipelineConfig, Warehouse
 
 _CUSTOMERS = [staging("int_customers"), staging("int_observation_window"), QUARANTINE]
@@ -87,8 +86,7 @@ def churn_by_month(context: dg.AssetExecutionContext, pipeline: PipelineConfig, 
         frame = churn_tables.churn_by_month(conn.sql("select * from staging.int_monthly_movements").pl())
         preview = markdown_table(frame.tail(12).select("basis", "month", "customers_start", "churned", "customer_churn_rate",
                                                        "benchmark_band", "trend_3m", "net_mrr_churn_rate"))
-        return publish(context, conn, pipeline, frame, observation, started, preview, _charts(
-            lambda basis: monthly_chart(frame, basis, churn_tables.BenchmarkBands()), "monthly churn and movements"))
+        return publish(context, conn, pipeline, frame, observation, started, preview)
 
 
 @dg.asset(key=marts("churn_by_quarter"), deps=[marts("churn_by_month")], group_name="churn", kinds=_KINDS)

@@ -12,7 +12,6 @@ import polars as pl
 from churn_pipeline.assets.metadata import column_schema, markdown_table, observation_metadata, report
 from churn_pipeline.lib import cohorts, high_risk, survival
 from churn_pipeline.lib.publish import output_path, staging_dir, write_parquet, write_table
-from churn_pipeline.lib.report import hazard_chart, png_markdown, retention_heatmap
 from churn_pipeline.lib.settings import CONTRACT_VERSION
 from churn_pipeline.lib.table_docs import TABLES_BY_NAME
 from churn_pipeline.resources import PipelineConfig, Warehouse
@@ -52,7 +51,6 @@ def publish(
     observation: Observation,
     started: float,
     preview: str,
-    charts: dict[str, str] | None = None,
 ) -> dg.MaterializeResult:
     """Write a published table to marts and Parquet, and describe it for the UI."""
     table = context.asset_key.path[-1]
@@ -77,15 +75,8 @@ def publish(
             **observation_metadata(observation.as_of, observation.last_complete_month),
             "parquet": dg.MetadataValue.path(str(output_path(output_dir, table))),
             "preview": dg.MetadataValue.md(preview),
-            **{name: dg.MetadataValue.md(markdown) for name, markdown in (charts or {}).items()},
         }
     )
-
-
-def _charts(draw, title: str) -> dict[str, str]:
-    """One chart per basis, as markdown images the Dagster UI shows."""
-    figures = {basis: draw(basis) for basis in ("subscription", "orders")}
-    return {f"{title} ({basis})": png_markdown(fig, f"{title}, {basis}") for basis, fig in figures.items() if fig is not None}
 
 
 def retention_matrix(frame: pl.DataFrame, basis: str, cohorts_shown: int = 6, months: int = 6) -> str:
@@ -126,8 +117,7 @@ def cohort_retention(context: dg.AssetExecutionContext, pipeline: PipelineConfig
             ).collect()
         )
         preview = "\n\n".join(retention_matrix(frame, basis) for basis in ("subscription", "orders"))
-        return publish(context, conn, pipeline, frame, observation, started, preview, _charts(
-            lambda basis: retention_heatmap(frame, basis), "retention heatmap"))
+        return publish(context, conn, pipeline, frame, observation, started, preview)
 
 
 @dg.asset(
@@ -171,8 +161,7 @@ def high_risk_months(context: dg.AssetExecutionContext, pipeline: PipelineConfig
             if flagged.height
             else "_no high-risk lifetime month_"
         )
-        return publish(context, conn, pipeline, frame, observation, started, preview, _charts(
-            lambda basis: hazard_chart(frame, basis), "hazard by lifetime month"))
+        return publish(context, conn, pipeline, frame, observation, started, preview)
 
 
 cohort_assets = [cohort_retention, retention_curve, high_risk_months]

@@ -36,7 +36,8 @@ def churn_report(context: dg.AssetExecutionContext, pipeline: PipelineConfig, wa
             last_complete_month=observation.last_complete_month,
             timezone=settings.timezone,
         )
-    page = churn_report_html.render(inputs)
+    key_charts: dict[str, str] = {}
+    page = churn_report_html.render(inputs, key_charts=key_charts)
     write_text_atomic(page, staging_dir(settings.output_dir), "churn_report", ".html")
     report(context, len(page), time.perf_counter() - started, "(bytes of HTML)")
     quality = inputs.data_quality
@@ -50,6 +51,7 @@ def churn_report(context: dg.AssetExecutionContext, pipeline: PipelineConfig, wa
                 "| source | raw rows | loaded | quarantined |\n|---|---|---|---|\n"
                 + "\n".join(f"| {s} | {r:,} | {l:,} | {q:,} |" for s, r, l, q in quality.rows())
             ),
+            **{f"chart: {title}": dg.MetadataValue.md(image) for title, image in key_charts.items()},
             "high_risk_months": dg.MetadataValue.md(
                 "\n".join(
                     f"- {b}: month {k} (lift {lift:.1f})"

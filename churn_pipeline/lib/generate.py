@@ -53,6 +53,8 @@ class GeneratorConfig:
     file_format: str = "csv"
     start: str = "2023-01-01"
     order_customers: int | None = None
+    id_prefix: str = ""
+    """Prepended to every customer, event and order id: chunks generated apart never collide."""
     layout: str = "flat"
     """`flat`: two files per source in `out`; `monthly`: one file per source in each `out/YYYY-MM/` (UTC month)."""
 
@@ -202,7 +204,7 @@ def _subscription_events(config: GeneratorConfig, rng: np.random.Generator, mont
     final_plan = np.where(c & (s["change_at"] < s["churn_at"]), s["plan_after"], s["plan"])[r]
     frames.append(_event_frame(ids[r], s["react_at"][r], "reactivated", plan=PLANS[final_plan],
                                price=PLAN_PRICE[final_plan], billing_period=PLAN_PERIOD[final_plan]))
-    events = pl.concat(frames, how="vertical_relaxed").with_columns(pl.format("s{}", "customer").alias("customer_id"))
+    events = pl.concat(frames, how="vertical_relaxed").with_columns(pl.format(config.id_prefix + "s{}", "customer").alias("customer_id"))
     # trialists who never subscribe; half cancel during the trial
     trialists = int(n * 0.25)
     t_start = _uniform_between(rng, np.full(trialists, months.start(np.array([0]))[0]), np.full(trialists, months.end - 15 * DAY))
@@ -214,9 +216,9 @@ def _subscription_events(config: GeneratorConfig, rng: np.random.Generator, mont
             _event_frame(t_ids[cancels], t_start[cancels] + rng.integers(1, 8, cancels.sum()) * DAY, "cancelled"),
         ],
         how="vertical_relaxed",
-    ).with_columns(pl.format("t{}", "customer").alias("customer_id"))
+    ).with_columns(pl.format(config.id_prefix + "t{}", "customer").alias("customer_id"))
     events = pl.concat([events, trials], how="vertical_relaxed").filter(pl.col("at") < months.end)
-    return events.sort("at", "customer_id").with_row_index("n").with_columns(pl.format("e{}", pl.col("n") + 1).alias("event_id"))
+    return events.sort("at", "customer_id").with_row_index("n").with_columns(pl.format(config.id_prefix + "e{}", pl.col("n") + 1).alias("event_id"))
 
 
 def _orders(config: GeneratorConfig, rng: np.random.Generator, months: _Months) -> pl.DataFrame:
@@ -251,7 +253,7 @@ def _orders(config: GeneratorConfig, rng: np.random.Generator, months: _Months) 
     orders = pl.concat([orders, refunds]).filter(pl.col("at") < months.end)
     return (
         orders.with_columns(
-            pl.format("b{}", "customer").alias("customer_id"),
+            pl.format(config.id_prefix + "b{}", "customer").alias("customer_id"),
             pl.when(pl.col("eur")).then(pl.lit("EUR")).otherwise(pl.lit("")).alias("currency"),
             pl.when(pl.col("at") == pl.col("at").min().over("customer"))
             .then(pl.col("first_channel"))
@@ -260,7 +262,7 @@ def _orders(config: GeneratorConfig, rng: np.random.Generator, months: _Months) 
         )
         .sort("at", "customer_id")
         .with_row_index("n")
-        .with_columns(pl.format("o{}", pl.col("n") + 1).alias("order_id"))
+        .with_columns(pl.format(config.id_prefix + "o{}", pl.col("n") + 1).alias("order_id"))
     )
 
 

@@ -19,7 +19,7 @@ import polars as pl  # noqa: E402
 from churn_pipeline.lib.churn_tables import BenchmarkBands  # noqa: E402
 from churn_pipeline.lib.table_docs import TABLES_BY_NAME  # noqa: E402
 
-plt.rcParams.update({"svg.fonttype": "none", "font.size": 9, "axes.spines.top": False, "axes.spines.right": False,
+plt.rcParams.update({"figure.constrained_layout.use": True, "svg.fonttype": "none", "font.size": 9, "axes.spines.top": False, "axes.spines.right": False,
                      "svg.hashsalt": "churn_pipeline"})  # fixed ids: same tables, same bytes
 BASES = ("subscription", "orders")
 SECTIONS = ("cohort-heatmap", "retention-curve", "hazard", "channel", "segment", "price-changes", "monthly",
@@ -41,22 +41,16 @@ class ReportInputs:
 
 def _svg(fig: plt.Figure) -> str:
     buffer = io.StringIO()
-    fig.savefig(buffer, format="svg", bbox_inches="tight", metadata={"Date": None, "Creator": None})
-    plt.close(fig)
+    fig.savefig(buffer, format="svg", metadata={"Date": None, "Creator": None})
     text = buffer.getvalue()
     return text[text.index("<svg"):]
 
 
-def png(fig: plt.Figure) -> bytes:
-    buffer = io.BytesIO()
-    fig.savefig(buffer, format="png", dpi=90, bbox_inches="tight")
-    plt.close(fig)
-    return buffer.getvalue()
-
-
 def png_markdown(fig: plt.Figure, alt: str) -> str:
     """A chart as markdown the Dagster UI shows inline."""
-    return f"![{alt}](data:image/png;base64,{base64.b64encode(png(fig)).decode()})"
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png", dpi=80)
+    return f"![{alt}](data:image/png;base64,{base64.b64encode(buffer.getvalue()).decode()})"
 
 
 def _floats(series: pl.Series) -> np.ndarray:
@@ -87,7 +81,7 @@ def retention_heatmap(cohort_retention: pl.DataFrame, basis: str, value: str = "
     fig, ax = plt.subplots(figsize=(min(2 + 0.42 * months, 12), 1 + 0.28 * len(cohorts)))
     vmax = 1.0 if value == "retention_rate" else max(1.0, float(np.nanmax(grid)) if np.isfinite(grid).any() else 1.0)
     image = ax.imshow(grid, aspect="auto", cmap="Blues", vmin=0, vmax=vmax, interpolation="nearest")
-    if months <= 18 and len(cohorts) <= 30:
+    if months <= 13 and len(cohorts) <= 24:  # numbers in cells while they stay legible (and cheap to draw)
         for (i, k), v in np.ndenumerate(grid):
             if np.isfinite(v):
                 ax.text(k, i, f"{v * 100:.0f}", ha="center", va="center", fontsize=6.5,
@@ -252,10 +246,15 @@ def _table(frame: pl.DataFrame, formats: dict[str, callable] | None = None) -> s
     return f"<table><thead><tr>{head}</tr></thead><tbody>{''.join(body)}</tbody></table>"
 
 
-def _figure(section: str, fig: plt.Figure | None, caption: str, extra: str = "") -> str:
+def _figure(section: str, fig: plt.Figure | None, caption: str, extra: str = "", keep: dict[str, str] | None = None) -> str:
+    """A chart with its caption; `keep` also collects it as a PNG markdown image (for the Dagster UI)."""
     if fig is None:
         return f'<figure class="chart" data-section="{section}"><p class="empty">No data for this chart.</p><figcaption>{html.escape(caption)}</figcaption></figure>'
-    return f'<figure class="chart" data-section="{section}">{_svg(fig)}<figcaption>{html.escape(caption)}</figcaption>{extra}</figure>'
+    svg = _svg(fig)
+    if keep is not None:
+        keep[section] = png_markdown(fig, section)
+    plt.close(fig)
+    return f'<figure class="chart" data-section="{section}">{svg}<figcaption>{html.escape(caption)}</figcaption>{extra}</figure>'
 
 
 def _high_risk_text(high_risk: pl.DataFrame, basis: str) -> str:
@@ -280,7 +279,8 @@ def _latest_month_text(monthly: pl.DataFrame, basis: str) -> str:
             f"3-month trend {html.escape(str(last['trend_3m'] or 'n/a'))}, 6-month trend {html.escape(str(last['trend_6m'] or 'n/a'))}.</p>")
 
 
-def render(inputs: ReportInputs, bands: BenchmarkBands = BenchmarkBands()) -> str:
+def render(inputs: ReportInputs, bands: BenchmarkBands = BenchmarkBands(), key_charts: dict[str, str] | None = None) -> str:
+    """The page; `key_charts`, when given, receives the subscription heatmap, hazard and monthly charts as PNG markdown."""
     t = inputs.tables
     as_of = inputs.as_of.strftime("%Y-%m-%d %H:%M UTC") if inputs.as_of else "n/a"
     through = f"{inputs.last_complete_month:%B %Y}" if inputs.last_complete_month else "n/a"
@@ -290,6 +290,7 @@ def render(inputs: ReportInputs, bands: BenchmarkBands = BenchmarkBands()) -> st
         if t["cohort_retention"].filter(pl.col("basis") == basis).is_empty():
             continue
         unit = "order" if basis == "orders" else "subscription"
+        keep = key_charts if basis == "subscription" else None
         revenue_label = "net order revenue" if basis == "orders" else "MRR"
         segments = t["churn_by_segment"].filter(pl.col("basis") == basis)
         segment_figures = "".join(
@@ -307,16 +308,16 @@ def render(inputs: ReportInputs, bands: BenchmarkBands = BenchmarkBands()) -> st
         parts.append(f"""
 <section class="basis" id="{basis}">
 <h2>{basis.capitalize()} basis <small>(customers of {unit}s)</small></h2>
-{_figure("cohort-heatmap", retention_heatmap(t["cohort_retention"], basis), f"Share of each signup cohort active k months after signup ({basis}), {stamp}.")}
+{_figure("cohort-heatmap", retention_heatmap(t["cohort_retention"], basis), f"Share of each signup cohort active k months after signup ({basis}), {stamp}.", keep=keep)}
 {_figure("cohort-heatmap", retention_heatmap(t["cohort_retention"], basis, "revenue_retention"), f"Cohort {revenue_label} k months after signup as a share of month 0 ({basis}), {stamp}.")}
 {_figure("retention-curve", retention_curve_chart(t["retention_curve"], basis), f"Share of customers not yet churned by lifetime month, all cohorts pooled, with 95 % band ({basis}), {stamp}.")}
-{_figure("hazard", hazard_chart(t["high_risk_months"], basis), f"Churn hazard by lifetime month against the baseline of neighbouring months; red = high-risk month ({basis}), {stamp}.", _high_risk_text(t["high_risk_months"], basis))}
+{_figure("hazard", hazard_chart(t["high_risk_months"], basis), f"Churn hazard by lifetime month against the baseline of neighbouring months; red = high-risk month ({basis}), {stamp}.", _high_risk_text(t["high_risk_months"], basis), keep)}
 {_figure("channel", rate_ratio_chart(t["churn_by_channel"].filter(pl.col("basis") == basis), "channel"), f"Churn by acquisition channel vs all other channels, rate ratio with 95 % interval ({basis}), {stamp}.",
          _table(t["churn_by_channel"].filter(pl.col("basis") == basis).select("channel", "customers", "monthly_churn_rate", "rate_ratio_vs_others", "p_value_vs_others"),
                 {"monthly_churn_rate": _pct, "rate_ratio_vs_others": _num, "p_value_vs_others": lambda v: _num(v, 4)}))}
 {segment_figures}
 {price}
-{_figure("monthly", monthly_chart(t["churn_by_month"], basis, bands), f"Monthly {'MRR bridge' if basis == 'subscription' else 'revenue from new vs existing customers'} and customer churn rate on benchmark bands (green <= {bands.healthy:.0%}, red > {bands.high:.0%}) ({basis}), {stamp}.", _latest_month_text(t["churn_by_month"], basis))}
+{_figure("monthly", monthly_chart(t["churn_by_month"], basis, bands), f"Monthly {'MRR bridge' if basis == 'subscription' else 'revenue from new vs existing customers'} and customer churn rate on benchmark bands (green <= {bands.healthy:.0%}, red > {bands.high:.0%}) ({basis}), {stamp}.", _latest_month_text(t["churn_by_month"], basis), keep)}
 {_figure("reactivation", reactivation_chart(t["churn_reactivation"], basis), f"Share of churned customers back within 30, 60 and 90 days (satisfied churn), overall and by channel ({basis}), {stamp}.")}
 </section>""")
     quality = _table(inputs.data_quality)

@@ -1,0 +1,239 @@
+"""Benchmark: the pipeline against its peers on the same files, in one run.
+
+    .venv/bin/python benchmarks/run.py --scale medium
+
+Generates data with `churn-pipeline generate`, then times, each as its own process (wall, CPU,
+peak RSS from wait4): the lower bound (DuckDB loading every raw file once), the pandas script
+users write today (retention counts only), and the full pipeline through the CLI (all tables,
+all checks, the report). Optionally the incremental case: 36 monthly deliveries loaded, then
+one new month, against a full rebuild. Prints PASS/FAIL per target and appends a markdown
+section to docs/benchmarks.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import re
+import shutil
+import subprocess
+import sys
+import time
+from dataclasses import asdict, dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+BIN = Path(sys.executable).parent
+SCALES = {
+    # name: (subscription customers, order customers, months, chunks)
+    "tiny": (300, 150, 12, 1),
+    "small": (10_000, 5_000, 24, 1),
+    "medium": (1_000_000, 500_000, 24, 1),
+    "large": (10_000_000, 5_000_000, 24, 10),
+}
+
+
+@dataclass
+class Measured:
+    name: str
+    wall_s: float
+    cpu_s: float
+    peak_rss_mb: float
+    returncode: int
+
+
+def measure(name: str, command: list[str], log: Path, env: dict | None = None) -> Measured:
+    """Run one process; wall clock, user+system CPU and peak RSS of that process alone."""
+    started = time.perf_counter()
+    with log.open("w") as out:
+        process = subprocess.Popen(command, stdout=out, stderr=subprocess.STDOUT, cwd=ROOT, env=env)
+        _, status, usage = os.wait4(process.pid, 0)
+    wall = time.perf_counter() - started
+    process.returncode = os.waitstatus_to_exitcode(status)
+    result = Measured(name, wall, usage.ru_utime + usage.ru_stime, usage.ru_maxrss / 1024, process.returncode)
+    print(f"  {name:<34} {wall:8.1f} s wall {result.cpu_s:8.1f} s CPU {result.peak_rss_mb:8.0f} MB peak"
+          f"{'' if result.returncode == 0 else f'  FAILED (exit {result.returncode}, see {log})'}", flush=True)
+    return result
+
+
+def generate(raw: Path, scale: str, layout: str, months: int | None, work: Path) -> Measured:
+    customers, order_customers, default_months, chunks = SCALES[scale]
+    months = months or default_months
+    if chunks == 1:
+        return measure(f"generate ({layout})", [str(BIN / "churn-pipeline"), "generate", "--out", str(raw),
+                       "--customers", str(customers), "--order-customers", str(order_customers), "--months", str(months),
+                       "--seed", "7", "--layout", layout], work / f"generate_{layout}.log")
+    # in chunks with distinct ids, so the generator never holds the large scale in memory
+    command = [sys.executable, "-c", _CHUNKED, str(raw), str(customers // chunks), str(order_customers // chunks),
+               str(months), str(chunks), layout]
+    return measure(f"generate ({layout}, {chunks} chunks)", command, work / f"generate_{layout}.log")
+
+
+_CHUNKED = """
+import shutil, sys
+from pathlib import Path
+from churn_pipeline.lib.generate import GeneratorConfig, generate
+raw, customers, orders, months, chunks, layout = Path(sys.argv[1]), *map(int, sys.argv[2:6]), sys.argv[6]
+raw.mkdir(parents=True, exist_ok=True)
+for k in range(chunks):
+    part = raw / f".chunk{k}"
+    generate(part, GeneratorConfig(customers=customers, order_customers=orders, months=months, seed=7 + k,
+                                   id_prefix=f"k{k}", layout=layout))
+    for path in sorted(part.rglob("*.csv")):
+        target = raw / path.relative_to(part).parent / f"{path.stem}_chunk{k}.csv"
+        target.parent.mkdir(parents=True, exist_ok=True)
+        if path.name != "fx_rates.csv" or k == 0:
+            shutil.move(path, target if path.name != "fx_rates.csv" else raw / "fx_rates.csv")
+    shutil.rmtree(part)
+"""
+
+
+def raw_rows(raw: Path) -> int:
+    import duckdb
+
+    files = [str(p) for p in raw.rglob("*.csv") if not p.name.startswith("fx_rates")]
+    return duckdb.sql("select count(*) from read_csv($f, all_varchar = true, union_by_name = true)", params={"f": files}).fetchall()[0][0]
+
+
+def pipeline_command(raw: Path, work: Path, *extra: str) -> list[str]:
+    return [str(BIN / "churn-pipeline"), "run", "--raw-dir", str(raw), "--warehouse", str(work / "warehouse.duckdb"),
+            "--output-dir", str(work / "marts"), "--temp-dir", str(work / "spill"), *extra]
+
+
+def asset_timings(log: Path) -> list[tuple[str, float]]:
+    timings = []
+    for line in log.read_text().splitlines():
+        match = re.match(r"\s+(\S+)\s+[\d,]+ rows\s+([\d.]+)s", line)
+        if match:
+            timings.append((match.group(1), float(match.group(2))))
+    return sorted(timings, key=lambda t: -t[1])
+
+
+def fresh(path: Path) -> Path:
+    shutil.rmtree(path, ignore_errors=True)
+    path.mkdir(parents=True)
+    return path
+
+
+def run(scale: str, work: Path, incremental: bool, memory_limit: str | None) -> dict:
+    work = work / scale
+    work.mkdir(parents=True, exist_ok=True)
+    raw = work / "raw"
+    print(f"scale {scale}: {SCALES[scale]}", flush=True)
+    results: dict = {"scale": scale, "measured": {}}
+    if not (raw / ".complete").exists():
+        fresh(raw)
+        results["measured"]["generate"] = asdict(generate(raw, scale, "flat", None, work))
+        (raw / ".complete").touch()
+    results["raw_rows"] = raw_rows(raw)
+    results["raw_bytes"] = sum(p.stat().st_size for p in raw.rglob("*.csv"))
+    print(f"  {results['raw_rows']:,} raw rows, {results['raw_bytes'] / 1e9:.2f} GB of CSV", flush=True)
+
+    lower = measure("lower bound (DuckDB load)", [sys.executable, str(ROOT / "benchmarks/lower_bound.py"), str(raw),
+                    str(work / "lower_bound.duckdb")], work / "lower_bound.log")
+    (work / "lower_bound.duckdb").unlink(missing_ok=True)
+    pandas = measure("pandas tutorial (counts only)", [sys.executable, str(ROOT / "benchmarks/pandas_cohorts.py"), str(raw),
+                     str(work / "pandas_out")], work / "pandas.log")
+    pipeline_work = fresh(work / "pipeline")
+    extra = ["--memory-limit", memory_limit] if memory_limit else []
+    pipeline = measure("pipeline (CLI, everything)", pipeline_command(raw, pipeline_work, *extra), work / "pipeline.log")
+    results["measured"].update({m.name: asdict(m) for m in (lower, pandas, pipeline)})
+    results["asset_timings"] = asset_timings(work / "pipeline.log")
+    results["ratios"] = {"pipeline / lower bound": pipeline.wall_s / lower.wall_s, "pipeline / pandas": pipeline.wall_s / pandas.wall_s}
+
+    if incremental:
+        monthly = work / "raw_monthly"
+        if not (monthly / ".complete").exists():
+            fresh(monthly)
+            generate(monthly, scale, "monthly", 36, work)
+            (monthly / ".complete").touch()
+        months = sorted(p.name for p in monthly.iterdir() if p.is_dir() and re.match(r"^\d{4}-\d{2}$", p.name))
+        env = {**os.environ, "CHURN_FIRST_MONTH": months[0]}
+        rebuild_work = fresh(work / "rebuild")
+        rebuild = measure(f"full rebuild ({len(months)} months)", pipeline_command(monthly, rebuild_work, "--months",
+                          f"{months[0]}..{months[-1]}", *extra), work / "rebuild.log", env)
+        incremental_work = fresh(work / "incremental")
+        measure(f"history ({len(months) - 1} months)", pipeline_command(monthly, incremental_work, "--months",
+                f"{months[0]}..{months[-2]}", *extra), work / "history.log", env)
+        one = measure(f"one new month ({months[-1]})", pipeline_command(monthly, incremental_work, "--month", months[-1], *extra),
+                      work / "one_month.log", env)
+        results["measured"].update({"full rebuild": asdict(rebuild), "one new month": asdict(one)})
+        results["ratios"]["one month / full rebuild"] = one.wall_s / rebuild.wall_s
+        results["incremental_asset_timings"] = asset_timings(work / "one_month.log")[:8]
+    results["targets"] = targets(results, work.parent)
+    (work / "results.json").write_text(json.dumps(results, indent=2, default=str))
+    return results
+
+
+def targets(results: dict, work: Path) -> list[tuple[str, bool]]:
+    measured, scale, ratios = results["measured"], results["scale"], results["ratios"]
+    pipeline = measured["pipeline (CLI, everything)"]
+    checks = [("pipeline succeeded", pipeline["returncode"] == 0)]
+    if scale == "medium":
+        checks += [
+            ("medium: pipeline <= 3x lower bound", ratios["pipeline / lower bound"] <= 3),
+            ("medium: pipeline faster than pandas", ratios["pipeline / pandas"] < 1),
+            ("medium: peak RSS <= 4 GB", pipeline["peak_rss_mb"] <= 4096),
+        ]
+    if scale == "large":
+        checks.append(("large: peak RSS <= 8 GB", pipeline["peak_rss_mb"] <= 8192))
+        medium = work / "medium" / "results.json"
+        if medium.exists():
+            before = json.loads(medium.read_text())["measured"]["pipeline (CLI, everything)"]["wall_s"]
+            checks.append((f"large: time <= 11x medium ({pipeline['wall_s'] / before:.1f}x)", pipeline["wall_s"] <= 11 * before))
+    if scale == "small":
+        checks.append(("small: whole CLI run <= 10 s", pipeline["wall_s"] <= 10))
+    if "one month / full rebuild" in ratios:
+        checks.append(("incremental: one month <= 20 % of a full rebuild", ratios["one month / full rebuild"] <= 0.20))
+    for name, passed in checks:
+        print(f"  {'PASS' if passed else 'FAIL'}  {name}", flush=True)
+    return checks
+
+
+def markdown(results: dict) -> str:
+    memory_gb = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30
+    lines = [
+        f"### {results['scale']} ({datetime.now(timezone.utc):%Y-%m-%d %H:%M} UTC)",
+        "",
+        f"Machine: {os.cpu_count()} cores, {memory_gb:.0f} GB, {platform.platform()}, Python {platform.python_version()}. "
+        f"Scale: {SCALES[results['scale']][0]:,} subscription + {SCALES[results['scale']][1]:,} order customers, "
+        f"{results['raw_rows']:,} raw rows, {results['raw_bytes'] / 1e9:.2f} GB of CSV. "
+        f"Command: `.venv/bin/python benchmarks/run.py --scale {results['scale']}`.",
+        "",
+        "| step | wall s | CPU s | peak RSS MB |",
+        "|---|---:|---:|---:|",
+    ]
+    lines += [f"| {m['name']} | {m['wall_s']:.1f} | {m['cpu_s']:.1f} | {m['peak_rss_mb']:.0f} |" for m in results["measured"].values()]
+    lines += ["", "| ratio | value |", "|---|---:|"]
+    lines += [f"| {name} | {value:.2f} |" for name, value in results["ratios"].items()]
+    lines += ["", "| target | result |", "|---|---|"]
+    lines += [f"| {name} | {'PASS' if passed else 'FAIL'} |" for name, passed in results["targets"]]
+    slowest = ", ".join(f"{name} {seconds:.1f} s" for name, seconds in results["asset_timings"][:8])
+    lines += ["", f"Slowest assets: {slowest}."]
+    if results.get("incremental_asset_timings"):
+        lines += [f"One new month, slowest assets: {', '.join(f'{n} {s:.1f} s' for n, s in results['incremental_asset_timings'])}."]
+    return "\n".join(lines) + "\n\n"
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--scale", choices=list(SCALES), default="small")
+    parser.add_argument("--work", default=str(ROOT / "benchmarks" / "out"), help="where data and outputs go (git-ignored)")
+    parser.add_argument("--report", default=str(ROOT / "docs" / "benchmarks.md"), help="markdown file to append to")
+    parser.add_argument("--incremental", action="store_true", help="also time one new month against a full rebuild (36 months)")
+    parser.add_argument("--memory-limit", default=None, help="DuckDB memory_limit for the pipeline, e.g. 3GB")
+    args = parser.parse_args()
+    results = run(args.scale, Path(args.work), args.incremental, args.memory_limit)
+    report = Path(args.report)
+    report.parent.mkdir(parents=True, exist_ok=True)
+    with report.open("a", encoding="utf-8") as out:
+        out.write(markdown(results))
+    print(f"appended to {report}")
+    return 0 if all(passed for _, passed in results["targets"]) else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
