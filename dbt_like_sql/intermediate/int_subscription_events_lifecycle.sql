@@ -2,13 +2,18 @@
 -- the lifecycle (null when it does not). Invalid events never change the state, so the
 -- state before an event is the target state of the last activating or ending event before it.
 with events as (
-    select * from staging.stg_subscription_events where quarantine_reason is null
+    select * exclude (raw_values, quarantine_reason)
+    from staging.stg_subscription_events
+    where quarantine_reason is null
 ),
 
--- one total order per customer: time, then a fixed order of event kinds, then id
+-- the windows below sort only these narrow rows; the wide ones are joined back at the end
+-- (event_id is unique among loaded events: repeats are quarantined as duplicates)
 sequenced as (
     select
-        *,
+        customer_id,
+        event_id,
+        event_type,
         row_number() over (
             partition by customer_id
             order by occurred_at,
@@ -22,61 +27,71 @@ sequenced as (
     from events
 ),
 
-first_subscribed as (
-    select customer_id, min(event_seq) as first_subscribed_seq
-    from sequenced
-    where event_type = 'subscribed'
-    group by customer_id
-),
-
 phased as (
     select
-        sequenced.*,
-        first_subscribed.first_subscribed_seq is null
-            or sequenced.event_seq < first_subscribed.first_subscribed_seq as is_before_first_subscribed
+        *,
+        event_seq < coalesce(
+            min(case when event_type = 'subscribed' then event_seq end) over (partition by customer_id),
+            9223372036854775807
+        ) as is_before_first_subscribed
     from sequenced
-    left join first_subscribed using (customer_id)
 ),
 
--- the state just before each event, before and after the first subscription
+-- the last state-setting event before each one, encoded as its sequence * 2 + a state bit,
+-- so a running max finds it (much cheaper than last_value ... ignore nulls)
 with_state as (
     select
         *,
-        last_value(
+        max(
             case
-                when is_before_first_subscribed and event_type = 'trial_started' then 'trialing'
-                when is_before_first_subscribed and event_type = 'cancelled' then 'not_trialing'
-            end ignore nulls
-        ) over customer_before as trial_state_before,
-        last_value(
+                when is_before_first_subscribed and event_type = 'trial_started' then event_seq * 2 + 1
+                when is_before_first_subscribed and event_type = 'cancelled' then event_seq * 2
+            end
+        ) over customer_before as trial_mark,
+        max(
             case
-                when not is_before_first_subscribed and event_type in ('subscribed', 'reactivated') then 'active'
-                when not is_before_first_subscribed and event_type in ('cancelled', 'expired') then 'churned'
-            end ignore nulls
-        ) over customer_before as state_before
+                when not is_before_first_subscribed and event_type in ('subscribed', 'reactivated') then event_seq * 2 + 1
+                when not is_before_first_subscribed and event_type in ('cancelled', 'expired') then event_seq * 2
+            end
+        ) over customer_before as state_mark
     from phased
     window customer_before as (
         partition by customer_id order by event_seq rows between unbounded preceding and 1 preceding
     )
 ),
 
+states as (
+    select
+        event_id,
+        event_seq,
+        is_before_first_subscribed,
+        case trial_mark % 2 when 1 then 'trialing' when 0 then 'not_trialing' end as trial_state_before,
+        case state_mark % 2 when 1 then 'active' when 0 then 'churned' end as state_before
+    from with_state
+),
+
 final as (
     select
-        *,
+        events.*,
+        states.event_seq,
+        states.is_before_first_subscribed,
+        states.trial_state_before,
+        states.state_before,
         case
-            when is_before_first_subscribed then
+            when states.is_before_first_subscribed then
                 case
-                    when event_type = 'trial_started' and trial_state_before is distinct from 'trialing' then null
-                    when event_type = 'trial_started' then 'trial_started while a trial is open'
-                    when event_type = 'cancelled' and trial_state_before = 'trialing' then null
-                    else event_type || ' before the customer''s first subscribed'
+                    when events.event_type = 'trial_started' and states.trial_state_before is distinct from 'trialing' then null
+                    when events.event_type = 'trial_started' then 'trial_started while a trial is open'
+                    when events.event_type = 'cancelled' and states.trial_state_before = 'trialing' then null
+                    else events.event_type || ' before the customer''s first subscribed'
                 end
-            when event_type = 'trial_started' then 'trial_started after the customer''s first subscribed'
-            when event_type in ('subscribed', 'reactivated') then
-                case when state_before = 'active' then event_type || ' while already subscribed' end
-            when state_before is distinct from 'active' then event_type || ' with no active subscription'
+            when events.event_type = 'trial_started' then 'trial_started after the customer''s first subscribed'
+            when events.event_type in ('subscribed', 'reactivated') then
+                case when states.state_before = 'active' then events.event_type || ' while already subscribed' end
+            when states.state_before is distinct from 'active' then events.event_type || ' with no active subscription'
         end as lifecycle_error
-    from with_state
+    from events
+    inner join states using (event_id)
 )
 
 select * from final

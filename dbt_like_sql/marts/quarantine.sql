@@ -11,8 +11,21 @@ subscription_rows as (
     select * from staging.stg_subscription_events where quarantine_reason is not null
 ),
 
+-- loaded rows do not carry their raw text; a lifecycle contradiction gets it back from raw
+raw_subscription_events as (
+    select distinct on (source_file, source_row, nullif(trim(event_id), ''))
+        source_file, source_row, nullif(trim(event_id), '') as event_id,
+        to_json(struct_pack(
+            event_id, customer_id, occurred_at, event_type, plan, price, billing_period, currency, channel, segment
+        )) as raw_values
+    from raw.subscription_events
+),
+
 subscription_lifecycle as (
-    select * from staging.int_subscription_events_lifecycle where lifecycle_error is not null
+    select lifecycle.source_file, lifecycle.source_row, lifecycle.lifecycle_error, raw_rows.raw_values
+    from staging.int_subscription_events_lifecycle as lifecycle
+    left join raw_subscription_events as raw_rows using (source_file, source_row, event_id)
+    where lifecycle.lifecycle_error is not null
 ),
 
 fx_rates as (

@@ -111,6 +111,12 @@ final as (
         source_file,
         source_row
     from checked
+),
+
+-- raw text is kept only for rows quarantined here (marts.quarantine reads it); loaded rows skip it
+published as (
+    select * replace (case when quarantine_reason is not null then raw_values end as raw_values)
+    from final
 )
 
-select * from final
+select * from published
