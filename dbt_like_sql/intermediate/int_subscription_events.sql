@@ -4,10 +4,12 @@ with events as (
     select * from staging.int_subscription_events_lifecycle where lifecycle_error is null
 ),
 
--- plan and MRR carried forward through events that do not set them
-carried as (
+-- plan and MRR carried forward through events that do not set them (windows over narrow rows)
+carried_keys as (
     select
-        *,
+        customer_id,
+        event_id,
+        event_seq,
         event_type = 'cancelled' and is_before_first_subscribed as is_trial_cancellation,
         case
             when is_before_first_subscribed then null
@@ -20,17 +22,23 @@ carried as (
             else last_value(plan ignore nulls) over customer_so_far
         end as plan_after,
         (count(*) filter (where event_type in ('subscribed', 'reactivated')) over customer_so_far)::integer as spell_number
-    from events
+    from (select customer_id, event_id, event_seq, event_type, mrr, plan, is_before_first_subscribed from events)
     window customer_so_far as (
         partition by customer_id order by event_seq rows between unbounded preceding and current row
     )
 ),
 
-with_before as (
+keys_with_before as (
     select
-        *,
+        * exclude (customer_id, event_seq),
         coalesce(lag(mrr_after) over (partition by customer_id order by event_seq), 0.0) as mrr_before
-    from carried
+    from carried_keys
+),
+
+with_before as (
+    select events.*, keys_with_before.* exclude (event_id)
+    from events
+    inner join keys_with_before using (event_id)
 ),
 
 final as (

@@ -12,20 +12,24 @@ subscription_rows as (
 ),
 
 -- loaded rows do not carry their raw text; a lifecycle contradiction gets it back from raw
-raw_subscription_events as (
-    select distinct on (source_file, source_row, nullif(trim(event_id), ''))
-        source_file, source_row, nullif(trim(event_id), '') as event_id,
-        to_json(struct_pack(
-            event_id, customer_id, occurred_at, event_type, plan, price, billing_period, currency, channel, segment
-        )) as raw_values
-    from raw.subscription_events
-),
-
 subscription_lifecycle as (
-    select lifecycle.source_file, lifecycle.source_row, lifecycle.lifecycle_error, raw_rows.raw_values
+    select
+        lifecycle.source_file,
+        lifecycle.source_row,
+        lifecycle.lifecycle_error,
+        to_json(struct_pack(
+            event_id := raw_rows.event_id, customer_id := raw_rows.customer_id, occurred_at := raw_rows.occurred_at,
+            event_type := raw_rows.event_type, plan := raw_rows.plan, price := raw_rows.price,
+            billing_period := raw_rows.billing_period, currency := raw_rows.currency, channel := raw_rows.channel,
+            segment := raw_rows.segment
+        )) as raw_values
     from staging.int_subscription_events_lifecycle as lifecycle
-    left join raw_subscription_events as raw_rows using (source_file, source_row, event_id)
+    left join raw.subscription_events as raw_rows
+        on raw_rows.source_file = lifecycle.source_file
+        and raw_rows.source_row = lifecycle.source_row
+        and nullif(trim(raw_rows.event_id), '') = lifecycle.event_id
     where lifecycle.lifecycle_error is not null
+    qualify row_number() over (partition by lifecycle.source_file, lifecycle.source_row, lifecycle.event_id) = 1
 ),
 
 fx_rates as (
