@@ -123,7 +123,8 @@ def run(scale: str, work: Path, incremental: bool, memory_limit: str | None) -> 
     work.mkdir(parents=True, exist_ok=True)
     raw = work / "raw"
     print(f"scale {scale}: {SCALES[scale]}", flush=True)
-    results: dict = {"scale": scale, "measured": {}}
+    results: dict = {"scale": scale, "measured": {}, "command": " ".join(
+        ["--scale", scale, *(["--memory-limit", memory_limit] if memory_limit else []), *(["--incremental"] if incremental else [])])}
     if not (raw / ".complete").exists():
         fresh(raw)
         results["measured"]["generate"] = asdict(generate(raw, scale, "flat", None, work))
@@ -201,7 +202,7 @@ def markdown(results: dict) -> str:
         f"Machine: {os.cpu_count()} cores, {memory_gb:.0f} GB, {platform.platform()}, Python {platform.python_version()}. "
         f"Scale: {SCALES[results['scale']][0]:,} subscription + {SCALES[results['scale']][1]:,} order customers, "
         f"{results['raw_rows']:,} raw rows, {results['raw_bytes'] / 1e9:.2f} GB of CSV. "
-        f"Command: `.venv/bin/python benchmarks/run.py --scale {results['scale']}`.",
+        f"Command: `.venv/bin/python benchmarks/run.py {results['command']}`.",
         "",
         "| step | wall s | CPU s | peak RSS MB |",
         "|---|---:|---:|---:|",
