@@ -5,11 +5,8 @@ import dagster as dg
 
 from churn_pipeline.assets.cohorts import QUARANTINE, marts
 from churn_pipeline.lib.duck import rows
-from churn_pipeline.resources import Warehouse
 from churn_pipeline.lib.quality import LOADED_TABLES, reconciliation
-
-# loaded table per raw source; pre-subscription trial events count as loaded
-_LOADED_TABLES = LOADED_TABLES
+from churn_pipeline.resources import Warehouse
 
 
 def _result(failures: list[tuple], columns: list[str], what: str) -> dg.AssetCheckResult:
@@ -23,7 +20,7 @@ def _result(failures: list[tuple], columns: list[str], what: str) -> dg.AssetChe
     )
 
 
-@dg.asset_check(asset=QUARANTINE, blocking=True, additional_deps=[dg.AssetKey(["staging", t.split(".")[1]]) for t in _LOADED_TABLES.values()])
+@dg.asset_check(asset=QUARANTINE, blocking=True, additional_deps=[dg.AssetKey(["staging", t.split(".")[1]]) for t in LOADED_TABLES.values()])
 def raw_rows_reconcile(warehouse: Warehouse) -> dg.AssetCheckResult:
     """For every source, raw rows = loaded rows + quarantined rows."""
     with warehouse.get_connection() as conn:

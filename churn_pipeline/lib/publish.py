@@ -135,16 +135,13 @@ def publish_run(live: Path, output_dir: Path) -> list[str]:
     return published
 
 
-def write_parquet(frame: pl.DataFrame, output_dir: Path, table: str, metadata: dict[str, str]) -> Path:
-    """Write to a temporary file beside the target, then rename over it: readers never see half a file."""
-    path = output_path(output_dir, table)
+def _replace_atomically(path: Path, write) -> Path:
+    """`write(temporary)` a file beside `path`, then rename it over `path`: readers see all or nothing."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    arrow = frame.to_arrow()
-    arrow = arrow.replace_schema_metadata({**(arrow.schema.metadata or {}), **{k: str(v) for k, v in metadata.items()}})
-    handle, temporary = tempfile.mkstemp(prefix=f".{table}.", suffix=".parquet.tmp", dir=path.parent)
+    handle, temporary = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=f"{path.suffix}.tmp", dir=path.parent)
     os.close(handle)
     try:
-        pq.write_table(arrow, temporary)
+        write(temporary)
         os.chmod(temporary, 0o644)  # mkstemp creates 0600; readers may be other users
         os.replace(temporary, path)
     except BaseException:
@@ -153,17 +150,15 @@ def write_parquet(frame: pl.DataFrame, output_dir: Path, table: str, metadata: d
     return path
 
 
+def write_parquet(frame: pl.DataFrame, output_dir: Path, table: str, metadata: dict[str, str]) -> Path:
+    """Write a published table with its key-value metadata, atomically."""
+    arrow = frame.to_arrow()
+    arrow = arrow.replace_schema_metadata({**(arrow.schema.metadata or {}), **{k: str(v) for k, v in metadata.items()}})
+    return _replace_atomically(output_path(output_dir, table), lambda temporary: pq.write_table(arrow, temporary))
+
+
 def write_text_atomic(text: str, output_dir: Path, name: str, suffix: str) -> Path:
-    """Write a text file (the HTML report) the same way: temporary file, then one rename."""
-    path = output_path(output_dir, name, suffix)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    handle, temporary = tempfile.mkstemp(prefix=f".{name}.", suffix=f"{suffix}.tmp", dir=path.parent)
-    try:
-        with os.fdopen(handle, "w", encoding="utf-8") as out:
-            out.write(text)
-        os.chmod(temporary, 0o644)
-        os.replace(temporary, path)
-    except BaseException:
-        Path(temporary).unlink(missing_ok=True)
-        raise
-    return path
+    """Write a text file (the HTML report) the same way."""
+    return _replace_atomically(
+        output_path(output_dir, name, suffix), lambda temporary: Path(temporary).write_text(text, encoding="utf-8")
+    )

@@ -5,6 +5,7 @@ from __future__ import annotations
 import duckdb
 import polars as pl
 
+# loaded table per raw source; pre-subscription trial events count as loaded
 LOADED_TABLES = {
     "orders": "staging.int_orders",
     "subscription_events": "staging.int_subscription_events",
