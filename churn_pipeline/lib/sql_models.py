@@ -1,7 +1,10 @@
 """The SQL model layer: one `select` per file in dbt_like_sql/<layer>/, file name = table name.
 
 Dependencies are read from the SQL itself: every `raw.x`, `staging.x` or `marts.x` it
-mentions. Values reach the SQL only as bound named parameters (`$timezone`, ...).
+mentions. Values reach the SQL only as bound named parameters (`$timezone`, ...). A model is
+built as a table unless a leading comment line says `-- materialized: view` (as dbt's
+`materialized='view'`): for a cheap filter over a table, which readers then scan only for
+the columns they use. A view can take no parameters and no temp macros.
 """
 
 from __future__ import annotations
@@ -24,6 +27,8 @@ _REFERENCE = re.compile(r"\b(raw|staging|marts)\.([a-z_][a-z0-9_]*)\b")
 _PARAMETER = re.compile(r"\$([a-z_][a-z0-9_]*)")
 _LINE_COMMENT = re.compile(r"--[^\n]*")
 _STRING = re.compile(r"'(?:[^']|'')*'")
+_MATERIALIZED = re.compile(r"^--\s*materialized:\s*(\w+)\s*$")
+MATERIALIZATIONS = ("table", "view")
 
 
 @dataclass(frozen=True)
@@ -34,6 +39,7 @@ class SqlModel:
     sql: str
     references: frozenset[tuple[str, str]]
     parameters: frozenset[str]
+    materialized: str = "table"
 
     @property
     def schema(self) -> str:
@@ -46,12 +52,18 @@ class SqlModel:
     @property
     def description(self) -> str:
         """The file's leading comment, which says what the table is."""
-        lines = []
-        for line in self.sql.splitlines():
-            if not line.startswith("--"):
-                break
-            lines.append(line.removeprefix("--").strip())
-        return " ".join(lines)
+        return " ".join(
+            line.removeprefix("--").strip() for line in _leading_comments(self.sql) if not _MATERIALIZED.match(line)
+        )
+
+
+def _leading_comments(sql: str) -> list[str]:
+    lines = []
+    for line in sql.splitlines():
+        if not line.startswith("--"):
+            break
+        lines.append(line)
+    return lines
 
 
 def _code_only(sql: str) -> str:
@@ -65,7 +77,14 @@ def parse_model(path: Path, layer: str) -> SqlModel:
     references = frozenset(
         (schema, table) for schema, table in _REFERENCE.findall(code) if (schema, table) != (LAYER_SCHEMAS[layer], name)
     )
-    return SqlModel(name, layer, path, sql.strip().rstrip(";"), references, frozenset(_PARAMETER.findall(code)))
+    parameters = frozenset(_PARAMETER.findall(code))
+    declared = [match.group(1) for line in _leading_comments(sql) if (match := _MATERIALIZED.match(line))]
+    materialized = declared[-1] if declared else "table"
+    if materialized not in MATERIALIZATIONS:
+        raise ValueError(f"{path.name}: materialized must be one of {', '.join(MATERIALIZATIONS)}, not {materialized!r}")
+    if materialized == "view" and parameters:
+        raise ValueError(f"{path.name}: a view cannot take parameters ({', '.join(sorted(parameters))}); make it a table")
+    return SqlModel(name, layer, path, sql.strip().rstrip(";"), references, parameters, materialized)
 
 
 @cache
@@ -101,7 +120,20 @@ def run_model(conn: duckdb.DuckDBPyConnection, model: SqlModel, parameters: dict
         raise KeyError(f"{model.path.name}: no value for parameter(s) {sorted(missing)}")
     prepare_connection(conn)
     bound = {name: parameters[name] for name in model.parameters}
-    conn.execute(f"create or replace table {model.table} as {model.sql}", bound)
+    # a model that changed kind (table <-> view) replaces the old object
+    existing = scalar(
+        conn,
+        "select table_type from information_schema.tables where table_schema = $schema and table_name = $name",
+        {"schema": model.schema, "name": model.name},
+    )
+    if existing == "VIEW" and model.materialized == "table":
+        conn.execute(f"drop view {model.table}")
+    elif existing == "BASE TABLE" and model.materialized == "view":
+        conn.execute(f"drop table {model.table}")
+    if model.materialized == "view":
+        conn.execute(f"create or replace view {model.table} as {model.sql}")
+    else:
+        conn.execute(f"create or replace table {model.table} as {model.sql}", bound)
     return scalar(conn, f"select count(*) from {model.table}")
 
 

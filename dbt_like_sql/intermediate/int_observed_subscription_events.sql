@@ -1,5 +1,6 @@
 -- Loaded subscription events from the first `subscribed` on, up to as_of: what every
 -- analysis of subscriptions observes.
+-- materialized: view
 with observation as (
     select * from staging.int_observation_window
 ),
@@ -9,7 +10,7 @@ events as (
 ),
 
 final as (
-    select events.*, month_of(events.occurred_at, $timezone) as event_month
+    select events.*
     from events, observation
     where events.occurred_at <= observation.as_of
         and not events.is_before_first_subscribed

@@ -1,78 +1,89 @@
 -- Loaded subscription events with the customer's plan and MRR after each one and the
 -- movement it causes (new, reactivation, expansion, contraction, churn).
-with events as (
+with lifecycle as (
     select * from staging.int_subscription_events_lifecycle where lifecycle_error is null
 ),
 
--- plan and MRR carried forward through events that do not set them (windows over narrow rows)
-carried_keys as (
+-- plan and MRR carried forward through events that do not set them; one sort serves every
+-- window (same partition and order), over the narrow lifecycle rows
+carried as (
     select
-        customer_id,
         event_id,
         event_seq,
+        is_before_first_subscribed,
         event_type = 'cancelled' and is_before_first_subscribed as is_trial_cancellation,
+        event_type,
+        last_value(mrr ignore nulls) over so_far as mrr_so_far,
+        last_value(plan ignore nulls) over so_far as plan_so_far,
+        (count(*) filter (where event_type in ('subscribed', 'reactivated')) over so_far)::integer as spell_number,
+        last_value(mrr ignore nulls) over before as mrr_so_far_before,
+        lag(event_type) over by_seq as previous_event_type,
+        lag(is_before_first_subscribed) over by_seq as previous_is_before_first_subscribed
+    from lifecycle
+    window
+        by_seq as (partition by customer_id order by event_seq),
+        so_far as (partition by customer_id order by event_seq rows between unbounded preceding and current row),
+        before as (partition by customer_id order by event_seq rows between unbounded preceding and 1 preceding)
+),
+
+-- MRR after an event, and before it (= after the previous one: nothing before the first
+-- subscribed, nothing after a churn)
+with_mrr as (
+    select
+        * exclude (mrr_so_far, mrr_so_far_before, plan_so_far, previous_event_type, previous_is_before_first_subscribed),
+        case
+            when is_before_first_subscribed or event_type in ('cancelled', 'expired') then null
+            else plan_so_far
+        end as plan_after,
         case
             when is_before_first_subscribed then null
             when event_type in ('cancelled', 'expired') then 0.0
-            else last_value(mrr ignore nulls) over customer_so_far
+            else mrr_so_far
         end as mrr_after,
         case
-            when is_before_first_subscribed then null
-            when event_type in ('cancelled', 'expired') then null
-            else last_value(plan ignore nulls) over customer_so_far
-        end as plan_after,
-        (count(*) filter (where event_type in ('subscribed', 'reactivated')) over customer_so_far)::integer as spell_number
-    from (select customer_id, event_id, event_seq, event_type, mrr, plan, is_before_first_subscribed from events)
-    window customer_so_far as (
-        partition by customer_id order by event_seq rows between unbounded preceding and current row
-    )
-),
-
-keys_with_before as (
-    select
-        * exclude (customer_id, event_seq),
-        coalesce(lag(mrr_after) over (partition by customer_id order by event_seq), 0.0) as mrr_before
-    from carried_keys
-),
-
-with_before as (
-    select events.*, keys_with_before.* exclude (event_id)
-    from events
-    inner join keys_with_before using (event_id)
+            when previous_event_type is null or previous_is_before_first_subscribed then 0.0
+            when previous_event_type in ('cancelled', 'expired') then 0.0
+            else coalesce(mrr_so_far_before, 0.0)
+        end as mrr_before
+    from carried
 ),
 
 final as (
     select
-        event_id,
-        customer_id,
-        occurred_at,
-        event_type,
-        plan,
-        price,
-        billing_period,
-        currency,
-        mrr,
-        channel,
-        segment,
-        event_seq,
-        is_before_first_subscribed,
-        is_trial_cancellation,
-        spell_number,
-        plan_after,
-        coalesce(mrr_before, 0.0) as mrr_before,
-        mrr_after,
+        staged.event_id,
+        staged.customer_id,
+        staged.occurred_at,
+        staged.event_type,
+        staged.plan,
+        staged.price,
+        staged.billing_period,
+        staged.currency,
+        staged.mrr,
+        staged.channel,
+        staged.segment,
+        with_mrr.event_seq,
+        with_mrr.is_before_first_subscribed,
+        with_mrr.is_trial_cancellation,
+        with_mrr.spell_number,
+        with_mrr.plan_after,
+        with_mrr.mrr_before,
+        with_mrr.mrr_after,
         case
-            when is_before_first_subscribed then null
-            when event_type = 'subscribed' and spell_number = 1 then 'new'
-            when event_type in ('subscribed', 'reactivated') then 'reactivation'
-            when event_type = 'cancelled' then 'voluntary_churn'
-            when event_type = 'expired' then 'involuntary_churn'
-            when event_type in ('plan_changed', 'price_changed') and mrr_after > mrr_before then 'expansion'
-            when event_type in ('plan_changed', 'price_changed') and mrr_after < mrr_before then 'contraction'
+            when with_mrr.is_before_first_subscribed then null
+            when staged.event_type = 'subscribed' and with_mrr.spell_number = 1 then 'new'
+            when staged.event_type in ('subscribed', 'reactivated') then 'reactivation'
+            when staged.event_type = 'cancelled' then 'voluntary_churn'
+            when staged.event_type = 'expired' then 'involuntary_churn'
+            when staged.event_type in ('plan_changed', 'price_changed') and with_mrr.mrr_after > with_mrr.mrr_before then 'expansion'
+            when staged.event_type in ('plan_changed', 'price_changed') and with_mrr.mrr_after < with_mrr.mrr_before then 'contraction'
         end as movement,
-        source_file,
-        source_row
-    from with_before
+        month_of(staged.occurred_at, $timezone) as event_month,
+        staged.source_file,
+        staged.source_row
+    from with_mrr
+    -- event_id is unique among loaded events: repeats are quarantined as duplicates
+    inner join staging.stg_subscription_events as staged using (event_id)
+    where staged.quarantine_reason is null
 )
 
 select * from final

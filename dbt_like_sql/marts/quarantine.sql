@@ -3,33 +3,50 @@ with csv_rejects as (
     select * from raw.csv_rejects
 ),
 
+-- staging keeps no raw text (8M copies of it cost more than the rest of staging); the
+-- few quarantined rows get theirs back from raw by (source_file, source_row), which
+-- identifies a raw row
 orders as (
-    select * from staging.stg_orders where quarantine_reason is not null
+    select
+        staged.source_file,
+        staged.source_row,
+        staged.quarantine_reason,
+        to_json(struct_pack(
+            order_id := raw_rows.order_id, customer_id := raw_rows.customer_id, ordered_at := raw_rows.ordered_at,
+            amount := raw_rows.amount, currency := raw_rows.currency, channel := raw_rows.channel
+        )) as raw_values
+    from staging.stg_orders as staged
+    left join raw.orders as raw_rows
+        on raw_rows.source_file = staged.source_file
+        and raw_rows.source_row = staged.source_row
+    where staged.quarantine_reason is not null
 ),
 
 subscription_rows as (
-    select * from staging.stg_subscription_events where quarantine_reason is not null
+    select source_file, source_row, quarantine_reason
+    from staging.stg_subscription_events
+    where quarantine_reason is not null
+    union all
+    select source_file, source_row, lifecycle_error
+    from staging.int_subscription_events_lifecycle
+    where lifecycle_error is not null
 ),
 
--- loaded rows do not carry their raw text; a lifecycle contradiction gets it back from raw
-subscription_lifecycle as (
+subscription_events as (
     select
-        lifecycle.source_file,
-        lifecycle.source_row,
-        lifecycle.lifecycle_error,
+        quarantined.source_file,
+        quarantined.source_row,
+        quarantined.quarantine_reason,
         to_json(struct_pack(
             event_id := raw_rows.event_id, customer_id := raw_rows.customer_id, occurred_at := raw_rows.occurred_at,
             event_type := raw_rows.event_type, plan := raw_rows.plan, price := raw_rows.price,
             billing_period := raw_rows.billing_period, currency := raw_rows.currency, channel := raw_rows.channel,
             segment := raw_rows.segment
         )) as raw_values
-    from staging.int_subscription_events_lifecycle as lifecycle
+    from subscription_rows as quarantined
     left join raw.subscription_events as raw_rows
-        on raw_rows.source_file = lifecycle.source_file
-        and raw_rows.source_row = lifecycle.source_row
-        and nullif(trim(raw_rows.event_id), '') = lifecycle.event_id
-    where lifecycle.lifecycle_error is not null
-    qualify row_number() over (partition by lifecycle.source_file, lifecycle.source_row, lifecycle.event_id) = 1
+        on raw_rows.source_file = quarantined.source_file
+        and raw_rows.source_row = quarantined.source_row
 ),
 
 fx_rates as (
@@ -42,10 +59,7 @@ unioned as (
     from orders
     union all
     select 'subscription_events', source_file, source_row, raw_values::varchar, quarantine_reason
-    from subscription_rows
-    union all
-    select 'subscription_events', source_file, source_row, raw_values::varchar, lifecycle_error
-    from subscription_lifecycle
+    from subscription_events
     union all
     select 'fx_rates', source_file, source_row, raw_values::varchar, quarantine_reason
     from fx_rates

@@ -18,7 +18,6 @@ typed as (
         upper(coalesce(nullif(trim(currency), ''), $reporting_currency)) as currency,
         coalesce(nullif(lower(trim(channel)), ''), 'unknown') as channel,
         nullif(trim(channel), '') is null as channel_missing,
-        to_json(struct_pack(order_id, customer_id, ordered_at, amount, currency, channel)) as raw_values,
         order_id is null or trim(order_id) = '' as missing_order_id,
         customer_id is null or trim(customer_id) = '' as missing_customer_id,
         ordered_at is null or trim(ordered_at) = '' as missing_ordered_at,
@@ -85,16 +84,9 @@ final as (
                 order by ordered_at, amount_original, customer_id, currency, channel, source_file, source_row
             ) > 1 then 'duplicate order_id'
         end as quarantine_reason,
-        raw_values,
         source_file,
         source_row
     from checked
-),
-
--- raw text is kept only for rows quarantined here (marts.quarantine reads it); loaded rows skip it
-published as (
-    select * replace (case when quarantine_reason is not null then raw_values end as raw_values)
-    from final
 )
 
-select * from published
+select * from final

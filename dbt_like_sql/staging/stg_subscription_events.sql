@@ -23,9 +23,6 @@ typed as (
         coalesce(nullif(lower(trim(channel)), ''), 'unknown') as channel,
         coalesce(nullif(lower(trim(segment)), ''), 'unknown') as segment,
         lower(trim(event_type)) in ('subscribed', 'reactivated', 'plan_changed', 'price_changed') as sets_plan,
-        to_json(struct_pack(
-            event_id, customer_id, occurred_at, event_type, plan, price, billing_period, currency, channel, segment
-        )) as raw_values,
         event_id is null or trim(event_id) = '' as missing_event_id,
         customer_id is null or trim(customer_id) = '' as missing_customer_id,
         occurred_at is null or trim(occurred_at) = '' as missing_occurred_at,
@@ -107,16 +104,9 @@ final as (
                     channel, segment, source_file, source_row
             ) > 1 then 'duplicate event_id'
         end as quarantine_reason,
-        raw_values,
         source_file,
         source_row
     from checked
-),
-
--- raw text is kept only for rows quarantined here (marts.quarantine reads it); loaded rows skip it
-published as (
-    select * replace (case when quarantine_reason is not null then raw_values end as raw_values)
-    from final
 )
 
-select * from published
+select * from final

@@ -1,0 +1,55 @@
+"""The SQL model layer: materialization declared in the file, tables and views swapped cleanly."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import duckdb
+import pytest
+
+from churn_pipeline.lib.sql_models import load_models, parse_model, run_model
+
+
+def _model(tmp_path: Path, name: str, text: str):
+    path = tmp_path / f"{name}.sql"
+    path.write_text(text, encoding="utf-8")
+    return parse_model(path, "intermediate")
+
+
+def test_materialization_comes_from_the_leading_comment(tmp_path: Path) -> None:
+    view = _model(tmp_path, "v", "-- Big orders.\n-- materialized: view\nselect * from staging.t where amount > 10\n")
+    table = _model(tmp_path, "t", "-- Orders.\nselect 1 as amount\n")
+    assert (view.materialized, table.materialized) == ("view", "table")
+    assert view.description == "Big orders."  # the directive is not part of the description
+
+
+def test_a_view_with_parameters_or_an_unknown_kind_is_refused(tmp_path: Path) -> None:
+    with pytest.raises(ValueError, match=r"v\.sql: a view cannot take parameters \(as_of\)"):
+        _model(tmp_path, "v", "-- x\n-- materialized: view\nselect $as_of as a\n")
+    with pytest.raises(ValueError, match=r"w\.sql: materialized must be one of table, view, not 'incremental'"):
+        _model(tmp_path, "w", "-- x\n-- materialized: incremental\nselect 1 as a\n")
+
+
+def test_a_model_that_changes_kind_replaces_the_old_object(tmp_path: Path) -> None:
+    conn = duckdb.connect()
+    conn.execute("create schema staging")
+    conn.execute("create table staging.t as select * from range(5) as r(amount)")
+    as_table = _model(tmp_path, "big", "-- x\nselect * from staging.t where amount > 2\n")
+    as_view = _model(tmp_path, "big", "-- x\n-- materialized: view\nselect * from staging.t where amount > 2\n")
+
+    assert run_model(conn, as_table, {}) == 2
+    assert run_model(conn, as_view, {}) == 2
+    conn.execute("insert into staging.t values (9)")
+    assert conn.execute("select count(*) from staging.big").fetchall()[0][0] == 3  # a view reads its source now
+    kind = "select table_type from information_schema.tables where table_name = 'big'"
+    assert conn.execute(kind).fetchall() == [("VIEW",)]
+    assert run_model(conn, as_table, {}) == 3
+    assert conn.execute(kind).fetchall() == [("BASE TABLE",)]
+
+
+def test_shipped_views_need_no_parameters_or_session_macros() -> None:
+    views = [model for model in load_models() if model.materialized == "view"]
+    assert [model.name for model in views] == ["int_observed_subscription_events"]
+    for model in views:
+        # analysts' read-only connections have no temp macros, so a view must not call them
+        assert not any(f"{macro}(" in model.sql for macro in ("parse_instant", "month_of", "months_between", "parse_number"))
