@@ -136,3 +136,27 @@ def test_full_public_data_sets(tmp_path: Path, source: str, raw_rows: int, basis
         assert sizes == in_cohorts <= expected_customers
         all_customers = conn.sql("select count(*) from staging.int_customers where basis = $b", params={"b": basis}).fetchall()[0][0]
         assert all_customers == expected_customers
+
+
+def test_adapter_rows_must_point_at_their_own_source_row(tmp_path: Path) -> None:
+    """The quarantine finds a row's raw text by (source_file, source_row), so an adapter that
+    emits two rows for one source row is stopped with one line naming the file."""
+    from dataclasses import replace
+
+    from churn_pipeline.lib.adapters import load_through_adapter
+    from churn_pipeline.lib.raw_sources import SOURCES_BY_NAME
+
+    root = tmp_path / "doubling"
+    root.mkdir()
+    shipped = load_adapter("foodie_fi")
+    (root / "subscription_events.sql").write_text(
+        shipped.sql_for("subscription_events") + "\nunion all\nselect * from final where event_type = 'cancelled'\n",
+        encoding="utf-8",
+    )
+    raw = write_raw(tmp_path, {"subscriptions.csv": FOODIE_SUBS, "plans.csv": FOODIE_PLANS})
+    conn = duckdb.connect()
+    conn.execute("create schema raw")
+    with pytest.raises(AdapterError, match=r"foodie_fi/subscription_events\.sql: 2 output rows share source_file "
+                                           r"'subscriptions\.csv', source_row 4; each output row must point back"):
+        load_through_adapter(conn, replace(shipped, root=root), SOURCES_BY_NAME["subscription_events"], raw,
+                             shipped.options({}))

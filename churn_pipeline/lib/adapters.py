@@ -165,8 +165,22 @@ def load_through_adapter(
                 )
             except duckdb.BinderException as exc:
                 raise AdapterError(f"{adapter.name}/{contract.name}.sql: {str(exc).splitlines()[0]}") from None
+            _require_row_keys(conn, f"{adapter.name}/{contract.name}.sql", contract.name)
         conn.execute("commit")
     except BaseException:
         conn.execute("rollback")
         raise
     return loads
+
+
+def _require_row_keys(conn: duckdb.DuckDBPyConnection, adapter_file: str, table: str) -> None:
+    """(source_file, source_row) must name one output row: the quarantine finds a row's raw text by it."""
+    repeated = conn.execute(
+        f"select source_file, source_row, count(*) from raw.{table} group by all having count(*) > 1 order by all limit 1"
+    ).fetchall()
+    if repeated:
+        file, row, count = repeated[0]
+        raise AdapterError(
+            f"{adapter_file}: {count} output rows share source_file {file!r}, source_row {row}; "
+            "each output row must point back at its own source row (use min(source_row) for a group)"
+        )
