@@ -8,7 +8,7 @@ from datetime import date
 
 import numpy as np
 import polars as pl
-from scipy.stats import binom, norm
+from churn_pipeline.lib.probability import binom_cdf, binom_sf, normal_sf
 
 from churn_pipeline.lib import survival
 
@@ -83,7 +83,7 @@ def _versus_others(frame: pl.DataFrame, group: str) -> pl.DataFrame:
         high = np.where(has_interval, ratio * np.exp(half), np.nan)
         n = (d1 + d0).astype(int)
         share = t1 / (t1 + t0)
-        tail = np.minimum(binom.cdf(d1, n, share), binom.sf(d1 - 1, n, share))
+        tail = np.minimum(binom_cdf(d1, n, share), binom_sf(d1 - 1, n, share))
         p = np.where((t1 > 0) & (t0 > 0) & (n > 0), np.minimum(1.0, 2 * tail), np.nan)
     return joined.drop("_d_all", "_t_all", "_d_other", "_t_other").with_columns(
         pl.Series("rate_ratio_vs_others", ratio).fill_nan(None),
@@ -178,7 +178,7 @@ def _trend(churned: np.ndarray, at_start: np.ndarray, window: int, alpha: float)
         statistic = float(np.sum(t * (d - n * p_bar)))
         variance = p_bar * (1 - p_bar) * (np.sum(n * t**2) - np.sum(n * t) ** 2 / n.sum())
         z = statistic / math.sqrt(variance)
-        p = float(2 * norm.sf(abs(z)))
+        p = float(2 * normal_sf(abs(z)))
         p_values.append(p)
         directions.append("flat" if p >= alpha else ("rising" if z > 0 else "falling"))
     return directions, p_values

@@ -25,8 +25,8 @@ from datetime import date, timedelta
 
 import numpy as np
 import polars as pl
-from scipy.stats import norm
 
+from churn_pipeline.lib.probability import normal_sf
 from churn_pipeline.lib.settings import HighRiskSettings
 from churn_pipeline.lib.survival import holm_adjust
 
@@ -84,7 +84,7 @@ def _test_months(months, at_risk, churned, hazard, usable, eligible, first, sett
             notes[i] = f"too few churns to judge (churned < {settings.min_churned})"
             continue
         standard_error = math.sqrt(baseline[i] * (1 - baseline[i]) / at_risk[i] + prediction_variance)
-        p_raw[i] = float(norm.sf((hazard[i] - baseline[i]) / standard_error))
+        p_raw[i] = float(normal_sf((hazard[i] - baseline[i]) / standard_error))
     return baseline, p_raw, notes
 
 

@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import numpy as np
 import polars as pl
-from scipy.stats import binom, norm
+from churn_pipeline.lib.probability import binom_cdf, binom_sf, normal_sf
 
 from churn_pipeline.lib import survival
 from churn_pipeline.lib.months import months_between
@@ -102,10 +102,10 @@ def _rate_tests(frame: pl.DataFrame) -> pl.DataFrame:
         all_positive = (a1 > 0) & (a0 > 0) & (u1 > 0) & (u0 > 0)
         log_relative = np.log(a1 / t_a1) - np.log(a0 / t_a0) - np.log(u1 / t_u1) + np.log(u0 / t_u0)
         z = log_relative / np.sqrt(1 / a1 + 1 / a0 + 1 / u1 + 1 / u0)
-        p_relative = np.where(all_positive, 2 * norm.sf(np.abs(z)), np.nan)
+        p_relative = np.where(all_positive, 2 * normal_sf(np.abs(z)), np.nan)
         n = (a1 + a0).astype(int)
         share = t_a1 / (t_a1 + t_a0)
-        tail = np.minimum(binom.cdf(a1, n, share), binom.sf(a1 - 1, n, share))
+        tail = np.minimum(binom_cdf(a1, n, share), binom_sf(a1 - 1, n, share))
         p_own = np.where((t_a1 > 0) & (t_a0 > 0) & (n > 0), np.minimum(1.0, 2 * tail), np.nan)
     return frame.with_columns(
         pl.Series("p_value", p_relative).fill_nan(None),

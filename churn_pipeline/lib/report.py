@@ -19,7 +19,9 @@ import polars as pl  # noqa: E402
 from churn_pipeline.lib.churn_tables import BenchmarkBands  # noqa: E402
 from churn_pipeline.lib.table_docs import TABLES_BY_NAME  # noqa: E402
 
-plt.rcParams.update({"figure.constrained_layout.use": True, "svg.fonttype": "none", "font.size": 9, "axes.spines.top": False, "axes.spines.right": False,
+# margins are set per chart in inches: a layout engine measured every label on every draw
+# and took half the report's time
+plt.rcParams.update({"figure.constrained_layout.use": False, "svg.fonttype": "none", "font.size": 9, "axes.spines.top": False, "axes.spines.right": False,
                      "svg.hashsalt": "churn_pipeline"})  # fixed ids: same tables, same bytes
 BASES = ("subscription", "orders")
 SECTIONS = ("cohort-heatmap", "retention-curve", "hazard", "channel", "segment", "price-changes", "monthly",
@@ -53,6 +55,17 @@ def png_markdown(fig: plt.Figure, alt: str) -> str:
     return f"![{alt}](data:image/png;base64,{base64.b64encode(buffer.getvalue()).decode()})"
 
 
+def _margins(fig: plt.Figure, left: float, bottom: float, right: float = 0.2, top: float = 0.2, **spacing: float) -> None:
+    """Fixed margins in inches (labels are a known size: 9 pt text, month or category names)."""
+    width, height = fig.get_size_inches()
+    fig.subplots_adjust(left=left / width, right=1 - right / width, bottom=bottom / height, top=1 - top / height, **spacing)
+
+
+def _label_inches(labels: list[str]) -> float:
+    """Room for the longest y tick label at 9 pt."""
+    return 0.25 + 0.07 * max((len(str(label)) for label in labels), default=4)
+
+
 def _floats(series: pl.Series) -> np.ndarray:
     """A column as floats, nulls as NaN (matplotlib leaves gaps there)."""
     return series.cast(pl.Float64).fill_null(float("nan")).to_numpy()
@@ -79,6 +92,7 @@ def retention_heatmap(cohort_retention: pl.DataFrame, basis: str, value: str = "
     for cohort, k, v in frame.select("cohort_month", "months_since_signup", value).iter_rows():
         grid[row[cohort], k] = np.nan if v is None else v
     fig, ax = plt.subplots(figsize=(min(2 + 0.42 * months, 12), 1 + 0.28 * len(cohorts)))
+    _margins(fig, left=1.15, bottom=0.5, right=1.0, top=0.1)
     vmax = 1.0 if value == "retention_rate" else max(1.0, float(np.nanmax(grid)) if np.isfinite(grid).any() else 1.0)
     image = ax.imshow(grid, aspect="auto", cmap="Blues", vmin=0, vmax=vmax, interpolation="nearest")
     if months <= 13 and len(cohorts) <= 24:  # numbers in cells while they stay legible (and cheap to draw)
@@ -99,6 +113,7 @@ def retention_curve_chart(curve: pl.DataFrame, basis: str) -> plt.Figure | None:
     if frame.is_empty():
         return None
     fig, ax = plt.subplots(figsize=(7, 3))
+    _margins(fig, left=0.75, bottom=0.5)
     k = frame["months_since_signup"].to_numpy()
     ax.fill_between(k, frame["survival_ci_low"].to_numpy(), frame["survival_ci_high"].to_numpy(), step="post",
                     alpha=0.25, color="tab:blue", label="95 % band")
@@ -115,6 +130,7 @@ def hazard_chart(high_risk: pl.DataFrame, basis: str) -> plt.Figure | None:
     if frame.is_empty():
         return None
     fig, ax = plt.subplots(figsize=(7, 3))
+    _margins(fig, left=0.75, bottom=0.5)
     k = frame["months_since_signup"].to_numpy()
     flagged = frame["is_high_risk"].fill_null(False).to_numpy()
     ax.bar(k, frame["hazard"].to_numpy(), color=np.where(flagged, "tab:red", "tab:gray"), label="hazard")
@@ -134,6 +150,7 @@ def rate_ratio_chart(frame: pl.DataFrame, label: str) -> plt.Figure | None:
         return None
     frame = frame.sort("rate_ratio_vs_others", nulls_last=True)
     fig, ax = plt.subplots(figsize=(7, 0.6 + 0.3 * frame.height))
+    _margins(fig, left=_label_inches(frame[label].to_list()), bottom=0.5, top=0.1)
     y = np.arange(frame.height)
     ratio = _floats(frame["rate_ratio_vs_others"])
     low = _floats(frame["rate_ratio_ci_low"])
@@ -158,6 +175,7 @@ def price_change_chart(changes: pl.DataFrame) -> plt.Figure | None:
     labels = [f"{p} {m:%Y-%m}\n{kind.replace('_', ' ')}" for p, m, kind in changes.select("plan", "change_month", "change_kind").iter_rows()]
     x = np.arange(changes.height)
     fig, ax = plt.subplots(figsize=(max(5, 1.6 * changes.height), 3))
+    _margins(fig, left=0.75, bottom=0.6)
     for offset, column, color, name in [(-0.3, "churn_rate_before", "tab:gray", "affected, before"),
                                         (-0.1, "churn_rate_after", "tab:red", "affected, after"),
                                         (0.1, "unaffected_churn_rate_before", "lightsteelblue", "other plans, before"),
@@ -174,6 +192,7 @@ def monthly_chart(monthly: pl.DataFrame, basis: str, bands: BenchmarkBands) -> p
     if frame.is_empty():
         return None
     fig, (top, bottom) = plt.subplots(2, 1, figsize=(8, 5.5), sharex=True)
+    _margins(fig, left=0.95, bottom=0.75, right=0.85, hspace=0.08)
     months = frame["month"].to_list()
     x = np.arange(len(months))
     if basis == "subscription":
@@ -220,6 +239,7 @@ def reactivation_chart(reactivation: pl.DataFrame, basis: str) -> plt.Figure | N
     labels = [("all customers" if d == "all" else v) for d, v in frame.select("dimension", "value").iter_rows()]
     y = np.arange(frame.height)
     fig, ax = plt.subplots(figsize=(7, 0.8 + 0.35 * frame.height))
+    _margins(fig, left=_label_inches(labels), bottom=0.5, top=0.1)
     for offset, window, color in [(-0.25, 30, "#c6dbef"), (0, 60, "#6baed6"), (0.25, 90, "#2171b5")]:
         ax.barh(y + offset, _floats(frame[f"returned_within_{window}d_share"]), 0.25,
                 color=color, label=f"back within {window} days")
