@@ -1,5 +1,5 @@
 -- Every raw order row, typed (UTC instants, reporting-currency amounts), with the reason
--- it cannot be loaded (null when it can).
+-- it cannot be loaded (null when it can). The raw text stays in raw.orders.
 with source as (
     select * from raw.orders
 ),

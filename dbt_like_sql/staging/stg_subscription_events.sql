@@ -1,6 +1,6 @@
 -- Every raw subscription event, typed (UTC instants, MRR in the reporting currency), with
 -- the row-level reason it cannot be loaded (null when it can). Lifecycle order is checked
--- in int_subscription_events.
+-- in int_subscription_events_lifecycle; the raw text stays in raw.subscription_events.
 with source as (
     select * from raw.subscription_events
 ),
