@@ -8,9 +8,9 @@ from datetime import date
 
 import numpy as np
 import polars as pl
-from churn_pipeline.lib.probability import binom_cdf, binom_sf, normal_sf
 
 from churn_pipeline.lib import survival
+from churn_pipeline.lib.probability import binom_cdf, binom_sf, normal_sf
 
 K = "months_since_signup"
 RETENTION_MONTHS = [1, 3, 6, 12]

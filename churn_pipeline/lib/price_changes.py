@@ -21,9 +21,9 @@ from __future__ import annotations
 
 import numpy as np
 import polars as pl
-from churn_pipeline.lib.probability import binom_cdf, binom_sf, normal_sf
 
 from churn_pipeline.lib import survival
+from churn_pipeline.lib.probability import binom_cdf, binom_sf, normal_sf
 from churn_pipeline.lib.months import months_between
 
 KEYS = ["plan", "change_month", "change_kind"]

@@ -29,6 +29,7 @@ _LINE_COMMENT = re.compile(r"--[^\n]*")
 _STRING = re.compile(r"'(?:[^']|'')*'")
 _MATERIALIZED = re.compile(r"^--\s*materialized:\s*(\w+)\s*$")
 MATERIALIZATIONS = ("table", "view")
+_MACRO = re.compile(r"\bmacro\s+([a-z_][a-z0-9_]*)\s*\(", re.IGNORECASE)
 
 
 @dataclass(frozen=True)
@@ -84,6 +85,10 @@ def parse_model(path: Path, layer: str) -> SqlModel:
         raise ValueError(f"{path.name}: materialized must be one of {', '.join(MATERIALIZATIONS)}, not {materialized!r}")
     if materialized == "view" and parameters:
         raise ValueError(f"{path.name}: a view cannot take parameters ({', '.join(sorted(parameters))}); make it a table")
+    # analysts' read-only connections have none of the session macros a view would call
+    called = sorted(macro for macro in macro_names() if re.search(rf"\b{macro}\s*\(", code))
+    if materialized == "view" and called:
+        raise ValueError(f"{path.name}: a view cannot call session macros ({', '.join(called)}); make it a table")
     return SqlModel(name, layer, path, sql.strip().rstrip(";"), references, parameters, materialized)
 
 
@@ -104,6 +109,12 @@ def load_models(root: Path = SQL_ROOT) -> tuple[SqlModel, ...]:
 @cache
 def macros_sql(root: Path = SQL_ROOT) -> str:
     return "\n".join(path.read_text(encoding="utf-8") for path in sorted((root / "macros").glob("*.sql")))
+
+
+@cache
+def macro_names(root: Path = SQL_ROOT) -> frozenset[str]:
+    """The temp macros defined in dbt_like_sql/macros/, which exist only in the pipeline's connections."""
+    return frozenset(_MACRO.findall(_code_only(macros_sql(root))))
 
 
 def prepare_connection(conn: duckdb.DuckDBPyConnection) -> None:
