@@ -13,6 +13,7 @@ import pytest
 
 from churn_pipeline.lib import churn_tables, cohorts, high_risk, ingest, sql_models, survival
 from churn_pipeline.lib.adapters import load_adapter, load_through_adapter
+from churn_pipeline.lib.duck import scan_table
 from churn_pipeline.lib.price_changes import churn_by_price_change
 from churn_pipeline.lib.raw_sources import SOURCES
 from churn_pipeline.lib.settings import HighRiskSettings
@@ -74,7 +75,7 @@ class Built:
         return self.conn.sql(query, params=parameters).pl()
 
     def frame(self, table: str) -> pl.LazyFrame:
-        return self.conn.sql(f"select * from {table}").pl().lazy()
+        return scan_table(self.conn, table)
 
     def cohort_retention(self) -> pl.DataFrame:
         return cohorts.cohort_retention(

@@ -11,6 +11,7 @@ import polars as pl
 
 from churn_pipeline.assets.metadata import column_schema, markdown_table, observation_metadata, report
 from churn_pipeline.lib import cohorts, high_risk, survival
+from churn_pipeline.lib.duck import scan_table
 from churn_pipeline.lib.publish import output_path, staging_dir, write_parquet, write_table
 from churn_pipeline.lib.settings import CONTRACT_VERSION
 from churn_pipeline.lib.table_docs import TABLES_BY_NAME
@@ -39,8 +40,8 @@ def read_observation(conn: duckdb.DuckDBPyConnection) -> Observation:
 
 
 def read_frame(conn: duckdb.DuckDBPyConnection, table: str) -> pl.LazyFrame:
-    """A whole warehouse table as a polars frame, handed over through Arrow."""
-    return conn.sql(f"select * from {table}").pl().lazy()
+    """A warehouse table as a lazy polars frame; only the columns the plan uses are read."""
+    return scan_table(conn, table)
 
 
 def publish(

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from typing import Any
 
 import duckdb
+import polars as pl
+from polars.io.plugins import register_io_source
 
 
 def scalar(conn: duckdb.DuckDBPyConnection, sql: str, parameters: Any = None) -> Any:
@@ -14,3 +17,31 @@ def scalar(conn: duckdb.DuckDBPyConnection, sql: str, parameters: Any = None) ->
 
 def rows(conn: duckdb.DuckDBPyConnection, sql: str, parameters: Any = None) -> list[tuple]:
     return conn.execute(sql, parameters).fetchall() if parameters is not None else conn.execute(sql).fetchall()
+
+
+def scan_table(conn: duckdb.DuckDBPyConnection, table: str) -> pl.LazyFrame:
+    """A warehouse table as a lazy polars frame that reads only the columns the plan uses.
+
+    The rows arrive as Arrow batches. Each scan gets its own cursor, so a plan may read
+    the same table twice at once. Collect the frame before `conn` closes.
+    """
+    schema = conn.table(table).limit(0).pl().schema
+
+    def batches(columns: list[str] | None, predicate: pl.Expr | None, n_rows: int | None, batch_size: int | None) -> Iterator[pl.DataFrame]:
+        cursor = conn.cursor()
+        relation = cursor.table(table)
+        if columns is not None:
+            relation = relation.select(*columns)
+        if n_rows is not None:
+            relation = relation.limit(n_rows)
+        reader = relation.to_arrow_reader(batch_size or 1_000_000)
+        try:
+            for batch in reader:
+                frame = pl.from_arrow(batch)
+                # polars does not filter above a source that was handed the predicate
+                yield frame if predicate is None else frame.filter(predicate)
+        finally:
+            reader.close()
+            cursor.close()
+
+    return register_io_source(batches, schema=schema, is_pure=True, explain_name=table)
