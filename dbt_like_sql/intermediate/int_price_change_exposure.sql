@@ -6,7 +6,9 @@ with observation as (
     select * from staging.int_observation_window
 ),
 
-events as (
+-- not materialized: each use reads only its own columns and rows (a shared copy of every
+-- observed event costs more than reading the table three times)
+events as not materialized (
     select * from staging.int_observed_subscription_events
 ),
 
@@ -70,13 +72,20 @@ at_risk as (
         and (spells.spell_end_at is null or spells.spell_end_at >= months.month_start_at)
 ),
 
+-- the plan changes that can matter: events before the last window month starts
+plan_changes as (
+    select customer_id, occurred_at, plan_after
+    from events
+    where occurred_at < (select max(month_start_at) from observed_months)
+),
+
 -- each customer's plan when the month starts
 with_plan as (
-    select at_risk.*, events.plan_after as plan_at_start
+    select at_risk.*, plan_changes.plan_after as plan_at_start
     from at_risk
-    asof left join events
-        on events.customer_id = at_risk.customer_id
-        and events.occurred_at < at_risk.month_start_at
+    asof left join plan_changes
+        on plan_changes.customer_id = at_risk.customer_id
+        and plan_changes.occurred_at < at_risk.month_start_at
 ),
 
 roles as (
