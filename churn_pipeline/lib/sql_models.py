@@ -125,8 +125,6 @@ def prepare_connection(conn: duckdb.DuckDBPyConnection) -> None:
     # an ASOF join whose left side DuckDB underestimates (13 rows estimated, 23k real) would run
     # as a nested loop: 2 s instead of 0.08 s on 10k customers
     conn.execute("set asof_loop_join_threshold = 0")
-    # tables have no row order; keeping the select's order costs memory on large results
-    conn.execute("set preserve_insertion_order = false")
 
 
 def run_model(conn: duckdb.DuckDBPyConnection, model: SqlModel, parameters: dict[str, object]) -> int:
