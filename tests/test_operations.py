@@ -13,6 +13,7 @@ import time
 from pathlib import Path
 
 import dagster as dg
+import duckdb
 import polars as pl
 import pytest
 
@@ -20,6 +21,7 @@ from churn_pipeline.lib.adapters import AdapterError, load_adapter
 from churn_pipeline.lib.generate import GeneratorConfig, generate
 from churn_pipeline.lib.identifiers import IdentifierError, qualified, validate_identifier
 from churn_pipeline.lib.publish import OutputPathError, output_path, staged_path
+from churn_pipeline.resources import Warehouse
 
 CLI = [sys.executable, "-m", "churn_pipeline.cli"]
 TABLES = ["cohort_retention", "retention_curve", "high_risk_months", "churn_by_month", "churn_by_channel"]
@@ -235,3 +237,22 @@ def test_churn_pipeline_sql_prints_csv_and_refuses_writes(clean: Path) -> None:
     assert refused.stderr.startswith("churn-pipeline: query failed:") and len(refused.stderr.strip().splitlines()) == 1
     missing = subprocess.run([*CLI, "sql", "select 1", "--warehouse", str(clean / "nope.duckdb")], capture_output=True, text=True)
     assert missing.returncode == 2 and "does not exist" in missing.stderr
+
+
+@pytest.mark.parametrize("memory_limit", ["1GB", None])
+def test_steps_share_one_database_and_each_leaves_its_memory_to_the_next(tmp_path: Path, memory_limit: str | None) -> None:
+    warehouse = Warehouse(database=str(tmp_path / "w.duckdb"), memory_limit=memory_limit)
+    cached = "select sum(memory_usage_bytes) from duckdb_memory()"
+    limit = "select current_setting('memory_limit')"
+    expected_limit = duckdb.connect().execute(f"set memory_limit = '{memory_limit}'" if memory_limit else "select 1").execute(limit).fetchone()[0]
+    with warehouse.get_connection() as conn:
+        conn.execute("create table t as select range as i, md5(range::varchar) as s from range(5000000)")
+        assert conn.execute(cached).fetchone()[0] > 50_000_000
+    try:
+        with warehouse.get_connection() as conn:
+            assert conn.execute(cached).fetchone()[0] < 2_000_000  # the last step's pages were evicted
+            assert conn.execute(limit).fetchone()[0] == expected_limit
+            assert conn.execute("select count(*) from t").fetchone()[0] == 5_000_000
+    finally:
+        warehouse.close_build()
+    assert warehouse.build_path.exists() and not warehouse.build_path.with_name(warehouse.build_path.name + ".wal").exists()

@@ -72,6 +72,7 @@ def churn_report(context: dg.AssetExecutionContext, pipeline: PipelineConfig, wa
 def published(context: dg.AssetExecutionContext, pipeline: PipelineConfig, warehouse: Warehouse) -> dg.MaterializeResult:
     """The run's warehouse, Parquet files and report, swapped in atomically once every blocking check upstream has passed."""
     started = time.perf_counter()
+    warehouse.close_build()
     files = publish_run(warehouse.live_path, pipeline.settings().output_dir)
     report(context, len(files), time.perf_counter() - started, "(files: the warehouse, each Parquet table, the report)")
     return dg.MaterializeResult(
