@@ -12,6 +12,7 @@ import subprocess
 import sys
 import time
 import urllib.request
+from datetime import date
 from pathlib import Path
 
 import duckdb
@@ -19,7 +20,7 @@ import polars as pl
 import pytest
 
 from churn_pipeline.lib.generate import GeneratorConfig, generate
-from churn_pipeline.lib.report import BASES, SECTIONS
+from churn_pipeline.lib.report import BASES, SECTIONS, retention_heatmap
 from churn_pipeline.lib.table_docs import TABLES, markdown
 from conftest import run_job
 
@@ -210,3 +211,18 @@ def test_the_analyst_examples_run_and_agree_with_the_tables(run: Path) -> None:
                           where basis = 'subscription' order by quarter desc limit 1""").fetchall()[0]
     assert (by_channel["customers_at_start"].sum(), by_channel["churned_in_quarter"].sum()) == quarter
     conn.close()
+
+
+def test_a_long_history_heatmap_labels_every_cohort_it_can_and_starts_at_the_first() -> None:
+    cohorts = [date(2020 + m // 12, m % 12 + 1, 1) for m in range(30)]
+    frame = pl.DataFrame({
+        "basis": "orders",
+        "cohort_month": [c for i, c in enumerate(cohorts) for _ in range(30 - i)],
+        "months_since_signup": [k for i in range(30) for k in range(30 - i)],
+        "retention_rate": [1.0 / (k + 1) for i in range(30) for k in range(30 - i)],
+    })
+    fig = retention_heatmap(frame, "orders")
+    ax = fig.axes[0]
+    # 30 cohorts and 30 months: every 2nd cohort (15 <= 24 labels) and every 3rd month (10 <= 13)
+    assert [t.get_text() for t in ax.get_yticklabels()] == [c.strftime("%Y-%m") for c in cohorts[::2]]
+    assert list(ax.get_xticks()) == list(range(0, 30, 3))

@@ -61,6 +61,11 @@ def _margins(fig: plt.Figure, left: float, bottom: float, right: float = 0.2, to
     fig.subplots_adjust(left=left / width, right=1 - right / width, bottom=bottom / height, top=1 - top / height, **spacing)
 
 
+def _tick_step(count: int, most: int) -> int:
+    """Label every n-th row or column so at most `most` labels show (each tick costs drawing time)."""
+    return -(-count // most) if count > most else 1
+
+
 def _label_inches(labels: list[str]) -> float:
     """Room for the longest y tick label at 9 pt."""
     return 0.25 + 0.07 * max((len(str(label)) for label in labels), default=4)
@@ -100,8 +105,9 @@ def retention_heatmap(cohort_retention: pl.DataFrame, basis: str, value: str = "
             if np.isfinite(v):
                 ax.text(k, i, f"{v * 100:.0f}", ha="center", va="center", fontsize=6.5,
                         color="white" if v > 0.6 * vmax else "black")
-    ax.set_yticks(range(len(cohorts)), [c.strftime("%Y-%m") for c in cohorts])
-    ax.set_xticks(range(months))
+    rows = range(0, len(cohorts), _tick_step(len(cohorts), 24))
+    ax.set_yticks(rows, [cohorts[i].strftime("%Y-%m") for i in rows])
+    ax.set_xticks(range(0, months, _tick_step(months, 13)))
     ax.set_xlabel("months since signup")
     ax.set_ylabel("signup cohort")
     fig.colorbar(image, ax=ax, fraction=0.03, label="share of month 0" if value != "retention_rate" else "share of cohort")
@@ -226,7 +232,7 @@ def monthly_chart(monthly: pl.DataFrame, basis: str, bands: BenchmarkBands) -> p
     bottom.set_ylim(0, limits[-1])
     bottom.set_ylabel("churned / customers at start")
     bottom.yaxis.set_major_formatter(matplotlib.ticker.PercentFormatter(1.0))
-    step = max(1, len(x) // 12)
+    step = _tick_step(len(x), 13)
     bottom.set_xticks(x[::step], [m.strftime("%Y-%m") for m in months[::step]], rotation=45, ha="right")
     return fig
 
