@@ -133,6 +133,7 @@ def test_fx_rates_checked(built: Built) -> None:
 @pytest.mark.parametrize("source, loaded_table", [
     ("orders", "staging.int_orders"),
     ("subscription_events", "staging.int_subscription_events"),
+    ("subscription_events", "staging.int_subscription_event_states"),
     ("fx_rates", "staging.int_fx_rates"),
 ])
 def test_raw_rows_equal_loaded_plus_quarantined(built: Built, source: str, loaded_table: str) -> None:

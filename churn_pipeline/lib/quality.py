@@ -8,7 +8,7 @@ import polars as pl
 # loaded table per raw source; pre-subscription trial events count as loaded
 LOADED_TABLES = {
     "orders": "staging.int_orders",
-    "subscription_events": "staging.int_subscription_events",
+    "subscription_events": "staging.int_subscription_event_states",
     "fx_rates": "staging.int_fx_rates",
 }
 

@@ -2,7 +2,7 @@
 with latest as (
     select max(ordered_at) as latest_at from staging.int_orders
     union all
-    select max(occurred_at) from staging.int_subscription_events
+    select max(occurred_at) from staging.int_subscription_event_states
 ),
 
 window_end as (

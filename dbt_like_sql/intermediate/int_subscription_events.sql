@@ -1,89 +1,33 @@
--- Loaded subscription events with the customer's plan and MRR after each one and the
--- movement it causes (new, reactivation, expansion, contraction, churn).
-with lifecycle as (
-    select * from staging.int_subscription_events_lifecycle where lifecycle_error is null
-),
-
--- plan and MRR carried forward through events that do not set them; one sort serves every
--- window (same partition and order), over the narrow lifecycle rows
-carried as (
-    select
-        event_id,
-        event_seq,
-        is_before_first_subscribed,
-        event_type = 'cancelled' and is_before_first_subscribed as is_trial_cancellation,
-        event_type,
-        last_value(mrr ignore nulls) over so_far as mrr_so_far,
-        last_value(plan ignore nulls) over so_far as plan_so_far,
-        (count(*) filter (where event_type in ('subscribed', 'reactivated')) over so_far)::integer as spell_number,
-        last_value(mrr ignore nulls) over before as mrr_so_far_before,
-        lag(event_type) over by_seq as previous_event_type,
-        lag(is_before_first_subscribed) over by_seq as previous_is_before_first_subscribed
-    from lifecycle
-    window
-        by_seq as (partition by customer_id order by event_seq),
-        so_far as (partition by customer_id order by event_seq rows between unbounded preceding and current row),
-        before as (partition by customer_id order by event_seq rows between unbounded preceding and 1 preceding)
-),
-
--- MRR after an event, and before it (= after the previous one: nothing before the first
--- subscribed, nothing after a churn)
-with_mrr as (
-    select
-        * exclude (mrr_so_far, mrr_so_far_before, plan_so_far, previous_event_type, previous_is_before_first_subscribed),
-        case
-            when is_before_first_subscribed or event_type in ('cancelled', 'expired') then null
-            else plan_so_far
-        end as plan_after,
-        case
-            when is_before_first_subscribed then null
-            when event_type in ('cancelled', 'expired') then 0.0
-            else mrr_so_far
-        end as mrr_after,
-        case
-            when previous_event_type is null or previous_is_before_first_subscribed then 0.0
-            when previous_event_type in ('cancelled', 'expired') then 0.0
-            else coalesce(mrr_so_far_before, 0.0)
-        end as mrr_before
-    from carried
-),
-
-final as (
-    select
-        staged.event_id,
-        staged.customer_id,
-        staged.occurred_at,
-        staged.event_type,
-        staged.plan,
-        staged.price,
-        staged.billing_period,
-        staged.currency,
-        staged.mrr,
-        staged.channel,
-        staged.segment,
-        with_mrr.event_seq,
-        with_mrr.is_before_first_subscribed,
-        with_mrr.is_trial_cancellation,
-        with_mrr.spell_number,
-        with_mrr.plan_after,
-        with_mrr.mrr_before,
-        with_mrr.mrr_after,
-        case
-            when with_mrr.is_before_first_subscribed then null
-            when staged.event_type = 'subscribed' and with_mrr.spell_number = 1 then 'new'
-            when staged.event_type in ('subscribed', 'reactivated') then 'reactivation'
-            when staged.event_type = 'cancelled' then 'voluntary_churn'
-            when staged.event_type = 'expired' then 'involuntary_churn'
-            when staged.event_type in ('plan_changed', 'price_changed') and with_mrr.mrr_after > with_mrr.mrr_before then 'expansion'
-            when staged.event_type in ('plan_changed', 'price_changed') and with_mrr.mrr_after < with_mrr.mrr_before then 'contraction'
-        end as movement,
-        month_of(staged.occurred_at, $timezone) as event_month,
-        staged.source_file,
-        staged.source_row
-    from with_mrr
-    -- event_id is unique among loaded events: repeats are quarantined as duplicates
-    inner join staging.stg_subscription_events as staged using (event_id)
-    where staged.quarantine_reason is null
-)
-
-select * from final
+-- Loaded subscription events with every staged column, the customer's plan and MRR after each
+-- one and the movement it causes: int_subscription_event_states joined to the staged values.
+-- A view: for analysts, and for the few rows int_customers reads; writing this 8M-row wide table
+-- cost more than any model that reads it.
+-- materialized: view
+select
+    staged.event_id,
+    staged.customer_id,
+    staged.occurred_at,
+    staged.event_type,
+    staged.plan,
+    staged.price,
+    staged.billing_period,
+    staged.currency,
+    staged.mrr,
+    staged.channel,
+    staged.segment,
+    states.event_seq,
+    states.is_before_first_subscribed,
+    states.is_trial_cancellation,
+    states.spell_number,
+    states.plan_after,
+    states.mrr_before,
+    states.mrr_after,
+    states.movement,
+    states.event_month,
+    staged.source_file,
+    staged.source_row
+from staging.int_subscription_event_states as states
+-- event_id is unique among loaded events: repeats are quarantined as duplicates
+inner join staging.stg_subscription_events as staged
+    on staged.event_id = states.event_id
+    and staged.quarantine_reason is null

@@ -1,4 +1,4 @@
--- Row-valid subscription events in lifecycle order (keys, plan and MRR; the other values
+-- Row-valid subscription events in lifecycle order (keys, time, plan and MRR; the other values
 -- stay in stg_subscription_events), each with the reason it contradicts the lifecycle (null when it
 -- does not). Invalid events never change the state, so the state before an event is the
 -- target state of the last activating or ending event before it.
@@ -14,6 +14,7 @@ sequenced as (
         customer_id,
         event_id,
         event_type,
+        occurred_at,
         plan,
         mrr,
         source_file,
@@ -69,6 +70,7 @@ states as (
         event_id,
         customer_id,
         event_type,
+        occurred_at,
         event_seq,
         is_before_first_subscribed,
         case trial_mark % 2 when 1 then 'trialing' when 0 then 'not_trialing' end as trial_state_before,
@@ -85,6 +87,7 @@ final as (
         states.event_id,
         states.customer_id,
         states.event_type,
+        states.occurred_at,
         states.event_seq,
         states.is_before_first_subscribed,
         states.trial_state_before,
