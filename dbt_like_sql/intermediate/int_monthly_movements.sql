@@ -94,7 +94,7 @@ mrr_start as (
 
 -- subscription events observed by as_of, in their month
 events as (
-    select events.*, month_of(events.occurred_at, $timezone) as month
+    select events.*, events.event_month as month
     from staging.int_subscription_event_states as events, observation
     where events.occurred_at <= observation.as_of
 ),
