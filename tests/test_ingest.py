@@ -194,6 +194,43 @@ def test_csv_and_parquet_mixed_with_case_insensitive_columns(tmp_path: Path) -> 
     assert quarantined == [("orders_b.parquet", 2, "duplicate order_id")]
 
 
+def test_repeated_ids_keep_the_first_row_by_content(tmp_path: Path) -> None:
+    # the duplicate rule runs only over rows whose id repeats; unique ids around them must pass untouched
+    raw = write_raw(tmp_path, {
+        "orders.csv": """
+            order_id,customer_id,ordered_at,amount,currency,channel
+            d1,c1,2024-01-05T00:00:00Z,10,,ads
+            d1,c1,2024-01-04T00:00:00Z,10,,ads
+            d2,c2,2024-01-04T00:00:00Z,ten,,ads
+            d2,c2,2024-01-06T00:00:00Z,12,,ads
+            d3,c3,2024-01-04T00:00:00Z,5,,ads
+            d3,c3,2024-01-04T00:00:00Z,5,,ads
+            u1,c4,2024-01-04T00:00:00Z,5,,ads
+            """,
+        "subscription_events.csv": """
+            event_id,customer_id,occurred_at,event_type,plan,price,billing_period,currency,channel,segment
+            x1,c1,2024-01-10T00:00:00Z,subscribed,pro,50,month,,,
+            x1,c1,2024-01-10T00:00:00Z,subscribed,basic,20,month,,,
+            x2,c1,2024-02-10T00:00:00Z,renewed,,,,,,
+            x3,c1,2024-03-10T00:00:00Z,cancelled,,,,,,
+            x3,c1,not a time,cancelled,,,,,,
+            """,
+    })
+    built = Built(raw)
+    orders = built.sql("select order_id, amount, source_row from staging.int_orders order by order_id").rows()
+    assert orders == [("d1", 10.0, 2), ("d2", 12.0, 4), ("d3", 5.0, 5), ("u1", 5.0, 7)]
+    events = built.sql("select event_id, plan, source_row from staging.int_subscription_events order by event_id").rows()
+    assert events == [("x1", "basic", 2), ("x2", None, 3), ("x3", None, 4)]
+    quarantined = built.sql("select source, source_row, reason from marts.quarantine order by source, source_row").rows()
+    assert quarantined == [
+        ("orders", 1, "duplicate order_id"),
+        ("orders", 3, "unparseable amount"),
+        ("orders", 6, "duplicate order_id"),
+        ("subscription_events", 1, "duplicate event_id"),
+        ("subscription_events", 5, "unparseable occurred_at"),
+    ]
+
+
 def test_unreadable_csv_rows_are_quarantined_by_line(tmp_path: Path) -> None:
     raw = tmp_path / "raw"
     raw.mkdir()

@@ -1,7 +1,20 @@
 -- Every raw order row, typed (UTC instants, reporting-currency amounts), with the reason
 -- it cannot be loaded (null when it can). The raw text stays in raw.orders.
-with source as (
-    select * from raw.orders
+-- ids that occur more than once, as hashes: only their rows need the duplicate window in
+-- `final` (a hash collision only sends more rows through it; the window compares the ids)
+with repeated_ids as (
+    select hash(nullif(trim(order_id), '')) as id_hash
+    from raw.orders
+    group by id_hash
+    having count(*) > 1
+),
+
+-- `not materialized` here and below: `final` reads this chain twice, each time for its own rows
+source as not materialized (
+    select
+        *,
+        hash(nullif(trim(order_id), '')) in (select id_hash from repeated_ids) as is_repeated_id
+    from raw.orders
 ),
 
 fx_rates as (
@@ -9,7 +22,7 @@ fx_rates as (
 ),
 
 -- cast the text columns; naive timestamps are in the source time zone
-typed as (
+typed as not materialized (
     select
         nullif(trim(order_id), '') as order_id,
         nullif(trim(customer_id), '') as customer_id,
@@ -24,12 +37,13 @@ typed as (
         amount is null or trim(amount) = '' as missing_amount,
         source_file,
         source_row,
-        delivery_month
+        delivery_month,
+        is_repeated_id
     from source
 ),
 
 -- the rate for the order's month wins over a rate with no month
-with_rate as (
+with_rate as not materialized (
     select
         typed.*,
         case
@@ -46,7 +60,7 @@ with_rate as (
 ),
 
 -- row-level problems, first one wins
-checked as (
+checked as not materialized (
     select
         *,
         case
@@ -65,8 +79,7 @@ checked as (
     from with_rate
 ),
 
--- a repeated order_id is a duplicate delivery: the first by content is loaded
-final as (
+valued as not materialized (
     select
         order_id,
         customer_id,
@@ -77,6 +90,22 @@ final as (
         fx_rate,
         channel,
         channel_missing,
+        row_error,
+        source_file,
+        source_row,
+        is_repeated_id
+    from checked
+),
+
+-- a repeated order_id is a duplicate delivery: the first by content is loaded; the window
+-- (a sort of every column) runs over the rows of repeated ids only
+final as (
+    select * exclude (row_error, source_file, source_row, is_repeated_id), row_error as quarantine_reason, source_file, source_row
+    from valued
+    where not is_repeated_id
+    union all
+    select
+        * exclude (row_error, source_file, source_row, is_repeated_id),
         case
             when row_error is not null then row_error
             when row_number() over (
@@ -86,7 +115,8 @@ final as (
         end as quarantine_reason,
         source_file,
         source_row
-    from checked
+    from valued
+    where is_repeated_id
 )
 
 select * from final

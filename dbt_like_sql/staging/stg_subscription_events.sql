@@ -1,8 +1,21 @@
 -- Every raw subscription event, typed (UTC instants, MRR in the reporting currency), with
 -- the row-level reason it cannot be loaded (null when it can). Lifecycle order is checked
 -- in int_subscription_events_lifecycle; the raw text stays in raw.subscription_events.
-with source as (
-    select * from raw.subscription_events
+-- ids that occur more than once, as hashes: only their rows need the duplicate window in
+-- `final` (a hash collision only sends more rows through it; the window compares the ids)
+with repeated_ids as (
+    select hash(nullif(trim(event_id), '')) as id_hash
+    from raw.subscription_events
+    group by id_hash
+    having count(*) > 1
+),
+
+-- `not materialized` here and below: `final` reads this chain twice, each time for its own rows
+source as not materialized (
+    select
+        *,
+        hash(nullif(trim(event_id), '')) in (select id_hash from repeated_ids) as is_repeated_id
+    from raw.subscription_events
 ),
 
 fx_rates as (
@@ -10,7 +23,7 @@ fx_rates as (
 ),
 
 -- cast the text columns; naive timestamps are in the source time zone
-typed as (
+typed as not materialized (
     select
         nullif(trim(event_id), '') as event_id,
         nullif(trim(customer_id), '') as customer_id,
@@ -30,12 +43,13 @@ typed as (
         price is not null and trim(price) <> '' as has_price,
         source_file,
         source_row,
-        delivery_month
+        delivery_month,
+        is_repeated_id
     from source
 ),
 
 -- the rate for the event's month wins over a rate with no month
-with_rate as (
+with_rate as not materialized (
     select
         typed.*,
         case
@@ -52,7 +66,7 @@ with_rate as (
 ),
 
 -- row-level problems, first one wins
-checked as (
+checked as not materialized (
     select
         *,
         case
@@ -79,8 +93,7 @@ checked as (
     from with_rate
 ),
 
--- a repeated event_id is a duplicate delivery: the first by content is loaded
-final as (
+valued as not materialized (
     select
         event_id,
         customer_id,
@@ -96,6 +109,22 @@ final as (
         end as mrr,
         channel,
         segment,
+        row_error,
+        source_file,
+        source_row,
+        is_repeated_id
+    from checked
+),
+
+-- a repeated event_id is a duplicate delivery: the first by content is loaded; the window
+-- (a sort of every column) runs over the rows of repeated ids only
+final as (
+    select * exclude (row_error, source_file, source_row, is_repeated_id), row_error as quarantine_reason, source_file, source_row
+    from valued
+    where not is_repeated_id
+    union all
+    select
+        * exclude (row_error, source_file, source_row, is_repeated_id),
         case
             when row_error is not null then row_error
             when row_number() over (
@@ -106,7 +135,8 @@ final as (
         end as quarantine_reason,
         source_file,
         source_row
-    from checked
+    from valued
+    where is_repeated_id
 )
 
 select * from final
