@@ -26,4 +26,5 @@ def test_the_benchmark_runs_and_writes_its_table(tmp_path: Path) -> None:
                 "pipeline / lower bound", "pipeline / pandas", "| pipeline succeeded | PASS |"):
         assert row in text
     assert "Slowest assets: " in text and "churn_report" in text
+    assert "Code: " in text  # which commit the figures belong to
     assert (tmp_path / "work" / "tiny" / "pandas_out" / "orders_cohorts.csv").exists()

@@ -8,8 +8,10 @@ with events as (
     where quarantine_reason is null
 ),
 
--- the windows sort only these narrow rows (an 8M-row wide sort and join back cost twice as much)
-sequenced as (
+-- the windows sort only these narrow rows (an 8M-row wide sort and join back cost twice as much);
+-- the sequence and the running count of `subscribed` share one sort: an event is before the
+-- customer's first subscribed while no `subscribed` is at or before it
+phased as (
     select
         customer_id,
         event_id,
@@ -19,27 +21,21 @@ sequenced as (
         mrr,
         source_file,
         source_row,
-        row_number() over (
-            partition by customer_id
-            order by occurred_at,
-                list_position(
-                    ['trial_started', 'subscribed', 'reactivated', 'renewed', 'plan_changed',
-                     'price_changed', 'payment_failed', 'cancelled', 'expired'],
-                    event_type
-                ),
-                event_id
-        ) as event_seq
+        row_number() over lifecycle_order as event_seq,
+        count(*) filter (where event_type = 'subscribed') over (
+            lifecycle_order rows between unbounded preceding and current row
+        ) = 0 as is_before_first_subscribed
     from events
-),
-
-phased as (
-    select
-        *,
-        event_seq < coalesce(
-            min(case when event_type = 'subscribed' then event_seq end) over (partition by customer_id),
-            9223372036854775807
-        ) as is_before_first_subscribed
-    from sequenced
+    window lifecycle_order as (
+        partition by customer_id
+        order by occurred_at,
+            list_position(
+                ['trial_started', 'subscribed', 'reactivated', 'renewed', 'plan_changed',
+                 'price_changed', 'payment_failed', 'cancelled', 'expired'],
+                event_type
+            ),
+            event_id
+    )
 ),
 
 -- the last state-setting event before each one, encoded as its sequence * 2 + a state bit,
