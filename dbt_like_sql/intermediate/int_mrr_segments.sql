@@ -1,5 +1,6 @@
 -- Subscription MRR as intervals: from each loaded event to the customer's next one, the MRR
--- held in between. Observed up to as_of; zero-MRR intervals are left out.
+-- held in between. Observed up to as_of; zero-MRR intervals are left out. The months are the
+-- events' own `event_month` (already in the reporting time zone), not converted again.
 with events as (
     select * from staging.int_observed_subscription_events
 ),
@@ -8,9 +9,12 @@ segments as (
     select
         customer_id,
         occurred_at as segment_start_at,
-        lead(occurred_at) over (partition by customer_id order by event_seq) as segment_end_at,
-        mrr_after as mrr
+        lead(occurred_at) over next_event as segment_end_at,
+        mrr_after as mrr,
+        event_month as segment_start_month,
+        lead(event_month) over next_event as segment_end_month
     from events
+    window next_event as (partition by customer_id order by event_seq)
 ),
 
 final as (
@@ -19,8 +23,8 @@ final as (
         segment_start_at,
         segment_end_at,
         mrr,
-        month_of(segment_start_at, $timezone) as segment_start_month,
-        month_of(segment_end_at, $timezone) as segment_end_month
+        segment_start_month,
+        segment_end_month
     from segments
     where mrr > 0
 )
