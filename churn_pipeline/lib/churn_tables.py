@@ -131,8 +131,14 @@ SEGMENT_DIMENSIONS = ("segment", "signup_plan", "value_tier")
 
 def churn_by_segment(customers: pl.LazyFrame, last_complete_month: date) -> pl.DataFrame:
     """churn_by_channel's metrics for every other customer dimension, with a `dimension` column."""
-    observed = value_tiers(_observed(customers, last_complete_month)).with_columns(
-        pl.col("segment", "signup_plan").fill_null("unknown")
+    # collected once, with only the columns the tables use: each lazy dimension would scan the
+    # customers and rank their values again
+    observed = (
+        value_tiers(_observed(customers, last_complete_month))
+        .with_columns(pl.col("segment", "signup_plan").fill_null("unknown"))
+        .select("basis", *SEGMENT_DIMENSIONS, "first_churn_lifetime_month", "last_observed_lifetime_month")
+        .collect()
+        .lazy()
     )
     frames = [
         _group_table(observed.with_columns(pl.col(dimension).alias("value")), "value")
