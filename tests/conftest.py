@@ -79,11 +79,7 @@ class Built:
 
     def cohort_retention(self) -> pl.DataFrame:
         return cohorts.cohort_retention(
-            self.frame("staging.int_customers"),
-            self.frame("staging.int_customer_spells"),
-            self.frame("staging.int_mrr_segments"),
-            self.frame("staging.int_order_months"),
-            self.last_complete_month,
+            self.frame("staging.int_customers"), self.frame("staging.int_cohort_activity"), self.last_complete_month
         ).collect()
 
     def retention_curve(self) -> pl.DataFrame:

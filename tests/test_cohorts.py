@@ -68,6 +68,29 @@ def test_the_same_events_in_utc_move_a1_to_february(tmp_path: Path) -> None:
     assert (feb_k0["active_customers"], feb_k0["revenue"]) == (2, pytest.approx(20 + 40))
 
 
+def test_orders_cells_count_refunds_as_revenue_not_activity(tmp_path: Path) -> None:
+    # b1's January refund comes before its first positive order (February): not part of its cohort.
+    # Its March refund is net revenue of lifetime month 1, but no activity.
+    raw = write_raw(tmp_path, {"orders.csv": """
+        order_id,customer_id,ordered_at,amount
+        o1,b1,2024-01-10T00:00:00Z,-5
+        o2,b1,2024-02-10T00:00:00Z,10
+        o3,b1,2024-03-10T00:00:00Z,-3
+        o4,b1,2024-04-10T00:00:00Z,7
+        o5,b2,2024-02-20T00:00:00Z,4
+        """})
+    built = Built(raw, as_of="2024-06-01T00:00:00Z")
+    cells = built.cohort_retention().filter(pl.col("basis") == "orders").select(
+        "cohort_month", "months_since_signup", "cohort_size", "active_customers", "revenue"
+    ).rows()
+    assert cells == [
+        (date(2024, 2, 1), 0, 2, 2, 14.0),
+        (date(2024, 2, 1), 1, 2, 0, -3.0),
+        (date(2024, 2, 1), 2, 2, 1, 7.0),
+        (date(2024, 2, 1), 3, 2, 0, 0.0),
+    ]
+
+
 def test_default_as_of_is_the_latest_valid_event(tmp_path: Path) -> None:
     raw = write_raw(tmp_path, {"subscription_events.csv": EVENTS})
     built = Built(raw)

@@ -97,8 +97,7 @@ def retention_matrix(frame: pl.DataFrame, basis: str, cohorts_shown: int = 6, mo
 
 @dg.asset(
     key=marts("cohort_retention"),
-    deps=[staging("int_customers"), staging("int_customer_spells"), staging("int_mrr_segments"),
-          staging("int_order_months"), staging("int_observation_window"), QUARANTINE],
+    deps=[staging("int_customers"), staging("int_cohort_activity"), staging("int_observation_window"), QUARANTINE],
     group_name="cohorts",
     kinds={"polars", "duckdb", "parquet"},
 )
@@ -107,16 +106,11 @@ def cohort_retention(context: dg.AssetExecutionContext, pipeline: PipelineConfig
     started = time.perf_counter()
     with warehouse.get_connection() as conn:
         observation = read_observation(conn)
-        customers = read_frame(conn, "staging.int_customers")
-        frame = (
-            cohorts.cohort_retention(
-                customers,
-                read_frame(conn, "staging.int_customer_spells"),
-                read_frame(conn, "staging.int_mrr_segments"),
-                read_frame(conn, "staging.int_order_months"),
-                observation.last_complete_month or date(1, 1, 1),
-            ).collect()
-        )
+        frame = cohorts.cohort_retention(
+            read_frame(conn, "staging.int_customers"),
+            read_frame(conn, "staging.int_cohort_activity"),
+            observation.last_complete_month or date(1, 1, 1),
+        ).collect()
         preview = "\n\n".join(retention_matrix(frame, basis) for basis in ("subscription", "orders"))
         return publish(context, conn, pipeline, frame, observation, started, preview)
 
