@@ -67,27 +67,35 @@ spell_ends as (
     group by all
 ),
 
--- subscription MRR held at month boundaries, from the MRR intervals
+-- subscription MRR held at month boundaries, from the MRR intervals: what started by then minus
+-- what ended by then (a running sum over a few dozen months instead of a range join of every
+-- interval with every month; exact decimals, so it equals summing the intervals held)
 mrr_segments as (
     select * from staging.int_mrr_segments
 ),
 
+mrr_changes as (
+    select month, sum(change) as change
+    from (
+        select segment_start_month as month, mrr::decimal(38, 6) as change from mrr_segments
+        union all
+        select segment_end_month, -(mrr::decimal(38, 6)) from mrr_segments where segment_end_month is not null
+    )
+    group by month
+),
+
 mrr_end as (
-    select months.month, coalesce(sum(segments.mrr::decimal(38, 6)), 0)::double as mrr_end
+    select months.month, coalesce(sum(changes.change), 0)::double as mrr_end
     from months
-    left join mrr_segments as segments
-        on segments.segment_start_month <= months.month
-        and (segments.segment_end_month is null or segments.segment_end_month > months.month)
+    left join mrr_changes as changes on changes.month <= months.month
     where months.basis = 'subscription'
     group by months.month
 ),
 
 mrr_start as (
-    select months.month, coalesce(sum(segments.mrr::decimal(38, 6)), 0)::double as mrr_start
+    select months.month, coalesce(sum(changes.change), 0)::double as mrr_start
     from months
-    left join mrr_segments as segments
-        on segments.segment_start_month < months.month
-        and (segments.segment_end_month is null or segments.segment_end_month >= months.month)
+    left join mrr_changes as changes on changes.month < months.month
     where months.basis = 'subscription'
     group by months.month
 ),
