@@ -1,5 +1,6 @@
 -- Every raw order row, typed (UTC instants, reporting-currency amounts), with the reason
 -- it cannot be loaded (null when it can). The raw text stays in raw.orders.
+
 -- ids that occur more than once, as hashes: only their rows need the duplicate window in
 -- `final` (a hash collision only sends more rows through it; the window compares the ids)
 with repeated_ids as (

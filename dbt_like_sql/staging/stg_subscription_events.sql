@@ -1,6 +1,7 @@
 -- Every raw subscription event, typed (UTC instants, MRR in the reporting currency), with
 -- the row-level reason it cannot be loaded (null when it can). Lifecycle order is checked
 -- in int_subscription_events_lifecycle; the raw text stays in raw.subscription_events.
+
 -- ids that occur more than once, as hashes: only their rows need the duplicate window in
 -- `final` (a hash collision only sends more rows through it; the window compares the ids)
 with repeated_ids as (
