@@ -8,11 +8,12 @@ first_spells as (
     select * from staging.int_customer_spells where spell_number = 1
 ),
 
--- channel and segment come from the first `subscribed` event
+-- channel and segment come from the first `subscribed` event (`new` implies `subscribed`; saying
+-- so lets the filter reach the staged rows before the join)
 subscription_signups as (
     select customer_id, channel, segment, plan as signup_plan, price as signup_price, mrr as signup_mrr
     from staging.int_subscription_events
-    where movement = 'new'
+    where movement = 'new' and event_type = 'subscribed'
 ),
 
 -- channel comes from the customer's first order
