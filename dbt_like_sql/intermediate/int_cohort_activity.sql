@@ -4,15 +4,10 @@
 -- subscription: a spell counts its customer; an MRR interval carries the MRR held.
 -- orders: a month with orders is a one-month interval, active when it has a positive order,
 -- with its net revenue; months before the customer's cohort are left out.
--- Observed cohorts only (signup month up to the last complete month).
-with observation as (
-    select * from staging.int_observation_window
-),
-
-customers as (
-    select customers.basis, customers.customer_id, customers.cohort_month
-    from staging.int_customers as customers, observation
-    where customers.cohort_month <= observation.last_complete_month
+-- Every cohort: cohort_retention keeps the observed ones (lib/cohorts.py builds its grid of cells
+-- from them), so that rule lives in one place.
+with customers as (
+    select basis, customer_id, cohort_month from staging.int_customers
 ),
 
 intervals as (
