@@ -22,6 +22,7 @@ $(STAMP): requirements.lock pyproject.toml
 	test -x $(VENV)/bin/python || $(PYTHON) -m venv $(VENV)
 	$(VENV)/bin/python -m pip install --quiet --disable-pip-version-check -r requirements.lock
 	$(VENV)/bin/python -m pip install --quiet --disable-pip-version-check --no-deps -e .
+	$(VENV)/bin/python -m compileall -q churn_pipeline
 	touch $(STAMP)
 
 # Regenerate the lock file from the current environment (maintainers only).

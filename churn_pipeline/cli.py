@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import argparse
+import atexit
 import logging
+import os
 import sys
 import time
 from pathlib import Path
@@ -269,5 +271,18 @@ def main(argv: list[str] | None = None) -> int:
         return 2
 
 
+def console_main() -> None:
+    """The `churn-pipeline` command: `main`, then a quick exit."""
+    code = main()
+    # Tearing down the interpreter (every module of Dagster, DuckDB, polars and matplotlib, one
+    # object at a time) took 1.2 s of a 10 s small run, after all work was done. Exit handlers
+    # (temporary directories, logging) still run and the streams are flushed; nothing else is
+    # left open: the warehouse is closed when the run ends and every file is written atomically.
+    atexit._run_exitfuncs()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code)
+
+
 if __name__ == "__main__":
-    sys.exit(main())
+    console_main()

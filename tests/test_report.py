@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import html
 import json
 import os
@@ -27,6 +28,7 @@ from conftest import run_job
 ROOT = Path(__file__).resolve().parent.parent
 ARTIFACTS = ROOT / "test-artifacts"
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
+REPORT_METADATA: dict = {}  # the churn_report materialization's metadata, filled by the `run` fixture
 
 
 @pytest.fixture(scope="module")
@@ -42,6 +44,8 @@ def run(tmp_path_factory: pytest.TempPathFactory) -> Path:
     workdir = tmp_path_factory.mktemp("run")
     result = run_job(raw, workdir)
     assert result.success
+    [materialization] = result.asset_materializations_for_node("churn_report")
+    REPORT_METADATA.update(materialization.metadata)
     return workdir
 
 
@@ -97,6 +101,19 @@ def test_the_report_numbers_are_the_published_tables_numbers(run: Path) -> None:
     for row in flagged.iter_rows(named=True):
         section = page.split(f'id="{row["basis"]}"')[1].split("</section>")[0]
         assert f"Month {row['months_since_signup']}: {row['hazard'] * 100:.1f} % of the {row['at_risk']:,} customers" in section
+
+
+def test_the_dagster_ui_shows_the_reports_own_key_charts(run: Path) -> None:
+    page = _report(run)
+    charts = {key: value for key, value in REPORT_METADATA.items() if key.startswith("chart: ")}
+    assert sorted(charts) == ["chart: cohort-heatmap", "chart: hazard", "chart: monthly"]
+    for key, value in charts.items():
+        section = key.removeprefix("chart: ")
+        match = re.fullmatch(rf"!\[{section}\]\(data:image/svg\+xml;base64,([A-Za-z0-9+/=]+)\)", value.md_str)
+        svg = base64.b64decode(match.group(1)).decode()
+        # the subscription basis comes first: its first chart of that section, byte for byte
+        first = page.split(f'<figure class="chart" data-section="{section}">')[1]
+        assert svg.startswith("<svg") and first.startswith(svg + "<figcaption>")
 
 
 @pytest.mark.slow
