@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import subprocess
 import sys
 from pathlib import Path
@@ -69,3 +70,19 @@ def test_defaults_point_at_the_embedded_sample(tmp_path: Path) -> None:
     assert (args.raw_dir, args.warehouse, args.output_dir) == ("data/raw", "data/warehouse.duckdb", "data/marts")
     sample = Path(__file__).parents[1] / "data" / "raw"
     assert any(sample.glob("subscription_events*")) and any(sample.glob("orders*"))
+
+
+def test_long_lived_imports_pause_the_collector_only_when_the_command_is_the_whole_process() -> None:
+    from churn_pipeline.cli import _long_lived_imports
+
+    before = gc.get_freeze_count()
+    with _long_lived_imports(whole_process=False):
+        assert gc.isenabled()
+    assert gc.get_freeze_count() == before
+    try:
+        with _long_lived_imports(whole_process=True):
+            assert not gc.isenabled()
+        assert gc.isenabled() and gc.get_freeze_count() > before
+    finally:
+        gc.unfreeze()
+        gc.enable()
