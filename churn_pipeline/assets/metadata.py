@@ -42,8 +42,10 @@ def observation_metadata(as_of: datetime | None, last_complete_month: date | Non
     }
 
 
-def report(context: dg.AssetExecutionContext, rows: int, seconds: float, extra: str = "") -> None:
+def report(context: dg.AssetExecutionContext, rows: int | None, seconds: float, extra: str = "") -> None:
+    """One progress line; `rows` is None for a view (not counted)."""
     name = context.asset_key.to_user_string()
-    line = f"{name:<48} {rows:>10,} rows {seconds:>7.2f}s{'  ' + extra if extra else ''}"
+    count = f"{rows:>10,} rows" if rows is not None else f"{'view':>15}"
+    line = f"{name:<48} {count} {seconds:>7.2f}s{'  ' + extra if extra else ''}"
     context.log.info(line)
     progress_log.info(line)

@@ -48,7 +48,8 @@ def _model_asset(model: SqlModel, known: dict[tuple[str, str], SqlModel]) -> dg.
         with warehouse.get_connection() as conn:
             rows = run_model(conn, model, pipeline.sql_parameters())
         report(context, rows, time.perf_counter() - started)
-        return dg.MaterializeResult(metadata={"dagster/row_count": rows, "table": model.table})
+        counted = {} if rows is None else {"dagster/row_count": rows}
+        return dg.MaterializeResult(metadata={**counted, "table": model.table, "materialized": model.materialized})
 
     return sql_table
 
