@@ -18,34 +18,30 @@ K = "months_since_signup"
 COHORT_KEYS = ["basis", "cohort_month"]
 
 
-def _observed_customers(customers: pl.LazyFrame, last_complete_month: date) -> pl.LazyFrame:
-    return customers.filter(pl.col("cohort_month") <= pl.lit(last_complete_month))
-
-
 def cohort_sizes(customers: pl.LazyFrame, last_complete_month: date) -> pl.LazyFrame:
     return (
-        _observed_customers(customers, last_complete_month)
+        customers.filter(pl.col("cohort_month") <= pl.lit(last_complete_month))
         .group_by(COHORT_KEYS)
         .agg(pl.len().cast(pl.Int64).alias("cohort_size"))
         .with_columns(months_between(pl.col("cohort_month"), pl.lit(last_complete_month)).alias("last_k"))
     )
 
 
-def _running_total(intervals: pl.LazyFrame, weight: pl.Expr, name: str) -> pl.LazyFrame:
-    """Sum of `weight` over intervals [start_k, end_k) covering each (cohort, k)."""
-    starts = intervals.select([*COHORT_KEYS, pl.col("start_k").alias(K), weight.alias("delta")])
+def _running_totals(intervals: pl.LazyFrame, weights: dict[str, pl.Expr]) -> pl.LazyFrame:
+    """Each weight's change at each (cohort, k): + where an interval [start_k, end_k) starts, - where it ends."""
+    starts = intervals.select([*COHORT_KEYS, pl.col("start_k").alias(K), *(w.alias(n) for n, w in weights.items())])
     ends = intervals.filter(pl.col("end_k").is_not_null()).select(
-        [*COHORT_KEYS, pl.col("end_k").alias(K), (-weight).alias("delta")]
+        [*COHORT_KEYS, pl.col("end_k").alias(K), *((-w).alias(n) for n, w in weights.items())]
     )
-    return pl.concat([starts, ends]).group_by([*COHORT_KEYS, K]).agg(pl.col("delta").sum().alias(name))
+    return pl.concat([starts, ends]).group_by([*COHORT_KEYS, K]).agg(pl.col(list(weights)).sum())
 
 
-def _cumulate(grid: pl.LazyFrame, deltas: pl.LazyFrame, name: str) -> pl.LazyFrame:
+def _cumulate(grid: pl.LazyFrame, deltas: pl.LazyFrame, names: list[str]) -> pl.LazyFrame:
     return (
         grid.join(deltas, on=[*COHORT_KEYS, K], how="left")
-        .with_columns(pl.col(name).fill_null(0))
+        .with_columns(pl.col(names).fill_null(0))
         .sort([*COHORT_KEYS, K])
-        .with_columns(pl.col(name).cum_sum().over(COHORT_KEYS))
+        .with_columns(pl.col(names).cum_sum().over(COHORT_KEYS))
     )
 
 
@@ -65,11 +61,10 @@ def cohort_retention(customers: pl.LazyFrame, activity: pl.LazyFrame, last_compl
         months_between(pl.col("cohort_month"), pl.col("start_month")).alias("start_k"),
         months_between(pl.col("cohort_month"), pl.col("end_month")).alias("end_k"),
     )
-    active = _cumulate(grid, _running_total(intervals, pl.col("customers"), "active_customers"), "active_customers")
-    revenue = _cumulate(grid, _running_total(intervals, pl.col("revenue"), "revenue"), "revenue")
-    both = active.join(revenue, on=[*COHORT_KEYS, K], how="left")
+    weights = {"active_customers": pl.col("customers"), "revenue": pl.col("revenue")}
     return (
-        both.join(sizes.drop("last_k"), on=COHORT_KEYS)
+        _cumulate(grid, _running_totals(intervals, weights), list(weights))
+        .join(sizes.drop("last_k"), on=COHORT_KEYS)
         # the running sum leaves float dust where intervals cancel: round it, and -0.0 to 0.0
         .with_columns(pl.col("revenue").round(6))
         .with_columns(pl.when(pl.col("revenue") == 0).then(0.0).otherwise(pl.col("revenue")).alias("revenue"))
