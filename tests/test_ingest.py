@@ -270,3 +270,44 @@ def test_repeated_column_is_a_clear_error(tmp_path: Path) -> None:
     raw = write_raw(tmp_path, {"orders.csv": "order_id,customer_id,ordered_at,amount,Amount\n"})
     with pytest.raises(RawInputError, match="column 'amount' appears more than once"):
         preflight(raw)
+
+
+def test_carried_plan_and_mrr_skip_events_that_contradict_the_lifecycle(tmp_path: Path) -> None:
+    # p2 is quarantined (already subscribed): the renewal after it keeps p1's plan, MRR and spell.
+    # Events before 1970 have negative instants; the lifecycle must read them the same way.
+    raw = write_raw(tmp_path, {"subscription_events.csv": """
+        event_id,customer_id,occurred_at,event_type,plan,price,billing_period,currency,channel,segment
+        p1,c1,2024-01-05T00:00:00Z,subscribed,basic,20,month,,,
+        p2,c1,2024-01-20T00:00:00Z,subscribed,pro,50,month,,,
+        p3,c1,2024-02-05T00:00:00Z,renewed,,,,,,
+        p4,c1,2024-02-20T00:00:00Z,cancelled,,,,,,
+        p5,c1,2024-03-01T00:00:00Z,reactivated,pro,50,month,,,
+        q1,c2,1969-12-01T00:00:00Z,trial_started,,,,,,
+        q2,c2,1969-12-15T00:00:00Z,cancelled,,,,,,
+        q3,c2,1969-12-20T00:00:00Z,cancelled,,,,,,
+        q4,c2,1969-12-25T00:00:00Z,subscribed,basic,10,month,,,
+        q5,c2,1970-01-10T00:00:00Z,expired,,,,,,
+        """})
+    built = Built(raw, as_of="2024-04-01T00:00:00Z")
+    states = built.sql("""
+        select event_id, spell_number, plan_after, mrr_before, mrr_after, movement
+        from staging.int_subscription_event_states order by customer_id, event_seq
+    """).rows()
+    assert states == [
+        ("p1", 1, "basic", 0.0, 20.0, "new"),
+        ("p3", 1, "basic", 20.0, 20.0, None),
+        ("p4", 1, None, 20.0, 0.0, "voluntary_churn"),
+        ("p5", 2, "pro", 0.0, 50.0, "reactivation"),
+        ("q1", 0, None, 0.0, None, None),
+        ("q2", 0, None, 0.0, None, None),
+        ("q4", 1, "basic", 0.0, 10.0, "new"),
+        ("q5", 1, None, 10.0, 0.0, "involuntary_churn"),
+    ]
+    trial_cancellations = built.sql(
+        "select event_id from staging.int_subscription_event_states where is_trial_cancellation").rows()
+    assert trial_cancellations == [("q2",)]
+    quarantined = built.sql("select source_row, reason from marts.quarantine order by source_row").rows()
+    assert quarantined == [
+        (2, "subscribed while already subscribed"),
+        (8, "cancelled before the customer's first subscribed"),
+    ]

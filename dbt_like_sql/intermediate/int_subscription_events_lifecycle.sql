@@ -1,17 +1,12 @@
 -- Row-valid subscription events in lifecycle order (keys, time, plan and MRR; the other values
 -- stay in stg_subscription_events), each with the reason it contradicts the lifecycle (null when it
--- does not). Invalid events never change the state, so the state before an event is the
--- target state of the last activating or ending event before it.
+-- does not), and the plan and MRR carried through the customer's events.
+-- Invalid events never change the state, so the state before an event is the target state of
+-- the last activating or ending event before it. The carried columns (spell_number, plan_after,
+-- mrr_before, mrr_after) count every row-valid event; int_subscription_event_states recomputes
+-- them, without the invalid events, for the few customers that have one.
+-- Everything here comes from one sort of the events (partition by customer, lifecycle order).
 with events as (
-    select customer_id, event_id, event_type, occurred_at, plan, mrr, source_file, source_row
-    from staging.stg_subscription_events
-    where quarantine_reason is null
-),
-
--- the windows sort only these narrow rows (an 8M-row wide sort and join back cost twice as much);
--- the sequence and the running count of `subscribed` share one sort: an event is before the
--- customer's first subscribed while no `subscribed` is at or before it
-phased as (
     select
         customer_id,
         event_id,
@@ -21,47 +16,65 @@ phased as (
         mrr,
         source_file,
         source_row,
-        row_number() over lifecycle_order as event_seq,
-        count(*) filter (where event_type = 'subscribed') over (
-            lifecycle_order rows between unbounded preceding and current row
-        ) = 0 as is_before_first_subscribed
-    from events
-    window lifecycle_order as (
-        partition by customer_id
-        order by occurred_at,
-            list_position(
-                ['trial_started', 'subscribed', 'reactivated', 'renewed', 'plan_changed',
-                 'price_changed', 'payment_failed', 'cancelled', 'expired'],
-                event_type
-            ),
-            event_id
-    )
+        -- the lifecycle order (time, then the type's rank as the last digit) as one number,
+        -- so a running max finds the last event of a kind; hugeint: any timestamp * 10 fits
+        epoch_us(occurred_at)::hugeint * 10 + list_position(
+            ['trial_started', 'subscribed', 'reactivated', 'renewed', 'plan_changed',
+             'price_changed', 'payment_failed', 'cancelled', 'expired'],
+            event_type
+        ) as lifecycle_key
+    from staging.stg_subscription_events
+    where quarantine_reason is null
 ),
 
--- the last state-setting event before each one, encoded as its sequence * 2 + a state bit,
--- so a running max finds it (much cheaper than last_value ... ignore nulls)
-with_state as (
+-- the last trial or state event before each one is the one with the largest key; its last digit
+-- is its type's rank, so its state (events tied on the key have the same type, so the same
+-- state). Every window shares one partition and order, so DuckDB sorts once.
+ordered as (
     select
         *,
-        max(
-            case
-                when is_before_first_subscribed and event_type = 'trial_started' then event_seq * 2 + 1
-                when is_before_first_subscribed and event_type = 'cancelled' then event_seq * 2
-            end
-        ) over customer_before as trial_mark,
-        max(
-            case
-                when not is_before_first_subscribed and event_type in ('subscribed', 'reactivated') then event_seq * 2 + 1
-                when not is_before_first_subscribed and event_type in ('cancelled', 'expired') then event_seq * 2
-            end
-        ) over customer_before as state_mark
-    from phased
-    window customer_before as (
-        partition by customer_id order by event_seq rows between unbounded preceding and 1 preceding
-    )
+        row_number() over lifecycle_order as event_seq,
+        min(lifecycle_key) filter (where event_type = 'subscribed') over whole_history as first_subscribed_key,
+        max(lifecycle_key) filter (where event_type in ('trial_started', 'cancelled')) over before as trial_mark,
+        max(lifecycle_key) filter (where event_type in ('subscribed', 'reactivated', 'cancelled', 'expired')) over before as state_mark,
+        last_value(mrr ignore nulls) over so_far as mrr_so_far,
+        last_value(plan ignore nulls) over so_far as plan_so_far,
+        (count(*) filter (where event_type in ('subscribed', 'reactivated')) over so_far)::integer as spell_number,
+        last_value(mrr ignore nulls) over before as mrr_so_far_before,
+        lag(event_type) over lifecycle_order as previous_event_type,
+        lag(lifecycle_key) over lifecycle_order as previous_key
+    from events
+    window
+        lifecycle_order as (partition by customer_id order by lifecycle_key, event_id),
+        whole_history as (lifecycle_order rows between unbounded preceding and unbounded following),
+        so_far as (lifecycle_order rows between unbounded preceding and current row),
+        before as (lifecycle_order rows between unbounded preceding and 1 preceding)
 ),
 
+-- an event is before the first subscribed when its key is below that event's: events tied with
+-- it on the key are `subscribed` too, and so not before it. Trial events count only before the
+-- first subscribed, and subscription states only from it on. (A key before 1970 is negative,
+-- hence the positive remainder.)
 states as (
+    select
+        *,
+        first_subscribed_key is null or lifecycle_key < first_subscribed_key as is_before_first_subscribed,
+        case
+            when lifecycle_key >= first_subscribed_key then null
+            when (trial_mark % 10 + 10) % 10 = 1 then 'trialing'
+            when (trial_mark % 10 + 10) % 10 = 8 then 'not_trialing'
+        end as trial_state_before,
+        case
+            when first_subscribed_key is null or state_mark < first_subscribed_key then null
+            when (state_mark % 10 + 10) % 10 in (2, 3) then 'active'
+            when (state_mark % 10 + 10) % 10 in (8, 9) then 'churned'
+        end as state_before,
+        previous_key is not null and (first_subscribed_key is null or previous_key < first_subscribed_key)
+            as previous_is_before_first_subscribed
+    from ordered
+),
+
+checked as materialized (
     select
         event_id,
         customer_id,
@@ -69,43 +82,124 @@ states as (
         occurred_at,
         event_seq,
         is_before_first_subscribed,
-        case trial_mark % 2 when 1 then 'trialing' when 0 then 'not_trialing' end as trial_state_before,
-        case state_mark % 2 when 1 then 'active' when 0 then 'churned' end as state_before,
+        trial_state_before,
+        state_before,
+        case
+            when is_before_first_subscribed then
+                case
+                    when event_type = 'trial_started' and trial_state_before is distinct from 'trialing' then null
+                    when event_type = 'trial_started' then 'trial_started while a trial is open'
+                    when event_type = 'cancelled' and trial_state_before = 'trialing' then null
+                    else event_type || ' before the customer''s first subscribed'
+                end
+            when event_type = 'trial_started' then 'trial_started after the customer''s first subscribed'
+            when event_type in ('subscribed', 'reactivated') then
+                case when state_before = 'active' then event_type || ' while already subscribed' end
+            when state_before is distinct from 'active' then event_type || ' with no active subscription'
+        end as lifecycle_error,
         plan,
         mrr,
         source_file,
-        source_row
-    from with_state
+        source_row,
+        spell_number,
+        plan_after(event_type, is_before_first_subscribed, plan_so_far) as plan_after,
+        mrr_before(previous_event_type, previous_is_before_first_subscribed, mrr_so_far_before) as mrr_before,
+        mrr_after(event_type, is_before_first_subscribed, mrr_so_far) as mrr_after
+    from states
+),
+
+-- a customer with an event that contradicts the lifecycle gets their carried values again,
+-- from their other events only: `ordered`'s carrying windows over fewer rows (usually no
+-- customer has one, so this sorts next to nothing)
+contradicted_customers as (
+    select distinct customer_id from checked where lifecycle_error is not null
+),
+
+recarried as (
+    select
+        event_id,
+        event_type,
+        is_before_first_subscribed,
+        (count(*) filter (where event_type in ('subscribed', 'reactivated')) over so_far)::integer as spell_number,
+        last_value(plan ignore nulls) over so_far as plan_so_far,
+        last_value(mrr ignore nulls) over so_far as mrr_so_far,
+        last_value(mrr ignore nulls) over before as mrr_so_far_before,
+        lag(event_type) over by_seq as previous_event_type,
+        lag(is_before_first_subscribed) over by_seq as previous_is_before_first_subscribed
+    from checked
+    where lifecycle_error is null
+        and customer_id in (select customer_id from contradicted_customers)
+    window
+        by_seq as (partition by customer_id order by event_seq),
+        so_far as (by_seq rows between unbounded preceding and current row),
+        before as (by_seq rows between unbounded preceding and 1 preceding)
+),
+
+recomputed as (
+    select
+        event_id,
+        spell_number,
+        plan_after(event_type, is_before_first_subscribed, plan_so_far) as plan_after,
+        mrr_before(previous_event_type, previous_is_before_first_subscribed, mrr_so_far_before) as mrr_before,
+        mrr_after(event_type, is_before_first_subscribed, mrr_so_far) as mrr_after
+    from recarried
+),
+
+-- an invalid event carries nothing; event_id is unique among loaded events
+carried as (
+    select
+        checked.* exclude (spell_number, plan_after, mrr_before, mrr_after),
+        case when lifecycle_error is null then coalesce(recomputed.spell_number, checked.spell_number) end as spell_number,
+        case
+            when lifecycle_error is not null then null
+            when recomputed.event_id is not null then recomputed.plan_after
+            else checked.plan_after
+        end as plan_after,
+        case
+            when lifecycle_error is not null then null
+            when recomputed.event_id is not null then recomputed.mrr_before
+            else checked.mrr_before
+        end as mrr_before,
+        case
+            when lifecycle_error is not null then null
+            when recomputed.event_id is not null then recomputed.mrr_after
+            else checked.mrr_after
+        end as mrr_after
+    from checked
+    left join recomputed on recomputed.event_id = checked.event_id
 ),
 
 final as (
     select
-        states.event_id,
-        states.customer_id,
-        states.event_type,
-        states.occurred_at,
-        states.event_seq,
-        states.is_before_first_subscribed,
-        states.trial_state_before,
-        states.state_before,
+        event_id,
+        customer_id,
+        event_type,
+        occurred_at,
+        event_seq,
+        is_before_first_subscribed,
+        trial_state_before,
+        state_before,
+        lifecycle_error,
+        plan,
+        mrr,
+        source_file,
+        source_row,
+        event_type = 'cancelled' and is_before_first_subscribed as is_trial_cancellation,
+        spell_number,
+        plan_after,
+        mrr_before,
+        mrr_after,
         case
-            when states.is_before_first_subscribed then
-                case
-                    when states.event_type = 'trial_started' and states.trial_state_before is distinct from 'trialing' then null
-                    when states.event_type = 'trial_started' then 'trial_started while a trial is open'
-                    when states.event_type = 'cancelled' and states.trial_state_before = 'trialing' then null
-                    else states.event_type || ' before the customer''s first subscribed'
-                end
-            when states.event_type = 'trial_started' then 'trial_started after the customer''s first subscribed'
-            when states.event_type in ('subscribed', 'reactivated') then
-                case when states.state_before = 'active' then states.event_type || ' while already subscribed' end
-            when states.state_before is distinct from 'active' then states.event_type || ' with no active subscription'
-        end as lifecycle_error,
-        states.plan,
-        states.mrr,
-        states.source_file,
-        states.source_row
-    from states
+            when lifecycle_error is not null or is_before_first_subscribed then null
+            when event_type = 'subscribed' and spell_number = 1 then 'new'
+            when event_type in ('subscribed', 'reactivated') then 'reactivation'
+            when event_type = 'cancelled' then 'voluntary_churn'
+            when event_type = 'expired' then 'involuntary_churn'
+            when event_type in ('plan_changed', 'price_changed') and mrr_after > mrr_before then 'expansion'
+            when event_type in ('plan_changed', 'price_changed') and mrr_after < mrr_before then 'contraction'
+        end as movement,
+        month_of(occurred_at, $timezone) as event_month
+    from carried
 )
 
 select * from final

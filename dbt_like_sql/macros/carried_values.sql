@@ -1,0 +1,25 @@
+-- The plan and MRR a customer has after one of their subscription events, and the MRR before it,
+-- from values carried through their earlier events (int_subscription_events_lifecycle and
+-- int_subscription_event_states). Nothing is carried before the first subscribed; a churn ends
+-- the plan and leaves 0 MRR.
+
+create or replace temp macro plan_after(event_type, is_before_first_subscribed, plan_so_far) as
+    case
+        when is_before_first_subscribed or event_type in ('cancelled', 'expired') then null
+        else plan_so_far
+    end;
+
+create or replace temp macro mrr_after(event_type, is_before_first_subscribed, mrr_so_far) as
+    case
+        when is_before_first_subscribed then null
+        when event_type in ('cancelled', 'expired') then 0.0
+        else mrr_so_far
+    end;
+
+-- MRR before an event = after the previous one
+create or replace temp macro mrr_before(previous_event_type, previous_is_before_first_subscribed, mrr_so_far_before) as
+    case
+        when previous_event_type is null or previous_is_before_first_subscribed then 0.0
+        when previous_event_type in ('cancelled', 'expired') then 0.0
+        else coalesce(mrr_so_far_before, 0.0)
+    end;
