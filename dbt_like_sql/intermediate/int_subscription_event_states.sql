@@ -1,8 +1,8 @@
 -- Loaded subscription events, narrow (keys, time, the event's plan and MRR), with the customer's
--- plan and MRR after each one and the movement it causes (new, reactivation, expansion,
--- contraction, churn): the events of int_subscription_events_lifecycle that do not contradict
--- the lifecycle. The models downstream read this; int_subscription_events adds the staged
--- columns for analysts.
+-- plan and MRR after each one, the movement it causes (new, reactivation, expansion,
+-- contraction, churn) and when the customer's next loaded event happens: the events of
+-- int_subscription_events_lifecycle that do not contradict the lifecycle. The models downstream
+-- read this; int_subscription_events adds the staged columns for analysts.
 -- materialized: view
 select
     event_id,
@@ -18,6 +18,7 @@ select
     plan_after,
     mrr_before,
     mrr_after,
+    next_event_at,
     movement,
     event_month
 from staging.int_subscription_events_lifecycle

@@ -27,7 +27,8 @@ with events as (
     where quarantine_reason is null
 ),
 
--- the last trial or state event before each one is the one with the largest key; its last digit
+-- next_event_at: when the customer's next event happens (MRR intervals end there).
+-- The last trial or state event before each one is the one with the largest key; its last digit
 -- is its type's rank, so its state (events tied on the key have the same type, so the same
 -- state). Every window shares one partition and order, so DuckDB sorts once.
 ordered as (
@@ -42,7 +43,8 @@ ordered as (
         (count(*) filter (where event_type in ('subscribed', 'reactivated')) over so_far)::integer as spell_number,
         last_value(mrr ignore nulls) over before as mrr_so_far_before,
         lag(event_type) over lifecycle_order as previous_event_type,
-        lag(lifecycle_key) over lifecycle_order as previous_key
+        lag(lifecycle_key) over lifecycle_order as previous_key,
+        lead(occurred_at) over lifecycle_order as next_event_at
     from events
     window
         lifecycle_order as (partition by customer_id order by lifecycle_key, event_id),
@@ -104,7 +106,8 @@ checked as materialized (
         spell_number,
         plan_after(event_type, is_before_first_subscribed, plan_so_far) as plan_after,
         mrr_before(previous_event_type, previous_is_before_first_subscribed, mrr_so_far_before) as mrr_before,
-        mrr_after(event_type, is_before_first_subscribed, mrr_so_far) as mrr_after
+        mrr_after(event_type, is_before_first_subscribed, mrr_so_far) as mrr_after,
+        next_event_at
     from states
 ),
 
@@ -125,7 +128,8 @@ recarried as (
         last_value(mrr ignore nulls) over so_far as mrr_so_far,
         last_value(mrr ignore nulls) over before as mrr_so_far_before,
         lag(event_type) over by_seq as previous_event_type,
-        lag(is_before_first_subscribed) over by_seq as previous_is_before_first_subscribed
+        lag(is_before_first_subscribed) over by_seq as previous_is_before_first_subscribed,
+        lead(occurred_at) over by_seq as next_event_at
     from checked
     where lifecycle_error is null
         and customer_id in (select customer_id from contradicted_customers)
@@ -141,14 +145,15 @@ recomputed as (
         spell_number,
         plan_after(event_type, is_before_first_subscribed, plan_so_far) as plan_after,
         mrr_before(previous_event_type, previous_is_before_first_subscribed, mrr_so_far_before) as mrr_before,
-        mrr_after(event_type, is_before_first_subscribed, mrr_so_far) as mrr_after
+        mrr_after(event_type, is_before_first_subscribed, mrr_so_far) as mrr_after,
+        next_event_at
     from recarried
 ),
 
 -- an invalid event carries nothing; event_id is unique among loaded events
 carried as (
     select
-        checked.* exclude (spell_number, plan_after, mrr_before, mrr_after),
+        checked.* exclude (spell_number, plan_after, mrr_before, mrr_after, next_event_at),
         case when lifecycle_error is null then coalesce(recomputed.spell_number, checked.spell_number) end as spell_number,
         case
             when lifecycle_error is not null then null
@@ -164,7 +169,12 @@ carried as (
             when lifecycle_error is not null then null
             when recomputed.event_id is not null then recomputed.mrr_after
             else checked.mrr_after
-        end as mrr_after
+        end as mrr_after,
+        case
+            when lifecycle_error is not null then null
+            when recomputed.event_id is not null then recomputed.next_event_at
+            else checked.next_event_at
+        end as next_event_at
     from checked
     left join recomputed on recomputed.event_id = checked.event_id
 ),
@@ -189,6 +199,7 @@ final as (
         plan_after,
         mrr_before,
         mrr_after,
+        next_event_at,
         case
             when lifecycle_error is not null or is_before_first_subscribed then null
             when event_type = 'subscribed' and spell_number = 1 then 'new'
