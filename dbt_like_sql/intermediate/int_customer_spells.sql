@@ -7,22 +7,43 @@ with observation as (
     select * from staging.int_observation_window
 ),
 
-subscription_events as (
+-- `not materialized`: each branch below reads only its own rows
+subscription_events as not materialized (
     select * from staging.int_observed_subscription_events
 ),
 
--- what each event does to the customer's spell; with $downgrade_is_churn a move to a cheaper
--- plan ends the spell and a later move to a dearer one starts the next
+-- without $downgrade_is_churn a valid lifecycle alternates starts (new, reactivation) and ends
+-- (churn), so the lifecycle's spell_number already numbers the spells: no sort needed
+counted_starts as (
+    select customer_id, spell_number, occurred_at as spell_start_at, mrr_after as start_mrr
+    from subscription_events
+    where not $downgrade_is_churn and movement in ('new', 'reactivation')
+),
+
+counted_ends as (
+    select
+        customer_id,
+        spell_number,
+        occurred_at as spell_end_at,
+        case movement when 'voluntary_churn' then 'voluntary' else 'involuntary' end as end_kind,
+        mrr_before as end_mrr
+    from subscription_events
+    where not $downgrade_is_churn and movement in ('voluntary_churn', 'involuntary_churn')
+),
+
+-- with $downgrade_is_churn a move to a cheaper plan ends the spell and a later move to a dearer
+-- one starts the next
 toggles as (
     select
         *,
         case
             when movement in ('new', 'reactivation') then 'start'
             when movement in ('voluntary_churn', 'involuntary_churn') then 'end'
-            when $downgrade_is_churn and event_type = 'plan_changed' and movement = 'contraction' then 'end'
-            when $downgrade_is_churn and event_type = 'plan_changed' and movement = 'expansion' then 'start'
+            when event_type = 'plan_changed' and movement = 'contraction' then 'end'
+            when event_type = 'plan_changed' and movement = 'expansion' then 'start'
         end as toggle
     from subscription_events
+    where $downgrade_is_churn
 ),
 
 -- a toggle only counts when it changes the state (an upgrade while active starts nothing)
@@ -47,12 +68,16 @@ numbered_boundaries as (
 ),
 
 subscription_starts as (
+    select * from counted_starts
+    union all
     select customer_id, boundary_spell as spell_number, occurred_at as spell_start_at, mrr_after as start_mrr
     from numbered_boundaries
     where toggle = 'start'
 ),
 
 subscription_ends as (
+    select * from counted_ends
+    union all
     select
         customer_id,
         boundary_spell as spell_number,

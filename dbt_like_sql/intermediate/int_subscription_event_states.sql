@@ -20,6 +20,7 @@ select
     mrr_after,
     next_event_at,
     movement,
-    event_month
+    event_month,
+    next_event_month
 from staging.int_subscription_events_lifecycle
 where lifecycle_error is null

@@ -1,11 +1,12 @@
--- Row-valid subscription events in lifecycle order (keys, time, plan and MRR; the other values
--- stay in stg_subscription_events), each with the reason it contradicts the lifecycle (null when it
--- does not), and the plan and MRR carried through the customer's events.
+-- Row-valid subscription events in lifecycle order (keys, time, plan and MRR; the other values,
+-- the source row included, stay in stg_subscription_events), each with the reason it
+-- contradicts the lifecycle (null when it does not), and the plan and MRR carried through the
+-- customer's events.
 -- Invalid events never change the state, so the state before an event is the target state of
 -- the last activating or ending event before it. The carried columns (spell_number, plan_after,
--- mrr_before, mrr_after) count every row-valid event; int_subscription_event_states recomputes
--- them, without the invalid events, for the few customers that have one.
--- Everything here comes from one sort of the events (partition by customer, lifecycle order).
+-- mrr_before, mrr_after, next_event_at) and the movement skip invalid events and are null on them.
+-- Everything here comes from one sort of the events (partition by customer, lifecycle order);
+-- int_subscription_event_states is its valid events.
 with events as (
     select
         customer_id,
@@ -14,8 +15,6 @@ with events as (
         occurred_at,
         plan,
         mrr,
-        source_file,
-        source_row,
         -- the lifecycle order (time, then the type's rank as the last digit) as one number,
         -- so a running max finds the last event of a kind; hugeint: any timestamp * 10 fits
         epoch_us(occurred_at)::hugeint * 10 + list_position(
@@ -101,8 +100,6 @@ checked as materialized (
         end as lifecycle_error,
         plan,
         mrr,
-        source_file,
-        source_row,
         spell_number,
         plan_after(event_type, is_before_first_subscribed, plan_so_far) as plan_after,
         mrr_before(previous_event_type, previous_is_before_first_subscribed, mrr_so_far_before) as mrr_before,
@@ -192,8 +189,6 @@ final as (
         lifecycle_error,
         plan,
         mrr,
-        source_file,
-        source_row,
         event_type = 'cancelled' and is_before_first_subscribed as is_trial_cancellation,
         spell_number,
         plan_after,
@@ -209,7 +204,8 @@ final as (
             when event_type in ('plan_changed', 'price_changed') and mrr_after > mrr_before then 'expansion'
             when event_type in ('plan_changed', 'price_changed') and mrr_after < mrr_before then 'contraction'
         end as movement,
-        month_of(occurred_at, $timezone) as event_month
+        month_of(occurred_at, $timezone) as event_month,
+        month_of(next_event_at, $timezone) as next_event_month
     from carried
 )
 

@@ -27,9 +27,13 @@ subscription_rows as (
     from staging.stg_subscription_events
     where quarantine_reason is not null
     union all
-    select source_file, source_row, lifecycle_error
-    from staging.int_subscription_events_lifecycle
-    where lifecycle_error is not null
+    -- event_id is unique among the loaded (staged, valid) rows the lifecycle reads
+    select staged.source_file, staged.source_row, lifecycle.lifecycle_error
+    from staging.int_subscription_events_lifecycle as lifecycle
+    inner join staging.stg_subscription_events as staged
+        on staged.event_id = lifecycle.event_id
+        and staged.quarantine_reason is null
+    where lifecycle.lifecycle_error is not null
 ),
 
 subscription_events as (
