@@ -57,5 +57,6 @@ def test_shipped_views_and_the_macros_a_view_may_not_call() -> None:
         "int_subscription_events",
     ]
     assert macro_names() == {
-        "parse_instant", "month_of", "months_between", "parse_number", "plan_after", "mrr_after", "mrr_before",
+        "parse_instant", "month_of", "months_between", "parse_number",
+        "lifecycle_event_types", "plan_after", "mrr_after", "mrr_before",
     }

@@ -7,23 +7,24 @@
 -- mrr_before, mrr_after, next_event_at) and the movement skip invalid events and are null on them.
 -- Everything here comes from one sort of the events (partition by customer, lifecycle order);
 -- int_subscription_event_states is its valid events.
+-- the event type travels through the sort as its rank in the lifecycle order (1 byte, not a string)
 with events as (
     select
         customer_id,
         event_id,
-        event_type,
         occurred_at,
         plan,
         mrr,
-        -- the lifecycle order (time, then the type's rank as the last digit) as one number,
-        -- so a running max finds the last event of a kind; hugeint: any timestamp * 10 fits
-        epoch_us(occurred_at)::hugeint * 10 + list_position(
-            ['trial_started', 'subscribed', 'reactivated', 'renewed', 'plan_changed',
-             'price_changed', 'payment_failed', 'cancelled', 'expired'],
-            event_type
-        ) as lifecycle_key
+        list_position(lifecycle_event_types(), event_type)::utinyint as type_rank
     from staging.stg_subscription_events
     where quarantine_reason is null
+),
+
+-- the lifecycle order (time, then the type's rank as the last digit) as one number, so a
+-- running max finds the last event of a kind; hugeint: any timestamp * 10 fits
+keyed as (
+    select *, epoch_us(occurred_at)::hugeint * 10 + type_rank as lifecycle_key
+    from events
 ),
 
 -- next_event_at: when the customer's next event happens (MRR intervals end there).
@@ -34,17 +35,17 @@ ordered as (
     select
         *,
         row_number() over lifecycle_order as event_seq,
-        min(lifecycle_key) filter (where event_type = 'subscribed') over whole_history as first_subscribed_key,
-        max(lifecycle_key) filter (where event_type in ('trial_started', 'cancelled')) over before as trial_mark,
-        max(lifecycle_key) filter (where event_type in ('subscribed', 'reactivated', 'cancelled', 'expired')) over before as state_mark,
+        min(lifecycle_key) filter (where type_rank = 2) over whole_history as first_subscribed_key,
+        max(lifecycle_key) filter (where type_rank in (1, 8)) over before as trial_mark,
+        max(lifecycle_key) filter (where type_rank in (2, 3, 8, 9)) over before as state_mark,
         last_value(mrr ignore nulls) over so_far as mrr_so_far,
         last_value(plan ignore nulls) over so_far as plan_so_far,
-        (count(*) filter (where event_type in ('subscribed', 'reactivated')) over so_far)::integer as spell_number,
+        (count(*) filter (where type_rank in (2, 3)) over so_far)::integer as spell_number,
         last_value(mrr ignore nulls) over before as mrr_so_far_before,
-        lag(event_type) over lifecycle_order as previous_event_type,
+        lag(type_rank) over lifecycle_order as previous_type_rank,
         lag(lifecycle_key) over lifecycle_order as previous_key,
         lead(occurred_at) over lifecycle_order as next_event_at
-    from events
+    from keyed
     window
         lifecycle_order as (partition by customer_id order by lifecycle_key, event_id),
         whole_history as (lifecycle_order rows between unbounded preceding and unbounded following),
@@ -59,6 +60,8 @@ ordered as (
 states as (
     select
         *,
+        lifecycle_event_types()[type_rank] as event_type,
+        lifecycle_event_types()[previous_type_rank] as previous_event_type,
         first_subscribed_key is null or lifecycle_key < first_subscribed_key as is_before_first_subscribed,
         case
             when lifecycle_key >= first_subscribed_key then null

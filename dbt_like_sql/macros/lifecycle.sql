@@ -1,3 +1,9 @@
+-- Subscription event types in lifecycle order: at the same instant a trial starts before a
+-- subscription, and anything that needs an active subscription comes before a churn.
+create or replace temp macro lifecycle_event_types() as
+    ['trial_started', 'subscribed', 'reactivated', 'renewed', 'plan_changed',
+     'price_changed', 'payment_failed', 'cancelled', 'expired'];
+
 -- The plan and MRR a customer has after one of their subscription events, and the MRR before it,
 -- from values carried through their earlier events (int_subscription_events_lifecycle and
 -- int_subscription_event_states). Nothing is carried before the first subscribed; a churn ends
