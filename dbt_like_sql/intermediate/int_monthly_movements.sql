@@ -70,7 +70,9 @@ spell_ends as (
 -- subscription MRR held at month boundaries, from the MRR intervals: what started by then minus
 -- what ended by then (a running sum over a few dozen months instead of a range join of every
 -- interval with every month; exact decimals, so it equals summing the intervals held)
-mrr_segments as (
+-- `not materialized` (here and for `events`): two cheap reads of the lifecycle cost less than
+-- holding millions of rows in memory to share
+mrr_segments as not materialized (
     select * from staging.int_mrr_segments
 ),
 
@@ -101,7 +103,7 @@ mrr_start as (
 ),
 
 -- subscription events observed by as_of, in their month
-events as (
+events as not materialized (
     select events.*, events.event_month as month
     from staging.int_subscription_event_states as events, observation
     where events.occurred_at <= observation.as_of
