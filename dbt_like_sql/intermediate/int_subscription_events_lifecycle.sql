@@ -7,6 +7,7 @@
 -- mrr_before, mrr_after, next_event_at) and the movement skip invalid events and are null on them.
 -- Everything here comes from one sort of the events (partition by customer, lifecycle order);
 -- int_subscription_event_states is its valid events.
+
 -- the event type travels through the sort as its rank in the lifecycle order (1 byte, not a string)
 with events as (
     select
@@ -55,8 +56,8 @@ ordered as (
 
 -- an event is before the first subscribed when its key is below that event's: events tied with
 -- it on the key are `subscribed` too, and so not before it. Trial events count only before the
--- first subscribed, and subscription states only from it on. (A key before 1970 is negative,
--- hence the positive remainder.)
+-- first subscribed, and subscription states only from it on, so trial_state_before is null
+-- from the first subscribed on. (A key before 1970 is negative, hence the positive remainder.)
 states as (
     select
         *,
