@@ -7,46 +7,34 @@ with observation as (
     select * from staging.int_observation_window
 ),
 
--- `not materialized`: each branch below reads only its own rows
-subscription_events as not materialized (
+subscription_events as (
     select * from staging.int_observed_subscription_events
 ),
 
--- without $downgrade_is_churn a valid lifecycle alternates starts (new, reactivation) and ends
--- (churn), so the lifecycle's spell_number already numbers the spells: no sort needed
-counted_starts as (
-    select customer_id, spell_number, occurred_at as spell_start_at, mrr_after as start_mrr
-    from subscription_events
-    where not $downgrade_is_churn and movement in ('new', 'reactivation')
-),
-
-counted_ends as (
-    select
-        customer_id,
-        spell_number,
-        occurred_at as spell_end_at,
-        case movement when 'voluntary_churn' then 'voluntary' else 'involuntary' end as end_kind,
-        mrr_before as end_mrr
-    from subscription_events
-    where not $downgrade_is_churn and movement in ('voluntary_churn', 'involuntary_churn')
-),
-
--- with $downgrade_is_churn a move to a cheaper plan ends the spell and a later move to a dearer
--- one starts the next
-toggles as (
+-- what each event does to the customer's spell; with $downgrade_is_churn a move to a cheaper
+-- plan ends the spell and a later move to a dearer one starts the next. `not materialized`: each
+-- branch below reads only its own rows
+toggles as not materialized (
     select
         *,
         case
             when movement in ('new', 'reactivation') then 'start'
             when movement in ('voluntary_churn', 'involuntary_churn') then 'end'
-            when event_type = 'plan_changed' and movement = 'contraction' then 'end'
-            when event_type = 'plan_changed' and movement = 'expansion' then 'start'
+            when $downgrade_is_churn and event_type = 'plan_changed' and movement = 'contraction' then 'end'
+            when $downgrade_is_churn and event_type = 'plan_changed' and movement = 'expansion' then 'start'
         end as toggle
     from subscription_events
-    where $downgrade_is_churn
 ),
 
--- a toggle only counts when it changes the state (an upgrade while active starts nothing)
+-- without $downgrade_is_churn a valid lifecycle alternates starts and ends, so the lifecycle's
+-- spell_number already numbers the spells: no sort needed
+counted_boundaries as (
+    select customer_id, occurred_at, movement, mrr_before, mrr_after, toggle, spell_number
+    from toggles
+    where not $downgrade_is_churn and toggle is not null
+),
+
+-- with it, a toggle only counts when it changes the state (an upgrade while active starts nothing)
 boundaries as (
     select
         *,
@@ -54,33 +42,40 @@ boundaries as (
             partition by customer_id order by event_seq rows between unbounded preceding and 1 preceding
         ) as state_before
     from toggles
-    where toggle is not null
+    where $downgrade_is_churn and toggle is not null
 ),
 
 numbered_boundaries as (
     select
-        *,
+        customer_id,
+        occurred_at,
+        movement,
+        mrr_before,
+        mrr_after,
+        toggle,
         (count(*) filter (where toggle = 'start' and state_before is distinct from 'start') over (
             partition by customer_id order by event_seq rows between unbounded preceding and current row
-        ))::integer as boundary_spell
+        ))::integer as spell_number
     from boundaries
     where (toggle = 'start' and state_before is distinct from 'start') or (toggle = 'end' and state_before = 'start')
 ),
 
-subscription_starts as (
-    select * from counted_starts
+spell_boundaries as (
+    select * from counted_boundaries
     union all
-    select customer_id, boundary_spell as spell_number, occurred_at as spell_start_at, mrr_after as start_mrr
-    from numbered_boundaries
+    select * from numbered_boundaries
+),
+
+subscription_starts as (
+    select customer_id, spell_number, occurred_at as spell_start_at, mrr_after as start_mrr
+    from spell_boundaries
     where toggle = 'start'
 ),
 
 subscription_ends as (
-    select * from counted_ends
-    union all
     select
         customer_id,
-        boundary_spell as spell_number,
+        spell_number,
         occurred_at as spell_end_at,
         case movement
             when 'voluntary_churn' then 'voluntary'
@@ -88,7 +83,7 @@ subscription_ends as (
             else 'downgrade'
         end as end_kind,
         mrr_before as end_mrr
-    from numbered_boundaries
+    from spell_boundaries
     where toggle = 'end'
 ),
 

@@ -151,31 +151,17 @@ recomputed as (
     from recarried
 ),
 
--- an invalid event carries nothing; event_id is unique among loaded events
+-- a contradicted customer's events take their values from `recomputed`, which has none for the
+-- invalid ones (an invalid event carries nothing); event_id is unique among loaded events
 carried as (
     select
         checked.* exclude (spell_number, plan_after, mrr_before, mrr_after, next_event_at),
-        case when lifecycle_error is null then coalesce(recomputed.spell_number, checked.spell_number) end as spell_number,
-        case
-            when lifecycle_error is not null then null
-            when recomputed.event_id is not null then recomputed.plan_after
-            else checked.plan_after
-        end as plan_after,
-        case
-            when lifecycle_error is not null then null
-            when recomputed.event_id is not null then recomputed.mrr_before
-            else checked.mrr_before
-        end as mrr_before,
-        case
-            when lifecycle_error is not null then null
-            when recomputed.event_id is not null then recomputed.mrr_after
-            else checked.mrr_after
-        end as mrr_after,
-        case
-            when lifecycle_error is not null then null
-            when recomputed.event_id is not null then recomputed.next_event_at
-            else checked.next_event_at
-        end as next_event_at
+        recomputed.event_id is not null or checked.lifecycle_error is not null as is_recarried,
+        if(is_recarried, recomputed.spell_number, checked.spell_number) as spell_number,
+        if(is_recarried, recomputed.plan_after, checked.plan_after) as plan_after,
+        if(is_recarried, recomputed.mrr_before, checked.mrr_before) as mrr_before,
+        if(is_recarried, recomputed.mrr_after, checked.mrr_after) as mrr_after,
+        if(is_recarried, recomputed.next_event_at, checked.next_event_at) as next_event_at
     from checked
     left join recomputed on recomputed.event_id = checked.event_id
 ),
