@@ -28,8 +28,8 @@ def test_a_view_with_parameters_or_an_unknown_kind_is_refused(tmp_path: Path) ->
         _model(tmp_path, "v", "-- x\n-- materialized: view\nselect $as_of as a\n")
     with pytest.raises(ValueError, match=r"m\.sql: a view cannot call session macros \(month_of\); make it a table"):
         _model(tmp_path, "m", "-- x\n-- materialized: view\nselect month_of(occurred_at, 'UTC') from staging.t\n")
-    with pytest.raises(ValueError, match=r"w\.sql: materialized must be one of table, view, not 'incremental'"):
-        _model(tmp_path, "w", "-- x\n-- materialized: incremental\nselect 1 as a\n")
+    with pytest.raises(ValueError, match=r"w\.sql: materialized must be one of table, view, incremental, not 'ephemeral'"):
+        _model(tmp_path, "w", "-- x\n-- materialized: ephemeral\nselect 1 as a\n")
 
 
 def test_a_model_that_changes_kind_replaces_the_old_object(tmp_path: Path) -> None:
@@ -39,14 +39,14 @@ def test_a_model_that_changes_kind_replaces_the_old_object(tmp_path: Path) -> No
     as_table = _model(tmp_path, "big", "-- x\nselect * from staging.t where amount > 2\n")
     as_view = _model(tmp_path, "big", "-- x\n-- materialized: view\nselect * from staging.t where amount > 2\n")
 
-    assert run_model(conn, as_table, {}) == 2
-    assert run_model(conn, as_view, {}) is None  # a view is not counted: that would run its query
+    assert run_model(conn, as_table, {}).rows == 2
+    assert run_model(conn, as_view, {}).rows is None  # a view is not counted: that would run its query
     assert conn.execute("select count(*) from staging.big").fetchall()[0][0] == 2
     conn.execute("insert into staging.t values (9)")
     assert conn.execute("select count(*) from staging.big").fetchall()[0][0] == 3  # a view reads its source now
     kind = "select table_type from information_schema.tables where table_name = 'big'"
     assert conn.execute(kind).fetchall() == [("VIEW",)]
-    assert run_model(conn, as_table, {}) == 3
+    assert run_model(conn, as_table, {}).rows == 3
     assert conn.execute(kind).fetchall() == [("BASE TABLE",)]
 
 

@@ -46,10 +46,12 @@ def _model_asset(model: SqlModel, known: dict[tuple[str, str], SqlModel]) -> dg.
     def sql_table(context: dg.AssetExecutionContext, pipeline: PipelineConfig, warehouse: Warehouse) -> dg.MaterializeResult:
         started = time.perf_counter()
         with warehouse.get_connection() as conn:
-            rows = run_model(conn, model, pipeline.sql_parameters())
-        report(context, rows, time.perf_counter() - started)
-        counted = {} if rows is None else {"dagster/row_count": rows}
-        return dg.MaterializeResult(metadata={**counted, "table": model.table, "materialized": model.materialized})
+            built = run_model(conn, model, pipeline.sql_parameters())
+        incremental = model.materialized == "incremental"
+        report(context, built.rows, time.perf_counter() - started, built.how if incremental else "")
+        counted = {} if built.rows is None else {"dagster/row_count": built.rows}
+        how = {"incremental_build": built.how} if incremental else {}
+        return dg.MaterializeResult(metadata={**counted, "table": model.table, "materialized": model.materialized, **how})
 
     return sql_table
 

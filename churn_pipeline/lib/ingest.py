@@ -11,12 +11,13 @@ from __future__ import annotations
 import csv
 import gzip
 import io
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import duckdb
 
 from churn_pipeline.lib.duck import scalar
+from churn_pipeline.lib.incremental import TOP_LEVEL, forget_delivery_versions, month_version, record_delivery_versions
 from churn_pipeline.lib.identifiers import quote_identifier
 from churn_pipeline.lib.raw_sources import MONTH_FOLDER, RawSource, SOURCES, delivery_month, file_format, relative_name
 
@@ -37,6 +38,18 @@ class FileLoad:
     file: str
     rows_loaded: int
     rows_rejected: int
+    delivery_month: str | None = None
+    size: int = 0
+    mtime_ns: int = 0
+
+
+def delivery_versions(loads: list[FileLoad]) -> dict[str, str]:
+    """Each delivery month's version, from the files loaded for it (top-level files: month '')."""
+    files: dict[str, list[tuple[str, int, int, int, int]]] = {}
+    for load in loads:
+        month = load.delivery_month or TOP_LEVEL
+        files.setdefault(month, []).append((load.file, load.size, load.mtime_ns, load.rows_loaded, load.rows_rejected))
+    return {month: month_version(month_files) for month, month_files in files.items()}
 
 
 def check_raw_dir(raw_dir: Path, months: tuple[str, ...] | None = None) -> None:
@@ -94,6 +107,8 @@ def _create_raw_table(conn: duckdb.DuckDBPyConnection, source: RawSource) -> Non
     conn.execute(
         f"create or replace table raw.{source.name} ({columns}, source_file varchar, source_row bigint, delivery_month varchar)"
     )
+    # whoever fills it records its delivery versions again (an adapter records none)
+    forget_delivery_versions(conn, source.name)
 
 
 def _create_rejects_table(conn: duckdb.DuckDBPyConnection) -> None:
@@ -194,10 +209,11 @@ def load_file(conn: duckdb.DuckDBPyConnection, source: RawSource, path: Path, ra
     """Append one file's rows to raw.<source> (parser rejects to raw.csv_rejects)."""
     before = _fingerprint(path)
     loader = _load_csv if file_format(path) == "csv" else _load_parquet
-    load = loader(conn, source, path, relative_name(path, raw_dir), delivery_month(path, raw_dir))
+    month = delivery_month(path, raw_dir)
+    load = loader(conn, source, path, relative_name(path, raw_dir), month)
     if _fingerprint(path) != before:
         raise RawFileChanged(f"{relative_name(path, raw_dir)} changed while it was read (still being written?)")
-    return load
+    return replace(load, delivery_month=month, size=before[0], mtime_ns=before[1])
 
 
 def load_source(
@@ -229,6 +245,7 @@ def load_source(
                 {"source": source.name, "months": list(months)},
             )
         loads = [load_file(conn, source, path, raw_dir) for path in source.files(raw_dir, months)]
+        record_delivery_versions(conn, source.name, delivery_versions(loads), months)
         conn.execute("commit")
     except BaseException:
         conn.execute("rollback")

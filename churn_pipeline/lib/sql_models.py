@@ -2,9 +2,14 @@
 
 Dependencies are read from the SQL itself: every `raw.x`, `staging.x` or `marts.x` it
 mentions. Values reach the SQL only as bound named parameters (`$timezone`, ...). A model is
-built as a table unless a leading comment line says `-- materialized: view` (as dbt's
-`materialized='view'`): for a cheap filter over a table, which readers then scan only for
-the columns they use. A view can take no parameters and no temp macros.
+built as a table unless a leading comment line says otherwise (as dbt's `materialized=`):
+- `-- materialized: view`: for a cheap filter over a table, which readers then scan only for
+  the columns they use. A view can take no parameters and no temp macros.
+- `-- materialized: incremental`, with `-- incremental_source: raw.x` and
+  `-- unique_key: a, b`: rebuilt in full the first time, then only for the delivery months of
+  its source that changed (see `incremental.py`). Its SQL marks what the append reads with
+  dbt's `{% if is_incremental() %} ... {% else %} ... {% endif %}` and gets the months in
+  `$append_months`.
 """
 
 from __future__ import annotations
@@ -16,6 +21,7 @@ from pathlib import Path
 
 import duckdb
 
+from churn_pipeline.lib import incremental
 from churn_pipeline.lib.duck import scalar
 from churn_pipeline.lib.identifiers import qualified, validate_identifier
 
@@ -27,8 +33,13 @@ _REFERENCE = re.compile(r"\b(raw|staging|marts)\.([a-z_][a-z0-9_]*)\b")
 _PARAMETER = re.compile(r"\$([a-z_][a-z0-9_]*)")
 _LINE_COMMENT = re.compile(r"--[^\n]*")
 _STRING = re.compile(r"'(?:[^']|'')*'")
-_MATERIALIZED = re.compile(r"^--\s*materialized:\s*(\w+)\s*$")
-MATERIALIZATIONS = ("table", "view")
+_DIRECTIVE = re.compile(r"^--\s*(materialized|incremental_source|unique_key):\s*(.*?)\s*$")
+MATERIALIZATIONS = ("table", "view", "incremental")
+# dbt's block, without the rest of Jinja: `{% if is_incremental() %} a {% else %} b {% endif %}`
+_INCREMENTAL_BLOCK = re.compile(
+    r"\{%-?\s*if\s+is_incremental\(\)\s*-?%\}(.*?)(?:\{%-?\s*else\s*-?%\}(.*?))?\{%-?\s*endif\s*-?%\}", re.DOTALL
+)
+APPEND_MONTHS = "append_months"
 _MACRO = re.compile(r"\bmacro\s+([a-z_][a-z0-9_]*)\s*\(", re.IGNORECASE)
 
 
@@ -41,6 +52,8 @@ class SqlModel:
     references: frozenset[tuple[str, str]]
     parameters: frozenset[str]
     materialized: str = "table"
+    incremental_source: tuple[str, str] | None = None
+    unique_key: tuple[str, ...] = ()
 
     @property
     def schema(self) -> str:
@@ -54,8 +67,17 @@ class SqlModel:
     def description(self) -> str:
         """The file's leading comment, which says what the table is."""
         return " ".join(
-            line.removeprefix("--").strip() for line in _leading_comments(self.sql) if not _MATERIALIZED.match(line)
+            line.removeprefix("--").strip() for line in _leading_comments(self.sql) if not _DIRECTIVE.match(line)
         )
+
+    def render(self, incremental: bool = False) -> str:
+        """The SQL to run: for an append (`incremental`) or for a full build."""
+        return _INCREMENTAL_BLOCK.sub(lambda m: m.group(1) if incremental else (m.group(2) or ""), self.sql)
+
+    @property
+    def bound_parameters(self) -> frozenset[str]:
+        """The parameters the pipeline's settings must supply (`$append_months` comes from the runner)."""
+        return self.parameters - {APPEND_MONTHS}
 
 
 def _leading_comments(sql: str) -> list[str]:
@@ -79,10 +101,15 @@ def parse_model(path: Path, layer: str) -> SqlModel:
         (schema, table) for schema, table in _REFERENCE.findall(code) if (schema, table) != (LAYER_SCHEMAS[layer], name)
     )
     parameters = frozenset(_PARAMETER.findall(code))
-    declared = [match.group(1) for line in _leading_comments(sql) if (match := _MATERIALIZED.match(line))]
-    materialized = declared[-1] if declared else "table"
+    directives = {match.group(1): match.group(2) for line in _leading_comments(sql) if (match := _DIRECTIVE.match(line))}
+    materialized = directives.get("materialized", "table")
     if materialized not in MATERIALIZATIONS:
         raise ValueError(f"{path.name}: materialized must be one of {', '.join(MATERIALIZATIONS)}, not {materialized!r}")
+    if materialized == "incremental":
+        source, unique_key = _incremental_directives(path, directives, references, code)
+        return SqlModel(name, layer, path, sql.strip().rstrip(";"), references, parameters, materialized, source, unique_key)
+    if _INCREMENTAL_BLOCK.search(code) or APPEND_MONTHS in parameters or "incremental_source" in directives or "unique_key" in directives:
+        raise ValueError(f"{path.name}: is_incremental(), $append_months, incremental_source and unique_key need `-- materialized: incremental`")
     if materialized == "view" and parameters:
         raise ValueError(f"{path.name}: a view cannot take parameters ({', '.join(sorted(parameters))}); make it a table")
     if materialized == "view":
@@ -91,6 +118,21 @@ def parse_model(path: Path, layer: str) -> SqlModel:
         if called:
             raise ValueError(f"{path.name}: a view cannot call session macros ({', '.join(called)}); make it a table")
     return SqlModel(name, layer, path, sql.strip().rstrip(";"), references, parameters, materialized)
+
+
+def _incremental_directives(
+    path: Path, directives: dict[str, str], references: frozenset[tuple[str, str]], code: str
+) -> tuple[tuple[str, str], tuple[str, ...]]:
+    source = directives.get("incremental_source", "")
+    match = _REFERENCE.fullmatch(source)
+    if not match or (match.group(1), match.group(2)) not in references:
+        raise ValueError(f"{path.name}: an incremental model needs `-- incremental_source: <schema>.<table>`, a table it reads (got {source!r})")
+    unique_key = tuple(validate_identifier(column.strip(), f"{path.name}: unique_key column") for column in directives.get("unique_key", "").split(",") if column.strip())
+    if not unique_key:
+        raise ValueError(f"{path.name}: an incremental model needs `-- unique_key: <column>[, <column>]`, which identifies a row")
+    if not _INCREMENTAL_BLOCK.search(code):
+        raise ValueError(f"{path.name}: an incremental model marks what an append reads with {{% if is_incremental() %}}")
+    return (match.group(1), match.group(2)), unique_key
 
 
 @cache
@@ -128,30 +170,65 @@ def prepare_connection(conn: duckdb.DuckDBPyConnection) -> None:
     conn.execute("set asof_loop_join_threshold = 0")
 
 
-def run_model(conn: duckdb.DuckDBPyConnection, model: SqlModel, parameters: dict[str, object]) -> int | None:
-    """(Re)build the model's table or view from its select; returns the table's row count, and
-    None for a view: counting a view runs its whole query (1.9 s for `int_subscription_events`
+@dataclass(frozen=True)
+class ModelBuild:
+    rows: int | None  # None for a view: counting one runs its whole query
+    how: str  # "table", "view", or what an incremental model did ("appended 2024-06", ...)
+
+
+def run_model(conn: duckdb.DuckDBPyConnection, model: SqlModel, parameters: dict[str, object]) -> ModelBuild:
+    """(Re)build the model's table or view from its select, or bring an incremental table up to date.
+
+    A view is not counted: counting one runs its whole query (1.9 s for `int_subscription_events`
     at medium, a join of two 8.3M-row tables), which is what a view is there to avoid."""
-    missing = model.parameters - parameters.keys()
+    missing = model.bound_parameters - parameters.keys()
     if missing:
         raise KeyError(f"{model.path.name}: no value for parameter(s) {sorted(missing)}")
     prepare_connection(conn)
-    bound = {name: parameters[name] for name in model.parameters}
+    bound = {name: parameters[name] for name in model.bound_parameters}
     # a model that changed kind (table <-> view) replaces the old object
     existing = scalar(
         conn,
         "select table_type from information_schema.tables where table_schema = $schema and table_name = $name",
         {"schema": model.schema, "name": model.name},
     )
-    if existing == "VIEW" and model.materialized == "table":
+    if existing == "VIEW" and model.materialized != "view":
         conn.execute(f"drop view {model.table}")
     elif existing == "BASE TABLE" and model.materialized == "view":
         conn.execute(f"drop table {model.table}")
     if model.materialized == "view":
         conn.execute(f"create or replace view {model.table} as {model.sql}")
-        return None
+        return ModelBuild(None, "view")
+    if model.materialized == "incremental":
+        return _run_incremental(conn, model, bound, table_exists=existing == "BASE TABLE")
     conn.execute(f"create or replace table {model.table} as {model.sql}", bound)
-    return scalar(conn, f"select count(*) from {model.table}")
+    return ModelBuild(scalar(conn, f"select count(*) from {model.table}"), "table")
+
+
+def _run_incremental(conn: duckdb.DuckDBPyConnection, model: SqlModel, bound: dict[str, object], table_exists: bool) -> ModelBuild:
+    full_sql, append_sql = model.render(), model.render(incremental=True)
+    source_schema, source_table = model.incremental_source
+    others = sorted(qualified(*ref) for ref in model.references if ref != model.incremental_source)
+    key = incremental.build_key(macros_sql() + full_sql + append_sql, bound, incremental.content_key(conn, others))
+    inputs = incremental.input_versions(conn, source_schema, source_table)
+    previous = incremental.builds(conn, model.table)
+    plan = incremental.plan_build(table_exists, inputs, previous, key)
+    if plan.kind != "unchanged":
+        conn.execute("begin transaction")
+        try:
+            if plan.kind == "rebuild":
+                conn.execute(f"create or replace table {model.table} as {full_sql}", bound)
+                incremental.check_columns(conn, model.table, model.path.name, model.unique_key)
+                touched = None
+            else:
+                parameters = {**bound, APPEND_MONTHS: list(plan.months)}
+                touched = incremental.append(conn, model.table, append_sql, parameters, plan.months, model.unique_key)
+            incremental.record_build(conn, model.table, inputs, previous, touched, key)
+            conn.execute("commit")
+        except BaseException:
+            conn.execute("rollback")
+            raise
+    return ModelBuild(incremental.row_count(conn, model.table), plan.describe())
 
 
 def topological_order(models: tuple[SqlModel, ...]) -> list[SqlModel]:

@@ -1,11 +1,34 @@
 -- Every raw order row, typed (UTC instants, reporting-currency amounts), with the reason
 -- it cannot be loaded (null when it can). The raw text stays in raw.orders.
+-- materialized: incremental
+-- incremental_source: raw.orders
+-- unique_key: source_file, source_row
+
+-- A new delivery month is typed alone, with every other copy of an id it delivers: which copy
+-- of a repeated id is loaded depends on all of them, and nothing else crosses rows.
+{% if is_incremental() %}
+with delivered_ids as (
+    select distinct nullif(trim(order_id), '') as order_id
+    from raw.orders
+    where list_contains($append_months, coalesce(delivery_month, ''))
+),
+
+delivered as materialized (
+    select * from raw.orders
+    where list_contains($append_months, coalesce(delivery_month, ''))
+        or nullif(trim(order_id), '') in (select order_id from delivered_ids)
+),
+{% else %}
+with delivered as not materialized (
+    select * from raw.orders
+),
+{% endif %}
 
 -- ids that occur more than once, as hashes: only their rows need the duplicate window in
 -- `final` (a hash collision only sends more rows through it; the window compares the ids)
-with repeated_ids as (
+repeated_ids as (
     select hash(nullif(trim(order_id), '')) as id_hash
-    from raw.orders
+    from delivered
     group by id_hash
     having count(*) > 1
 ),
@@ -15,7 +38,7 @@ source as not materialized (
     select
         *,
         hash(nullif(trim(order_id), '')) in (select id_hash from repeated_ids) as is_repeated_id
-    from raw.orders
+    from delivered
 ),
 
 fx_rates as (
@@ -94,6 +117,7 @@ valued as not materialized (
         row_error,
         source_file,
         source_row,
+        delivery_month,
         is_repeated_id
     from checked
 ),
@@ -101,12 +125,17 @@ valued as not materialized (
 -- a repeated order_id is a duplicate delivery: the first by content is loaded; the window
 -- (a sort of every column) runs over the rows of repeated ids only
 final as (
-    select * exclude (row_error, source_file, source_row, is_repeated_id), row_error as quarantine_reason, source_file, source_row
+    select
+        * exclude (row_error, source_file, source_row, delivery_month, is_repeated_id),
+        row_error as quarantine_reason,
+        source_file,
+        source_row,
+        delivery_month
     from valued
     where not is_repeated_id
     union all
     select
-        * exclude (row_error, source_file, source_row, is_repeated_id),
+        * exclude (row_error, source_file, source_row, delivery_month, is_repeated_id),
         case
             when row_error is not null then row_error
             when row_number() over (
@@ -115,7 +144,8 @@ final as (
             ) > 1 then 'duplicate order_id'
         end as quarantine_reason,
         source_file,
-        source_row
+        source_row,
+        delivery_month
     from valued
     where is_repeated_id
 )

@@ -1,12 +1,35 @@
 -- Every raw subscription event, typed (UTC instants, MRR in the reporting currency), with
 -- the row-level reason it cannot be loaded (null when it can). Lifecycle order is checked
 -- in int_subscription_events_lifecycle; the raw text stays in raw.subscription_events.
+-- materialized: incremental
+-- incremental_source: raw.subscription_events
+-- unique_key: source_file, source_row
+
+-- A new delivery month is typed alone, with every other copy of an id it delivers: which copy
+-- of a repeated id is loaded depends on all of them, and nothing else crosses rows.
+{% if is_incremental() %}
+with delivered_ids as (
+    select distinct nullif(trim(event_id), '') as event_id
+    from raw.subscription_events
+    where list_contains($append_months, coalesce(delivery_month, ''))
+),
+
+delivered as materialized (
+    select * from raw.subscription_events
+    where list_contains($append_months, coalesce(delivery_month, ''))
+        or nullif(trim(event_id), '') in (select event_id from delivered_ids)
+),
+{% else %}
+with delivered as not materialized (
+    select * from raw.subscription_events
+),
+{% endif %}
 
 -- ids that occur more than once, as hashes: only their rows need the duplicate window in
 -- `final` (a hash collision only sends more rows through it; the window compares the ids)
-with repeated_ids as (
+repeated_ids as (
     select hash(nullif(trim(event_id), '')) as id_hash
-    from raw.subscription_events
+    from delivered
     group by id_hash
     having count(*) > 1
 ),
@@ -16,7 +39,7 @@ source as not materialized (
     select
         *,
         hash(nullif(trim(event_id), '')) in (select id_hash from repeated_ids) as is_repeated_id
-    from raw.subscription_events
+    from delivered
 ),
 
 fx_rates as (
@@ -111,6 +134,7 @@ valued as not materialized (
         row_error,
         source_file,
         source_row,
+        delivery_month,
         is_repeated_id
     from checked
 ),
@@ -118,12 +142,17 @@ valued as not materialized (
 -- a repeated event_id is a duplicate delivery: the first by content is loaded; the window
 -- (a sort of every column) runs over the rows of repeated ids only
 final as (
-    select * exclude (row_error, source_file, source_row, is_repeated_id), row_error as quarantine_reason, source_file, source_row
+    select
+        * exclude (row_error, source_file, source_row, delivery_month, is_repeated_id),
+        row_error as quarantine_reason,
+        source_file,
+        source_row,
+        delivery_month
     from valued
     where not is_repeated_id
     union all
     select
-        * exclude (row_error, source_file, source_row, is_repeated_id),
+        * exclude (row_error, source_file, source_row, delivery_month, is_repeated_id),
         case
             when row_error is not null then row_error
             when row_number() over (
@@ -133,7 +162,8 @@ final as (
             ) > 1 then 'duplicate event_id'
         end as quarantine_reason,
         source_file,
-        source_row
+        source_row,
+        delivery_month
     from valued
     where is_repeated_id
 )

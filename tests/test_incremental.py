@@ -1,0 +1,234 @@
+"""Incremental models: what a run decides to do, and that an append equals a rebuild."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import duckdb
+import pytest
+
+from churn_pipeline.lib import ingest, sql_models
+from churn_pipeline.lib.generate import GeneratorConfig, generate
+from churn_pipeline.lib.incremental import MonthBuild, plan_build
+from churn_pipeline.lib.raw_sources import SOURCES
+from conftest import sql_parameters, write_raw
+
+INCREMENTAL = ("staging.stg_orders", "staging.stg_subscription_events")
+
+
+def _built(versions: dict[str, str], key: str = "k") -> dict[str, MonthBuild]:
+    return {month: MonthBuild(version, f"out-{version}", key) for month, version in versions.items()}
+
+
+def test_the_plan_follows_the_delivery_versions() -> None:
+    inputs = {"": "h1", "2024-01": "a1", "2024-02": "b1"}
+    assert plan_build(False, inputs, {}, "k").reason == "first build"
+    assert plan_build(True, inputs, {}, "k").reason == "first build"
+    assert plan_build(True, inputs, _built(inputs), "k").kind == "unchanged"
+    # a new month, a redelivered month, a month whose files are gone
+    assert plan_build(True, {**inputs, "2024-03": "c1"}, _built(inputs), "k").months == ("2024-03",)
+    assert plan_build(True, {**inputs, "2024-01": "a2"}, _built(inputs), "k").months == ("2024-01",)
+    without_february = {"": "h1", "2024-01": "a1"}
+    assert plan_build(True, without_february, _built(inputs), "k").months == ("2024-02",)
+    # changed top-level files are one more month
+    assert plan_build(True, {**inputs, "": "h2"}, _built(inputs), "k").months == ("",)
+    rebuilt = [
+        plan_build(True, inputs, _built(inputs, key="old"), "k"),  # SQL, settings or reference data changed
+        plan_build(True, {}, _built(inputs), "k"),  # loaded through an adapter
+        plan_build(True, {"": "h2", "2024-01": "a2", "2024-02": "b2"}, _built(inputs), "k"),  # every month changed
+    ]
+    assert [plan.kind for plan in rebuilt] == ["rebuild"] * 3
+    assert "changed" in rebuilt[0].reason and "adapter" in rebuilt[1].reason and "every" in rebuilt[2].reason
+
+
+def _model(tmp_path: Path, text: str) -> sql_models.SqlModel:
+    path = tmp_path / "m.sql"
+    path.write_text(text, encoding="utf-8")
+    return sql_models.parse_model(path, "staging")
+
+
+@pytest.mark.parametrize(
+    ("header", "body", "message"),
+    [
+        ("-- unique_key: id", "{% if is_incremental() %}where true{% endif %}", "needs `-- incremental_source"),
+        ("-- incremental_source: raw.other\n-- unique_key: id", "{% if is_incremental() %}where true{% endif %}", "a table it reads"),
+        ("-- incremental_source: raw.orders", "{% if is_incremental() %}where true{% endif %}", "needs `-- unique_key"),
+        ("-- incremental_source: raw.orders\n-- unique_key: id", "", "marks what an append reads"),
+    ],
+)
+def test_incremental_directives_are_checked(tmp_path: Path, header: str, body: str, message: str) -> None:
+    with pytest.raises(ValueError, match=message):
+        _model(tmp_path, f"-- x\n-- materialized: incremental\n{header}\nselect * from raw.orders {body}\n")
+
+
+def test_only_an_incremental_model_may_append(tmp_path: Path) -> None:
+    with pytest.raises(ValueError, match="need `-- materialized: incremental`"):
+        _model(tmp_path, "-- x\nselect * from raw.orders {% if is_incremental() %}where true{% endif %}\n")
+
+
+def test_the_append_and_the_full_sql_come_from_one_file(tmp_path: Path) -> None:
+    model = _model(
+        tmp_path,
+        "-- Orders.\n-- materialized: incremental\n-- incremental_source: raw.orders\n-- unique_key: source_file, source_row\n"
+        "select * from raw.orders\n{% if is_incremental() %}where list_contains($append_months, delivery_month){% else %}where true{% endif %}\n",
+    )
+    assert (model.incremental_source, model.unique_key) == (("raw", "orders"), ("source_file", "source_row"))
+    assert model.description == "Orders."
+    assert model.render().endswith("select * from raw.orders\nwhere true")
+    assert model.render(incremental=True).endswith("where list_contains($append_months, delivery_month)")
+    assert model.bound_parameters == frozenset()
+
+
+# --- an append equals a rebuild -------------------------------------------------------------
+
+_EVENTS_HEADER = "event_id,customer_id,occurred_at,event_type,plan,price,billing_period,currency,channel,segment\n"
+_ORDERS_HEADER = "order_id,customer_id,ordered_at,amount,currency,channel\n"
+
+
+def _planted(raw: Path) -> None:
+    """Copies of one id across deliveries, where an append must recompute rows it was not given."""
+    write_raw(raw, {
+        # top-level history: x_late's copy here is later than the one February delivers
+        "subscription_events_history.csv": _EVENTS_HEADER + (
+            "h1,c1,2023-12-20T00:00:00Z,trial_started,,,,,ads,\n"
+            "x_late,c9,2024-02-25T00:00:00Z,subscribed,pro,50,month,,ads,\n"
+        ),
+        "fx_rates.csv": "currency,rate_to_reporting,month\nEUR,1.1,\n",
+    })
+    write_raw(raw / "2024-01", {
+        "subscription_events.csv": _EVENTS_HEADER + (
+            "e1,c1,2024-01-05T00:00:00Z,subscribed,pro,50,month,,ads,\n"
+            "bad_then_good,c2,not a time,subscribed,pro,50,month,,ads,\n"
+            "x_early,c3,2024-01-07T00:00:00Z,subscribed,basic,20,month,EUR,organic,\n"
+        ),
+        "orders.csv": _ORDERS_HEADER + "o1,k1,2024-01-03T00:00:00Z,10,,ads\no2,k2,2024-01-04T00:00:00Z,5,EUR,\n",
+    })
+    write_raw(raw / "2024-02", {
+        "subscription_events.csv": _EVENTS_HEADER + (
+            "e2,c1,2024-02-05T00:00:00Z,renewed,,,,,,\n"
+            "bad_then_good,c2,2024-02-01T00:00:00Z,subscribed,pro,50,month,,ads,\n"
+            "x_early,c3,2024-02-07T00:00:00Z,subscribed,basic,20,month,,organic,\n"  # a later copy: the duplicate
+            "x_late,c9,2024-02-02T00:00:00Z,subscribed,pro,50,month,,ads,\n"  # earlier than history's copy: loaded
+        ),
+        "orders.csv": _ORDERS_HEADER + "o1,k1,2024-02-03T00:00:00Z,10,,ads\no3,k3,2024-02-09T00:00:00Z,7,,ads\n",
+    })
+    write_raw(raw / "2024-03", {
+        "subscription_events.csv": _EVENTS_HEADER + "e3,c1,2024-03-05T00:00:00Z,cancelled,,,,,,\n",
+        "orders.csv": _ORDERS_HEADER + "o4,k1,2024-03-03T00:00:00Z,10,,ads\n",
+    })
+
+
+def _load(conn: duckdb.DuckDBPyConnection, raw: Path, months: tuple[str, ...] | None, **parameters: object) -> dict[str, str]:
+    """Load the months as a partitioned run does, build every model; what each incremental model did."""
+    for source in SOURCES:
+        ingest.load_source(conn, source, raw, months)
+    done = {}
+    for model in sql_models.topological_order(sql_models.load_models()):
+        built = sql_models.run_model(conn, model, sql_parameters(**parameters))
+        done[model.table] = built.how
+    return {table: done[table] for table in INCREMENTAL}
+
+
+def _tables(conn: duckdb.DuckDBPyConnection) -> list[str]:
+    return [
+        f"{schema}.{name}"
+        for schema, name in conn.execute(
+            "select schema_name, table_name from duckdb_tables() where schema_name in ('staging', 'marts') "
+            "and table_name <> 'incremental_builds' order by all"
+        ).fetchall()
+    ]
+
+
+def _assert_same_tables(conn: duckdb.DuckDBPyConnection, raw: Path, **parameters: object) -> None:
+    """Every staging and marts table equals a rebuild from every file, as a multiset of rows."""
+    rebuilt = duckdb.connect()
+    rebuilt.execute("set TimeZone = 'UTC'")
+    _load(rebuilt, raw, None, **parameters)
+    tables = _tables(conn)
+    assert tables == _tables(rebuilt)
+    for table in tables:
+        mine = conn.execute(f"select * from {table}").fetchall()
+        theirs = rebuilt.execute(f"select * from {table}").fetchall()
+        assert sorted(mine, key=repr) == sorted(theirs, key=repr), table
+
+
+def test_month_by_month_appends_equal_a_rebuild(tmp_path: Path) -> None:
+    planted, raw = tmp_path / "planted", tmp_path / "raw"
+    _planted(planted)
+    shutil.copytree(planted, raw, ignore=shutil.ignore_patterns("2024-03"))
+    conn = duckdb.connect()
+    conn.execute("set TimeZone = 'UTC'")
+
+    assert _load(conn, raw, ("2024-01",)) == {table: "rebuild: first build" for table in INCREMENTAL}
+    assert _load(conn, raw, ("2024-02",)) == {table: "appended 2024-02" for table in INCREMENTAL}
+    _assert_same_tables(conn, raw)
+    loaded = dict(conn.execute(
+        "select event_id || '@' || coalesce(delivery_month, 'top'), coalesce(quarantine_reason, 'loaded') "
+        "from staging.stg_subscription_events where event_id like 'x%' or event_id like 'bad%'"
+    ).fetchall())
+    assert loaded == {
+        "x_early@2024-01": "loaded", "x_early@2024-02": "duplicate event_id",
+        # February's copy is earlier, so the history row (not delivered this month) became the duplicate
+        "x_late@2024-02": "loaded", "x_late@top": "duplicate event_id",
+        "bad_then_good@2024-01": "unparseable occurred_at", "bad_then_good@2024-02": "loaded",
+    }
+
+    shutil.copytree(planted / "2024-03", raw / "2024-03")  # March arrives
+    assert _load(conn, raw, ("2024-03",)) == {table: "appended 2024-03" for table in INCREMENTAL}
+    # the same month again: the same files, nothing to redo
+    assert _load(conn, raw, ("2024-03",)) == {table: "unchanged" for table in INCREMENTAL}
+    _assert_same_tables(conn, raw)
+
+
+def test_a_corrected_month_an_old_month_and_a_setting(tmp_path: Path) -> None:
+    raw = tmp_path / "raw"
+    _planted(raw)
+    conn = duckdb.connect()
+    conn.execute("set TimeZone = 'UTC'")
+    _load(conn, raw, ("2024-01", "2024-02", "2024-03"))
+
+    # January is delivered again: o2 and the unparseable row withdrawn, x_early a day later
+    write_raw(raw / "2024-01", {
+        "orders.csv": _ORDERS_HEADER + "o1,k1,2024-01-03T00:00:00Z,10,,ads\n",
+        "subscription_events.csv": _EVENTS_HEADER + (
+            "e1,c1,2024-01-05T00:00:00Z,subscribed,pro,50,month,,ads,\n"
+            "x_early,c3,2024-01-08T00:00:00Z,subscribed,basic,20,month,EUR,organic,\n"
+        ),
+    })
+    assert _load(conn, raw, ("2024-01",)) == {table: "appended 2024-01" for table in INCREMENTAL}
+    _assert_same_tables(conn, raw)
+    assert conn.execute("select count(*) from staging.stg_orders where order_id = 'o2'").fetchall() == [(0,)]
+
+    # another reporting zone moves month boundaries: everything is rebuilt
+    built = _load(conn, raw, ("2024-03",), timezone="America/New_York")
+    assert built == {table: "rebuild: its SQL, settings or reference tables changed" for table in INCREMENTAL}
+    _assert_same_tables(conn, raw, timezone="America/New_York")
+
+
+def test_changed_fx_rates_rebuild_and_an_adapter_load_forgets_versions(tmp_path: Path) -> None:
+    raw = tmp_path / "raw"
+    _planted(raw)
+    conn = duckdb.connect()
+    conn.execute("set TimeZone = 'UTC'")
+    _load(conn, raw, ("2024-01", "2024-02"))
+    write_raw(raw, {"fx_rates.csv": "currency,rate_to_reporting,month\nEUR,1.2,\n"})
+    assert _load(conn, raw, ("2024-03",))["staging.stg_orders"] == "rebuild: its SQL, settings or reference tables changed"
+    _assert_same_tables(conn, raw)
+    assert conn.execute("select amount from staging.stg_orders where order_id = 'o2'").fetchall() == [(6.0,)]
+
+    ingest._create_raw_table(conn, SOURCES[0])  # what an adapter does before filling raw.orders
+    assert conn.execute("select count(*) from raw.delivery_versions where source = 'orders'").fetchall() == [(0,)]
+
+
+def test_a_generated_monthly_history_appends_to_a_rebuild(tmp_path: Path) -> None:
+    raw = tmp_path / "raw"
+    generate(raw, GeneratorConfig(customers=400, months=4, seed=5, messy_share=0.05, layout="monthly"))
+    months = sorted(path.name for path in raw.iterdir() if path.is_dir())
+    conn = duckdb.connect()
+    conn.execute("set TimeZone = 'UTC'")
+    _load(conn, raw, tuple(months[:-1]))
+    assert _load(conn, raw, (months[-1],)) == {table: f"appended {months[-1]}" for table in INCREMENTAL}
+    _assert_same_tables(conn, raw)
+    duplicates = conn.execute("select count(*) from staging.stg_subscription_events where quarantine_reason = 'duplicate event_id'")
+    assert duplicates.fetchall()[0][0] > 0
