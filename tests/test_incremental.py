@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import shutil
+import tempfile
 from pathlib import Path
 
 import duckdb
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from churn_pipeline.lib import ingest, sql_models
 from churn_pipeline.lib.generate import GeneratorConfig, generate
@@ -14,7 +17,13 @@ from churn_pipeline.lib.incremental import MonthBuild, plan_build
 from churn_pipeline.lib.raw_sources import SOURCES
 from conftest import sql_parameters, write_raw
 
-INCREMENTAL = ("staging.stg_orders", "staging.stg_subscription_events")
+STAGING = ("staging.stg_orders", "staging.stg_subscription_events")
+LIFECYCLE = "staging.int_subscription_events_lifecycle"
+INCREMENTAL = (*STAGING, LIFECYCLE)
+
+
+def _did(staging: str, lifecycle: str | None = None) -> dict[str, str]:
+    return {**{table: staging for table in STAGING}, LIFECYCLE: lifecycle or staging}
 
 
 def _built(versions: dict[str, str], key: str = "k") -> dict[str, MonthBuild]:
@@ -119,14 +128,19 @@ def _planted(raw: Path) -> None:
     })
 
 
-def _load(conn: duckdb.DuckDBPyConnection, raw: Path, months: tuple[str, ...] | None, **parameters: object) -> dict[str, str]:
-    """Load the months as a partitioned run does, build every model; what each incremental model did."""
+_UP_TO_LIFECYCLE = ("stg_fx_rates", "stg_orders", "stg_subscription_events", "int_subscription_events_lifecycle")
+
+
+def _load(
+    conn: duckdb.DuckDBPyConnection, raw: Path, months: tuple[str, ...] | None, models: tuple[str, ...] | None = None, **parameters: object
+) -> dict[str, str]:
+    """Load the months as a partitioned run does, build every model (or those named); what each incremental model did."""
     for source in SOURCES:
         ingest.load_source(conn, source, raw, months)
     done = {}
     for model in sql_models.topological_order(sql_models.load_models()):
-        built = sql_models.run_model(conn, model, sql_parameters(**parameters))
-        done[model.table] = built.how
+        if models is None or model.name in models:
+            done[model.table] = sql_models.run_model(conn, model, sql_parameters(**parameters)).how
     return {table: done[table] for table in INCREMENTAL}
 
 
@@ -140,11 +154,11 @@ def _tables(conn: duckdb.DuckDBPyConnection) -> list[str]:
     ]
 
 
-def _assert_same_tables(conn: duckdb.DuckDBPyConnection, raw: Path, **parameters: object) -> None:
+def _assert_same_tables(conn: duckdb.DuckDBPyConnection, raw: Path, models: tuple[str, ...] | None = None, **parameters: object) -> None:
     """Every staging and marts table equals a rebuild from every file, as a multiset of rows."""
     rebuilt = duckdb.connect()
     rebuilt.execute("set TimeZone = 'UTC'")
-    _load(rebuilt, raw, None, **parameters)
+    _load(rebuilt, raw, None, models, **parameters)
     tables = _tables(conn)
     assert tables == _tables(rebuilt)
     for table in tables:
@@ -160,8 +174,9 @@ def test_month_by_month_appends_equal_a_rebuild(tmp_path: Path) -> None:
     conn = duckdb.connect()
     conn.execute("set TimeZone = 'UTC'")
 
-    assert _load(conn, raw, ("2024-01",)) == {table: "rebuild: first build" for table in INCREMENTAL}
-    assert _load(conn, raw, ("2024-02",)) == {table: "appended 2024-02" for table in INCREMENTAL}
+    assert _load(conn, raw, ("2024-01",)) == _did("rebuild: first build")
+    # February's delivery changed a top-level row's staging too (below), so the lifecycle has no month left to keep
+    assert _load(conn, raw, ("2024-02",)) == _did("appended 2024-02", "rebuild: every delivery month changed")
     _assert_same_tables(conn, raw)
     loaded = dict(conn.execute(
         "select event_id || '@' || coalesce(delivery_month, 'top'), coalesce(quarantine_reason, 'loaded') "
@@ -175,9 +190,9 @@ def test_month_by_month_appends_equal_a_rebuild(tmp_path: Path) -> None:
     }
 
     shutil.copytree(planted / "2024-03", raw / "2024-03")  # March arrives
-    assert _load(conn, raw, ("2024-03",)) == {table: "appended 2024-03" for table in INCREMENTAL}
+    assert _load(conn, raw, ("2024-03",)) == _did("appended 2024-03")
     # the same month again: the same files, nothing to redo
-    assert _load(conn, raw, ("2024-03",)) == {table: "unchanged" for table in INCREMENTAL}
+    assert _load(conn, raw, ("2024-03",)) == _did("unchanged")
     _assert_same_tables(conn, raw)
 
 
@@ -196,14 +211,15 @@ def test_a_corrected_month_an_old_month_and_a_setting(tmp_path: Path) -> None:
             "x_early,c3,2024-01-08T00:00:00Z,subscribed,basic,20,month,EUR,organic,\n"
         ),
     })
-    assert _load(conn, raw, ("2024-01",)) == {table: "appended 2024-01" for table in INCREMENTAL}
+    # x_early's February copy is staged again with January's, so the lifecycle redoes both months
+    assert _load(conn, raw, ("2024-01",)) == _did("appended 2024-01", "appended 2024-01, 2024-02")
     _assert_same_tables(conn, raw)
     assert conn.execute("select count(*) from staging.stg_orders where order_id = 'o2'").fetchall() == [(0,)]
 
     # another reporting zone moves month boundaries: everything is rebuilt
-    built = _load(conn, raw, ("2024-03",), timezone="America/New_York")
-    assert built == {table: "rebuild: its SQL, settings or reference tables changed" for table in INCREMENTAL}
-    _assert_same_tables(conn, raw, timezone="America/New_York")
+    built = _load(conn, raw, ("2024-03",), None, timezone="America/New_York")
+    assert built == _did("rebuild: its SQL, settings or reference tables changed")
+    _assert_same_tables(conn, raw, None, timezone="America/New_York")
 
 
 def test_changed_fx_rates_rebuild_and_an_adapter_load_forgets_versions(tmp_path: Path) -> None:
@@ -228,7 +244,57 @@ def test_a_generated_monthly_history_appends_to_a_rebuild(tmp_path: Path) -> Non
     conn = duckdb.connect()
     conn.execute("set TimeZone = 'UTC'")
     _load(conn, raw, tuple(months[:-1]))
-    assert _load(conn, raw, (months[-1],)) == {table: f"appended {months[-1]}" for table in INCREMENTAL}
+    assert _load(conn, raw, (months[-1],)) == _did(f"appended {months[-1]}")
     _assert_same_tables(conn, raw)
     duplicates = conn.execute("select count(*) from staging.stg_subscription_events where quarantine_reason = 'duplicate event_id'")
     assert duplicates.fetchall()[0][0] > 0
+
+
+# --- the lifecycle append against a rebuild, on random histories ---------------------------------
+
+_TYPES = ["trial_started", "subscribed", "reactivated", "renewed", "plan_changed",
+          "price_changed", "payment_failed", "cancelled", "expired"]
+_MONTHS = ["2024-01", "2024-02", "2024-03"]
+# where a row is delivered, and the month it happened in: a month folder holds its own month only;
+# top-level rows can be from any month, before the first folder or in between
+_placements = st.one_of(
+    st.sampled_from([(month, month) for month in _MONTHS]),
+    st.sampled_from([("", "2023-12"), ("", "2024-02")]),
+)
+_event = st.tuples(
+    st.sampled_from(_TYPES),
+    _placements,
+    st.sampled_from([(1, 0), (1, 0), (1, 12), (28, 23)]),  # day, hour: ties and month edges are common
+    st.sampled_from(["basic", "pro", ""]),  # any type may carry a plan; the plan-setting ones need one
+    st.sampled_from(["10", "50"]),
+)
+
+
+def _history_files(raw: Path, customers: list[list[tuple]]) -> None:
+    files: dict[str, list[str]] = {}
+    for c, history in enumerate(customers):
+        for i, (kind, (folder, month), (day, hour), plan, price) in enumerate(history):
+            sets_plan = kind in ("subscribed", "reactivated", "plan_changed", "price_changed")
+            line = f"e{c}_{i},c{c},{month}-{day:02d}T{hour:02d}:00:00Z,{kind},{plan or ('pro' if sets_plan else '')},{price if sets_plan else ''},month,,,"
+            files.setdefault(folder, []).append(line)
+    for folder, lines in files.items():
+        name = "subscription_events_history.csv" if folder == "" else f"{folder}/subscription_events.csv"
+        (raw / name).parent.mkdir(parents=True, exist_ok=True)
+        (raw / name).write_text(_EVENTS_HEADER + "\n".join(lines) + "\n", encoding="utf-8")
+    for month in _MONTHS:  # every month is a delivery, even one with no events
+        (raw / month).mkdir(exist_ok=True)
+        (raw / month / "orders.csv").write_text(_ORDERS_HEADER + f"o{month},k1,{month}-02T00:00:00Z,10,,\n", encoding="utf-8")
+
+
+@settings(max_examples=20, deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture])
+@given(customers=st.lists(st.lists(_event, min_size=1, max_size=8), min_size=1, max_size=12), first=st.integers(1, 2))
+def test_appended_lifecycles_equal_a_rebuild(customers: list[list[tuple]], first: int) -> None:
+    with tempfile.TemporaryDirectory() as name:
+        raw = Path(name)
+        _history_files(raw, customers)
+        conn = duckdb.connect()
+        conn.execute("set TimeZone = 'UTC'")
+        _load(conn, raw, tuple(_MONTHS[:first]), _UP_TO_LIFECYCLE)
+        for month in _MONTHS[first:]:
+            _load(conn, raw, (month,), _UP_TO_LIFECYCLE)
+        _assert_same_tables(conn, raw, _UP_TO_LIFECYCLE)

@@ -8,8 +8,8 @@ built as a table unless a leading comment line says otherwise (as dbt's `materia
 - `-- materialized: incremental`, with `-- incremental_source: raw.x` and
   `-- unique_key: a, b`: rebuilt in full the first time, then only for the delivery months of
   its source that changed (see `incremental.py`). Its SQL marks what the append reads with
-  dbt's `{% if is_incremental() %} ... {% else %} ... {% endif %}` and gets the months in
-  `$append_months`.
+  dbt's `{% if is_incremental() %} ... {% else %} ... {% endif %}`, gets the months in
+  `$append_months` and names its own table `{{ this }}`.
 """
 
 from __future__ import annotations
@@ -72,7 +72,8 @@ class SqlModel:
 
     def render(self, incremental: bool = False) -> str:
         """The SQL to run: for an append (`incremental`) or for a full build."""
-        return _INCREMENTAL_BLOCK.sub(lambda m: m.group(1) if incremental else (m.group(2) or ""), self.sql)
+        sql = _INCREMENTAL_BLOCK.sub(lambda m: m.group(1) if incremental else (m.group(2) or ""), self.sql)
+        return sql.replace("{{ this }}", self.table)
 
     @property
     def bound_parameters(self) -> frozenset[str]:

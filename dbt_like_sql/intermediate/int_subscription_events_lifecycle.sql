@@ -7,7 +7,126 @@
 -- mrr_before, mrr_after, next_event_at) and the movement skip invalid events and are null on them.
 -- Everything here comes from one sort of the events (partition by customer, lifecycle order);
 -- int_subscription_event_states is its valid events.
+-- materialized: incremental
+-- incremental_source: staging.stg_subscription_events
+-- unique_key: event_id
 
+{% if is_incremental() %}
+-- An append continues each customer's history from the last event the table keeps (in the
+-- months not appended), when that event is clean and every new event comes after it: every
+-- value here is a running value in lifecycle order, so the new events need only the running
+-- values after that event ("priors"), and that event a new next_event_at. Any other customer
+-- touched by the append (an earlier month redelivered, a contradiction in the kept events, top-
+-- level rows in between) has their whole history recomputed, with no priors.
+with appended_events as materialized (
+    select
+        customer_id,
+        event_id,
+        occurred_at,
+        plan,
+        mrr,
+        list_position(lifecycle_event_types(), event_type)::utinyint as type_rank,
+        delivery_month
+    from staging.stg_subscription_events
+    where quarantine_reason is null
+        and list_contains($append_months, coalesce(delivery_month, ''))
+),
+
+-- per touched customer: their last kept event, and whether the appended months' old events came before it
+kept as (
+    select
+        customer_id,
+        arg_max(kept_row, event_seq) filter (where not is_appended) as last_kept,
+        max(event_seq) filter (where not is_appended) as kept_seq,
+        min(event_seq) filter (where is_appended) as first_replaced_seq,
+        coalesce(bool_or(lifecycle_error is not null) filter (where not is_appended), false) as kept_contradiction
+    from (
+        select
+            lifecycle as kept_row,
+            customer_id,
+            event_seq,
+            lifecycle_error,
+            list_contains($append_months, coalesce(delivery_month, '')) as is_appended
+        from {{ this }} as lifecycle
+    )
+    where is_appended or customer_id in (select customer_id from appended_events)
+    group by customer_id
+),
+
+first_appended as (
+    select customer_id, min(epoch_us(occurred_at)::hugeint * 10 + type_rank) as first_key
+    from appended_events
+    group by customer_id
+),
+
+continuable as materialized (
+    select
+        customer_id,
+        kept.last_kept,
+        epoch_us(kept.last_kept.occurred_at)::hugeint * 10
+            + list_position(lifecycle_event_types(), kept.last_kept.event_type) as last_key
+    from first_appended
+    left join kept using (customer_id)
+    where kept.last_kept is null
+        or (not kept.kept_contradiction
+            and (kept.first_replaced_seq is null or kept.first_replaced_seq > kept.kept_seq)
+            and first_appended.first_key > epoch_us(kept.last_kept.occurred_at)::hugeint * 10
+                + list_position(lifecycle_event_types(), kept.last_kept.event_type))
+),
+
+-- the running values after the last kept event. The marks keep that event's instant and take
+-- the state's rank as last digit: a clean event before the first subscribed is a trial start or a
+-- trial cancellation, and after it every clean event but a churn leaves the customer active.
+-- After the first subscribed, any key below every new one stands in for that subscribed's key.
+priors as (
+    select
+        customer_id,
+        last_kept.event_seq as prior_event_seq,
+        if(last_kept.is_before_first_subscribed, null, -170141183460469231731687303715884105727::hugeint)
+            as prior_first_subscribed_key,
+        last_key - (last_key % 10 + 10) % 10 + case
+            when not last_kept.is_before_first_subscribed then null
+            when last_kept.event_type = 'trial_started' then 1
+            when last_kept.event_type = 'cancelled' then 8
+        end as prior_trial_mark,
+        last_key - (last_key % 10 + 10) % 10 + case
+            when last_kept.is_before_first_subscribed then null
+            when last_kept.event_type in ('cancelled', 'expired') then 8
+            else 2
+        end as prior_state_mark,
+        last_kept.plan_after as prior_plan,
+        last_kept.mrr_after as prior_mrr,
+        last_kept.spell_number as prior_spell_number,
+        list_position(lifecycle_event_types(), last_kept.event_type)::utinyint as prior_type_rank,
+        last_key as prior_key,
+        last_kept.event_type as prior_event_type,
+        last_kept.is_before_first_subscribed as prior_is_before_first_subscribed
+    from continuable
+    where last_kept is not null
+),
+
+recomputed_customers as (
+    select customer_id from kept
+    where customer_id not in (select customer_id from continuable)
+),
+
+events as (
+    select * from appended_events
+    where customer_id in (select customer_id from continuable)
+    union all
+    select
+        customer_id,
+        event_id,
+        occurred_at,
+        plan,
+        mrr,
+        list_position(lifecycle_event_types(), event_type)::utinyint as type_rank,
+        delivery_month
+    from staging.stg_subscription_events
+    where quarantine_reason is null
+        and customer_id in (select customer_id from recomputed_customers)
+),
+{% else %}
 -- the event type travels through the sort as its rank in the lifecycle order (1 byte, not a string)
 with events as (
     select
@@ -16,10 +135,30 @@ with events as (
         occurred_at,
         plan,
         mrr,
-        list_position(lifecycle_event_types(), event_type)::utinyint as type_rank
+        list_position(lifecycle_event_types(), event_type)::utinyint as type_rank,
+        delivery_month
     from staging.stg_subscription_events
     where quarantine_reason is null
 ),
+
+-- a full build continues no history
+priors as (
+    select
+        null::varchar as customer_id,
+        null::bigint as prior_event_seq,
+        null::hugeint as prior_first_subscribed_key,
+        null::hugeint as prior_trial_mark,
+        null::hugeint as prior_state_mark,
+        null::varchar as prior_plan,
+        null::double as prior_mrr,
+        null::integer as prior_spell_number,
+        null::utinyint as prior_type_rank,
+        null::hugeint as prior_key,
+        null::varchar as prior_event_type,
+        null::boolean as prior_is_before_first_subscribed
+    where false
+),
+{% endif %}
 
 -- the lifecycle order (time, then the type's rank as the last digit) as one number, so a
 -- running max finds the last event of a kind; hugeint: any timestamp * 10 fits
@@ -54,6 +193,25 @@ ordered as (
         before as (lifecycle_order rows between unbounded preceding and 1 preceding)
 ),
 
+-- an append's running values go on from the priors (a full build has none)
+continued as (
+    select
+        ordered.* replace (
+            event_seq + coalesce(prior_event_seq, 0) as event_seq,
+            coalesce(prior_first_subscribed_key, first_subscribed_key) as first_subscribed_key,
+            coalesce(trial_mark, prior_trial_mark) as trial_mark,
+            coalesce(state_mark, prior_state_mark) as state_mark,
+            coalesce(mrr_so_far, prior_mrr) as mrr_so_far,
+            coalesce(plan_so_far, prior_plan) as plan_so_far,
+            spell_number + coalesce(prior_spell_number, 0) as spell_number,
+            coalesce(mrr_so_far_before, prior_mrr) as mrr_so_far_before,
+            coalesce(previous_type_rank, prior_type_rank) as previous_type_rank,
+            coalesce(previous_key, prior_key) as previous_key
+        )
+    from ordered
+    left join priors using (customer_id)
+),
+
 -- an event is before the first subscribed when its key is below that event's: events tied with
 -- it on the key are `subscribed` too, and so not before it. Trial events count only before the
 -- first subscribed, and subscription states only from it on, so trial_state_before is null
@@ -76,7 +234,7 @@ states as (
         end as state_before,
         previous_key is not null and (first_subscribed_key is null or previous_key < first_subscribed_key)
             as previous_is_before_first_subscribed
-    from ordered
+    from continued
 ),
 
 checked as materialized (
@@ -108,7 +266,8 @@ checked as materialized (
         plan_after(event_type, is_before_first_subscribed, plan_so_far) as plan_after,
         mrr_before(previous_event_type, previous_is_before_first_subscribed, mrr_so_far_before) as mrr_before,
         mrr_after(event_type, is_before_first_subscribed, mrr_so_far) as mrr_after,
-        next_event_at
+        next_event_at,
+        delivery_month
     from states
 ),
 
@@ -124,14 +283,17 @@ recarried as (
         event_id,
         event_type,
         is_before_first_subscribed,
-        (count(*) filter (where event_type in ('subscribed', 'reactivated')) over so_far)::integer as spell_number,
-        last_value(plan ignore nulls) over so_far as plan_so_far,
-        last_value(mrr ignore nulls) over so_far as mrr_so_far,
-        last_value(mrr ignore nulls) over before as mrr_so_far_before,
-        lag(event_type) over by_seq as previous_event_type,
-        lag(is_before_first_subscribed) over by_seq as previous_is_before_first_subscribed,
+        (count(*) filter (where event_type in ('subscribed', 'reactivated')) over so_far)::integer
+            + coalesce(prior_spell_number, 0) as spell_number,
+        coalesce(last_value(plan ignore nulls) over so_far, prior_plan) as plan_so_far,
+        coalesce(last_value(mrr ignore nulls) over so_far, prior_mrr) as mrr_so_far,
+        coalesce(last_value(mrr ignore nulls) over before, prior_mrr) as mrr_so_far_before,
+        coalesce(lag(event_type) over by_seq, prior_event_type) as previous_event_type,
+        coalesce(lag(is_before_first_subscribed) over by_seq, prior_is_before_first_subscribed)
+            as previous_is_before_first_subscribed,
         lead(occurred_at) over by_seq as next_event_at
     from checked
+    left join priors using (customer_id)
     where lifecycle_error is null
         and customer_id in (select customer_id from contradicted_customers)
     window
@@ -195,8 +357,40 @@ final as (
             when event_type in ('plan_changed', 'price_changed') and mrr_after < mrr_before then 'contraction'
         end as movement,
         month_of(occurred_at, $timezone) as event_month,
-        month_of(next_event_at, $timezone) as next_event_month
+        month_of(next_event_at, $timezone) as next_event_month,
+        delivery_month
     from carried
 )
 
+{% if is_incremental() %}
+-- a continued customer's last kept event gets the first new event as its next (the first valid
+-- one when the customer now has a contradiction: carried values skip invalid events)
+, next_after_kept as (
+    select
+        customer_id,
+        if(
+            bool_or(lifecycle_error is not null),
+            min(occurred_at) filter (where lifecycle_error is null),
+            min(occurred_at)
+        ) as next_event_at
+    from final
+    where customer_id in (select customer_id from priors)
+    group by customer_id
+),
+
+relinked as (
+    select
+        kept_event.* replace (
+            next_after_kept.next_event_at as next_event_at,
+            month_of(next_after_kept.next_event_at, $timezone) as next_event_month
+        )
+    from (select unnest(last_kept) from continuable where last_kept is not null) as kept_event
+    inner join next_after_kept using (customer_id)
+)
+
 select * from final
+union all by name
+select * from relinked
+{% else %}
+select * from final
+{% endif %}
