@@ -32,6 +32,8 @@ def _run_parser(sub: argparse._SubParsersAction) -> None:
     run.add_argument("--inactivity-days", type=int, default=90, help="orders basis: days without an order that make a churn (default: 90)")
     run.add_argument("--downgrade-is-churn", action="store_true", help="subscription: a move to a cheaper plan counts as churn")
     run.add_argument("--price-change-window", type=int, default=3, help="months before/after a price change to compare (default: 3)")
+    run.add_argument("--full-refresh", action="store_true",
+                     help="rebuild the incremental models from every loaded month instead of appending (as dbt's --full-refresh)")
     run.add_argument("--memory-limit", default=None, help="DuckDB memory_limit, e.g. 4GB")
     run.add_argument("--threads", type=int, default=None, help="DuckDB threads")
     run.add_argument("--temp-dir", default=None, help="where DuckDB spills when memory runs short (default: beside the warehouse)")
@@ -113,6 +115,7 @@ def run_config(args: argparse.Namespace) -> dict:
         "inactivity_days": args.inactivity_days,
         "downgrade_is_churn": args.downgrade_is_churn,
         "price_change_window_months": args.price_change_window,
+        "full_refresh": args.full_refresh,
     }
     warehouse = {"database": args.warehouse, "memory_limit": args.memory_limit, "threads": args.threads, "temp_directory": args.temp_dir}
     return {

@@ -35,6 +35,7 @@ def test_the_plan_follows_the_delivery_versions() -> None:
     assert plan_build(False, inputs, {}, "k").reason == "first build"
     assert plan_build(True, inputs, {}, "k").reason == "first build"
     assert plan_build(True, inputs, _built(inputs), "k").kind == "unchanged"
+    assert plan_build(True, inputs, _built(inputs), "k", full_refresh=True).reason == "--full-refresh"
     # a new month, a redelivered month, a month whose files are gone
     assert plan_build(True, {**inputs, "2024-03": "c1"}, _built(inputs), "k").months == ("2024-03",)
     assert plan_build(True, {**inputs, "2024-01": "a2"}, _built(inputs), "k").months == ("2024-01",)

@@ -153,6 +153,29 @@ def test_rerunning_a_month_replaces_exactly_its_rows(monthly_raw: Path, tmp_path
     assert {p.name: p.read_bytes() for p in (work / "marts").glob("*.parquet")} == published
 
 
+def _output_versions(workdir: Path) -> dict[tuple[str, str], str]:
+    with duckdb.connect(str(workdir / "w.duckdb"), read_only=True) as conn:
+        found = conn.sql("select model, delivery_month, output_version from staging.incremental_builds").fetchall()
+    return {(model, month): version for model, month, version in found}
+
+
+def test_a_new_month_is_appended_a_rerun_redoes_nothing_and_full_refresh_rebuilds(monthly_raw: Path, tmp_path: Path) -> None:
+    assert _run(monthly_raw, tmp_path, "--months", "2023-01..2023-02") == 0
+    first = _output_versions(tmp_path)
+    assert {month for _, month in first} == {"", "2023-01", "2023-02"}  # top-level history and two folders
+    assert _run(monthly_raw, tmp_path, "--month", "2023-02") == 0
+    assert _output_versions(tmp_path) == first  # the same files: nothing redone
+
+    assert _run(monthly_raw, tmp_path, "--month", "2023-03") == 0
+    second = _output_versions(tmp_path)
+    staged = {key for key in second if key[0].startswith("staging.stg_") and second[key] != first.get(key)}
+    assert staged == {("staging.stg_orders", "2023-03"), ("staging.stg_subscription_events", "2023-03")}
+
+    assert _run(monthly_raw, tmp_path, "--month", "2023-03", "--full-refresh") == 0
+    third = _output_versions(tmp_path)
+    assert third.keys() == second.keys() and all(third[key] != second[key] for key in third)
+
+
 def test_month_mistakes_get_one_line(monthly_raw: Path, tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
     raw = tmp_path / "raw"
     shutil.copytree(monthly_raw, raw)

@@ -53,7 +53,7 @@ def test_a_model_that_changes_kind_replaces_the_old_object(tmp_path: Path) -> No
 def test_shipped_views_and_the_macros_a_view_may_not_call() -> None:
     views = [model for model in load_models() if model.materialized == "view"]
     assert [model.name for model in views] == [
-        "int_mrr_segments", "int_observed_subscription_events", "int_subscription_event_states",
+        "int_mrr_segments", "int_observed_subscription_events", "int_orders", "int_subscription_event_states",
         "int_subscription_events",
     ]
     assert macro_names() == {

@@ -9,9 +9,9 @@ models that read it use in turn, and a build key: a hash of its SQL, the macros,
 settings, DuckDB's version and the content of every other table it reads.
 
 A run then
-- rebuilds the table when it is new, when the build key changed (SQL, settings, fx rates...),
-  when its source has no versions (loaded through an adapter, or by older code) or when every
-  month changed;
+- rebuilds the table when asked (`--full-refresh`), when it is new, when the build key changed
+  (SQL, settings, fx rates...), when its source has no versions (loaded through an adapter, or
+  by older code) or when every month changed;
 - does nothing when no month changed;
 - otherwise appends: it runs the model's `is_incremental()` SQL with `$append_months`, deletes
   the table's rows of those months and the rows whose unique key the new rows carry (a model
@@ -65,8 +65,12 @@ def month_version(files: Iterable[tuple[str, int, int, int, int]]) -> str:
     return hashlib.sha256(json.dumps(sorted(files)).encode()).hexdigest()[:32]
 
 
-def plan_build(table_exists: bool, inputs: Mapping[str, str], built: Mapping[str, MonthBuild], build_key: str) -> BuildPlan:
+def plan_build(
+    table_exists: bool, inputs: Mapping[str, str], built: Mapping[str, MonthBuild], build_key: str, full_refresh: bool = False
+) -> BuildPlan:
     """What a run must do, from the source's month versions and what the table was built from."""
+    if full_refresh:
+        return BuildPlan("rebuild", reason="--full-refresh")
     if not table_exists or not built:
         return BuildPlan("rebuild", reason="first build")
     if not inputs:
