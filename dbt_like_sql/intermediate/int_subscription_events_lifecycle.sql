@@ -11,14 +11,8 @@
 -- incremental_source: staging.stg_subscription_events
 -- unique_key: event_id
 
-{% if is_incremental() %}
--- An append continues each customer's history from the last event the table keeps (in the
--- months not appended), when that event is clean and every new event comes after it: every
--- value here is a running value in lifecycle order, so the new events need only the running
--- values after that event ("priors"), and that event a new next_event_at. Any other customer
--- touched by the append (an earlier month redelivered, a contradiction in the kept events, top-
--- level rows in between) has their whole history recomputed, with no priors.
-with appended_events as materialized (
+-- the event type travels through the sort as its rank in the lifecycle order (1 byte, not a string)
+with staged_events as not materialized (
     select
         customer_id,
         event_id,
@@ -29,7 +23,18 @@ with appended_events as materialized (
         delivery_month
     from staging.stg_subscription_events
     where quarantine_reason is null
-        and list_contains($append_months, coalesce(delivery_month, ''))
+),
+
+{% if is_incremental() %}
+-- An append continues each customer's history from the last event the table keeps (in the
+-- months not appended), when that event is clean and every new event comes after it: every
+-- value here is a running value in lifecycle order, so the new events need only the running
+-- values after that event ("priors"), and that event a new next_event_at. Any other customer
+-- touched by the append (an earlier month redelivered, a contradiction in the kept events, top-
+-- level rows in between) has their whole history recomputed, with no priors.
+appended_events as materialized (
+    select * from staged_events
+    where list_contains($append_months, coalesce(delivery_month, ''))
 ),
 
 -- per touched customer: their last kept event, and whether the appended months' old events came before it
@@ -114,31 +119,12 @@ events as (
     select * from appended_events
     where customer_id in (select customer_id from continuable)
     union all
-    select
-        customer_id,
-        event_id,
-        occurred_at,
-        plan,
-        mrr,
-        list_position(lifecycle_event_types(), event_type)::utinyint as type_rank,
-        delivery_month
-    from staging.stg_subscription_events
-    where quarantine_reason is null
-        and customer_id in (select customer_id from recomputed_customers)
+    select * from staged_events
+    where customer_id in (select customer_id from recomputed_customers)
 ),
 {% else %}
--- the event type travels through the sort as its rank in the lifecycle order (1 byte, not a string)
-with events as (
-    select
-        customer_id,
-        event_id,
-        occurred_at,
-        plan,
-        mrr,
-        list_position(lifecycle_event_types(), event_type)::utinyint as type_rank,
-        delivery_month
-    from staging.stg_subscription_events
-    where quarantine_reason is null
+events as (
+    select * from staged_events
 ),
 
 -- a full build continues no history
