@@ -172,7 +172,12 @@ def record_build(
 
 
 def append(
-    conn: duckdb.DuckDBPyConnection, table: str, sql: str, parameters: Mapping[str, object], months: tuple[str, ...], unique_key: tuple[str, ...]
+    conn: duckdb.DuckDBPyConnection,
+    table: str,
+    sql: str,
+    parameters: Mapping[str, object],
+    months: tuple[str, ...],
+    unique_key: tuple[str, ...],
 ) -> list[str]:
     """Replace the months' rows (and rows sharing a unique key with the new rows) by what `sql` returns;
     returns every month the new rows belong to. Runs inside the caller's transaction."""

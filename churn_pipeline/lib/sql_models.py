@@ -109,8 +109,11 @@ def parse_model(path: Path, layer: str) -> SqlModel:
     if materialized == "incremental":
         source, unique_key = _incremental_directives(path, directives, references, code)
         return SqlModel(name, layer, path, sql.strip().rstrip(";"), references, parameters, materialized, source, unique_key)
-    if _INCREMENTAL_BLOCK.search(code) or APPEND_MONTHS in parameters or "incremental_source" in directives or "unique_key" in directives:
-        raise ValueError(f"{path.name}: is_incremental(), $append_months, incremental_source and unique_key need `-- materialized: incremental`")
+    appends = _INCREMENTAL_BLOCK.search(code) or APPEND_MONTHS in parameters
+    if appends or directives.keys() & {"incremental_source", "unique_key"}:
+        raise ValueError(
+            f"{path.name}: is_incremental(), $append_months, incremental_source and unique_key need `-- materialized: incremental`"
+        )
     if materialized == "view" and parameters:
         raise ValueError(f"{path.name}: a view cannot take parameters ({', '.join(sorted(parameters))}); make it a table")
     if materialized == "view":
@@ -127,8 +130,11 @@ def _incremental_directives(
     source = directives.get("incremental_source", "")
     match = _REFERENCE.fullmatch(source)
     if not match or (match.group(1), match.group(2)) not in references:
-        raise ValueError(f"{path.name}: an incremental model needs `-- incremental_source: <schema>.<table>`, a table it reads (got {source!r})")
-    unique_key = tuple(validate_identifier(column.strip(), f"{path.name}: unique_key column") for column in directives.get("unique_key", "").split(",") if column.strip())
+        raise ValueError(
+            f"{path.name}: an incremental model needs `-- incremental_source: <schema>.<table>`, a table it reads (got {source!r})"
+        )
+    columns = [column.strip() for column in directives.get("unique_key", "").split(",") if column.strip()]
+    unique_key = tuple(validate_identifier(column, f"{path.name}: unique_key column") for column in columns)
     if not unique_key:
         raise ValueError(f"{path.name}: an incremental model needs `-- unique_key: <column>[, <column>]`, which identifies a row")
     if not _INCREMENTAL_BLOCK.search(code):
