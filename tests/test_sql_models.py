@@ -58,5 +58,5 @@ def test_shipped_views_and_the_macros_a_view_may_not_call() -> None:
     ]
     assert macro_names() == {
         "parse_instant", "month_of", "months_between", "parse_number",
-        "lifecycle_event_types", "plan_after", "mrr_after", "mrr_before",
+        "lifecycle_event_types", "lifecycle_key", "key_rank", "plan_after", "mrr_after", "mrr_before",
     }

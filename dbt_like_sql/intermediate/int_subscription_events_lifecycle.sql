@@ -60,13 +60,16 @@ kept as (
 
 -- those events' whole rows, fetched by id: carrying whole rows through the aggregate took 3x longer
 last_kept_rows as (
-    select event_id, lifecycle as last_kept
+    select
+        event_id,
+        lifecycle as last_kept,
+        lifecycle_key(occurred_at, list_position(lifecycle_event_types(), event_type)) as last_key
     from {{ this }} as lifecycle
     where event_id in (select last_kept_event_id from kept)
 ),
 
 first_appended as (
-    select customer_id, min(epoch_us(occurred_at)::hugeint * 10 + type_rank) as first_key
+    select customer_id, min(lifecycle_key(occurred_at, type_rank)) as first_key
     from appended_events
     group by customer_id
 ),
@@ -75,16 +78,14 @@ continuable as materialized (
     select
         customer_id,
         last_kept_rows.last_kept,
-        epoch_us(last_kept_rows.last_kept.occurred_at)::hugeint * 10
-            + list_position(lifecycle_event_types(), last_kept_rows.last_kept.event_type) as last_key
+        last_kept_rows.last_key
     from first_appended
     left join kept using (customer_id)
     left join last_kept_rows on last_kept_rows.event_id = kept.last_kept_event_id
     where kept.last_kept_event_id is null
         or (not kept.kept_contradiction
             and (kept.first_replaced_seq is null or kept.first_replaced_seq > kept.kept_seq)
-            and first_appended.first_key > epoch_us(last_kept_rows.last_kept.occurred_at)::hugeint * 10
-                + list_position(lifecycle_event_types(), last_kept_rows.last_kept.event_type))
+            and first_appended.first_key > last_kept_rows.last_key)
 ),
 
 -- the running values after the last kept event. The marks keep that event's instant and take
@@ -97,12 +98,12 @@ priors as (
         last_kept.event_seq as prior_event_seq,
         if(last_kept.is_before_first_subscribed, null, -170141183460469231731687303715884105727::hugeint)
             as prior_first_subscribed_key,
-        last_key - (last_key % 10 + 10) % 10 + case
+        last_key - key_rank(last_key) + case
             when not last_kept.is_before_first_subscribed then null
             when last_kept.event_type = 'trial_started' then 1
             when last_kept.event_type = 'cancelled' then 8
         end as prior_trial_mark,
-        last_key - (last_key % 10 + 10) % 10 + case
+        last_key - key_rank(last_key) + case
             when last_kept.is_before_first_subscribed then null
             when last_kept.event_type in ('cancelled', 'expired') then 8
             else 2
@@ -154,10 +155,9 @@ priors as (
 ),
 {% endif %}
 
--- the lifecycle order (time, then the type's rank as the last digit) as one number, so a
--- running max finds the last event of a kind; hugeint: any timestamp * 10 fits
+-- the lifecycle order as one number (macros/lifecycle.sql)
 keyed as (
-    select *, epoch_us(occurred_at)::hugeint * 10 + type_rank as lifecycle_key
+    select *, lifecycle_key(occurred_at, type_rank) as lifecycle_key
     from events
 ),
 
@@ -209,7 +209,7 @@ continued as (
 -- an event is before the first subscribed when its key is below that event's: events tied with
 -- it on the key are `subscribed` too, and so not before it. Trial events count only before the
 -- first subscribed, and subscription states only from it on, so trial_state_before is null
--- from the first subscribed on. (A key before 1970 is negative, hence the positive remainder.)
+-- from the first subscribed on.
 states as (
     select
         *,
@@ -218,13 +218,13 @@ states as (
         first_subscribed_key is null or lifecycle_key < first_subscribed_key as is_before_first_subscribed,
         case
             when lifecycle_key >= first_subscribed_key then null
-            when (trial_mark % 10 + 10) % 10 = 1 then 'trialing'
-            when (trial_mark % 10 + 10) % 10 = 8 then 'not_trialing'
+            when key_rank(trial_mark) = 1 then 'trialing'
+            when key_rank(trial_mark) = 8 then 'not_trialing'
         end as trial_state_before,
         case
             when first_subscribed_key is null or state_mark < first_subscribed_key then null
-            when (state_mark % 10 + 10) % 10 in (2, 3) then 'active'
-            when (state_mark % 10 + 10) % 10 in (8, 9) then 'churned'
+            when key_rank(state_mark) in (2, 3) then 'active'
+            when key_rank(state_mark) in (8, 9) then 'churned'
         end as state_before,
         previous_key is not null and (first_subscribed_key is null or previous_key < first_subscribed_key)
             as previous_is_before_first_subscribed

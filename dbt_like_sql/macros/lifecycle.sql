@@ -4,6 +4,15 @@ create or replace temp macro lifecycle_event_types() as
     ['trial_started', 'subscribed', 'reactivated', 'renewed', 'plan_changed',
      'price_changed', 'payment_failed', 'cancelled', 'expired'];
 
+-- An event's place in the lifecycle order as one number: its time, then its type's rank as the
+-- last digit (hugeint: any timestamp * 10 fits), so a running max finds the last event of a kind;
+-- and the rank read back from a key (a key before 1970 is negative, hence the positive remainder).
+create or replace temp macro lifecycle_key(occurred_at, type_rank) as
+    epoch_us(occurred_at)::hugeint * 10 + type_rank;
+
+create or replace temp macro key_rank(event_key) as
+    (event_key % 10 + 10) % 10;
+
 -- The plan and MRR a customer has after one of their subscription events, and the MRR before it,
 -- from values carried through their earlier events (int_subscription_events_lifecycle and
 -- int_subscription_event_states). Nothing is carried before the first subscribed; a churn ends
