@@ -30,7 +30,7 @@ from dataclasses import dataclass
 
 import duckdb
 
-from churn_pipeline.lib.duck import rows, scalar
+from churn_pipeline.lib.duck import rows
 
 TOP_LEVEL = ""  # the "month" of files directly in the raw directory
 
@@ -89,6 +89,7 @@ def plan_build(
 
 
 def ensure_bookkeeping(conn: duckdb.DuckDBPyConnection) -> None:
+    """The two bookkeeping tables; called where the loader and the model runner set up their schemas."""
     conn.execute("create schema if not exists raw")
     conn.execute(f"create table if not exists {DELIVERY_VERSIONS} ({DELIVERY_VERSIONS_COLUMNS})")
     conn.execute("create schema if not exists staging")
@@ -99,7 +100,6 @@ def record_delivery_versions(
     conn: duckdb.DuckDBPyConnection, source: str, versions: Mapping[str, str], months: tuple[str, ...] | None
 ) -> None:
     """Replace the source's versions of the months a load covered (every month when `months` is None)."""
-    ensure_bookkeeping(conn)
     if months is None:
         conn.execute(f"delete from {DELIVERY_VERSIONS} where source = $source", {"source": source})
     else:
@@ -115,13 +115,11 @@ def record_delivery_versions(
 
 def forget_delivery_versions(conn: duckdb.DuckDBPyConnection, source: str) -> None:
     """A raw table rebuilt without versions (an adapter): its incremental readers must rebuild."""
-    ensure_bookkeeping(conn)
     conn.execute(f"delete from {DELIVERY_VERSIONS} where source = $source", {"source": source})
 
 
 def input_versions(conn: duckdb.DuckDBPyConnection, schema: str, table: str) -> dict[str, str]:
     """The month versions of an incremental model's source: a raw table's loads, or another model's output."""
-    ensure_bookkeeping(conn)
     if schema == "raw":
         found = rows(conn, f"select delivery_month, version from {DELIVERY_VERSIONS} where source = $t", {"t": table})
     else:
@@ -130,7 +128,6 @@ def input_versions(conn: duckdb.DuckDBPyConnection, schema: str, table: str) -> 
 
 
 def builds(conn: duckdb.DuckDBPyConnection, model: str) -> dict[str, MonthBuild]:
-    ensure_bookkeeping(conn)
     found = rows(conn, f"select delivery_month, input_version, output_version, build_key from {BUILDS} where model = $m", {"m": model})
     return {month: MonthBuild(*versions) for month, *versions in found}
 
@@ -207,6 +204,3 @@ def check_columns(conn: duckdb.DuckDBPyConnection, table: str, name: str, unique
     if missing:
         raise ValueError(f"{name}: an incremental model's table needs the column(s) {', '.join(missing)}")
 
-
-def row_count(conn: duckdb.DuckDBPyConnection, table: str) -> int:
-    return scalar(conn, f"select count(*) from {table}")

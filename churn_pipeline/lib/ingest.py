@@ -17,7 +17,9 @@ from pathlib import Path
 import duckdb
 
 from churn_pipeline.lib.duck import scalar
-from churn_pipeline.lib.incremental import TOP_LEVEL, forget_delivery_versions, month_version, record_delivery_versions
+from churn_pipeline.lib.incremental import (
+    TOP_LEVEL, ensure_bookkeeping, forget_delivery_versions, month_version, record_delivery_versions,
+)
 from churn_pipeline.lib.identifiers import quote_identifier
 from churn_pipeline.lib.raw_sources import MONTH_FOLDER, RawSource, SOURCES, delivery_month, file_format, relative_name
 
@@ -116,6 +118,7 @@ def _create_rejects_table(conn: duckdb.DuckDBPyConnection) -> None:
     conn.execute(f"create table if not exists raw.csv_rejects ({RAW_REJECTS_COLUMNS})")
     # warehouses built before monthly deliveries lack the column
     conn.execute("alter table raw.csv_rejects add column if not exists delivery_month varchar")
+    ensure_bookkeeping(conn)
 
 
 def _fingerprint(path: Path) -> tuple[int, int]:
