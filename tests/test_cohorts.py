@@ -91,6 +91,34 @@ def test_orders_cells_count_refunds_as_revenue_not_activity(tmp_path: Path) -> N
     ]
 
 
+def test_an_order_exactly_inactivity_days_later_continues_the_spell(tmp_path: Path) -> None:
+    # 90 days are exact (86,400 s each, in UTC): b1's second order is exactly 90 days after its
+    # first, so one spell; b2's comes a microsecond later, so b2 churns and comes back. b3 does the
+    # same before 1970, where epoch times are negative; its second spell churns by as_of.
+    raw = write_raw(tmp_path, {"orders.csv": """
+        order_id,customer_id,ordered_at,amount
+        o1,b1,2024-01-10T10:00:00.000001Z,10
+        o2,b1,2024-04-09T10:00:00.000001Z,10
+        o3,b2,2024-01-10T10:00:00Z,10
+        o4,b2,2024-04-09T10:00:00.000001Z,10
+        o5,b3,1969-11-01T00:00:00Z,10
+        o6,b3,1970-01-30T00:00:00.5Z,10
+        """})
+    built = Built(raw, as_of="2024-06-01T00:00:00Z")
+    spells = built.sql("""
+        select customer_id, spell_number, spell_start_at, spell_end_at
+        from staging.int_customer_spells order by customer_id, spell_number
+    """).rows()
+    utc = ZoneInfo("UTC")
+    assert spells == [
+        ("b1", 1, datetime(2024, 1, 10, 10, 0, 0, 1, tzinfo=utc), None),
+        ("b2", 1, datetime(2024, 1, 10, 10, tzinfo=utc), datetime(2024, 4, 9, 10, tzinfo=utc)),
+        ("b2", 2, datetime(2024, 4, 9, 10, 0, 0, 1, tzinfo=utc), None),
+        ("b3", 1, datetime(1969, 11, 1, tzinfo=utc), datetime(1970, 1, 30, tzinfo=utc)),
+        ("b3", 2, datetime(1970, 1, 30, 0, 0, 0, 500000, tzinfo=utc), datetime(1970, 4, 30, 0, 0, 0, 500000, tzinfo=utc)),
+    ]
+
+
 def test_default_as_of_is_the_latest_valid_event(tmp_path: Path) -> None:
     raw = write_raw(tmp_path, {"subscription_events.csv": EVENTS})
     built = Built(raw)

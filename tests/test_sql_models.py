@@ -60,3 +60,28 @@ def test_shipped_views_and_the_macros_a_view_may_not_call() -> None:
         "parse_instant", "month_of", "months_between", "parse_number",
         "lifecycle_event_types", "lifecycle_key", "key_rank", "plan_after", "mrr_after", "mrr_before",
     }
+
+
+@pytest.mark.parametrize("zone", ["UTC", "America/New_York", "Asia/Kolkata"])
+def test_month_of_around_month_boundaries(zone: str) -> None:
+    """month_of's UTC shortcut and ICU's conversion against Python's zoneinfo, one microsecond
+    either side of local midnight on the 1st, before 1970 and after, in and out of DST."""
+    from datetime import datetime, timedelta, timezone
+    from zoneinfo import ZoneInfo
+
+    from churn_pipeline.lib.sql_models import macros_sql
+
+    local = ZoneInfo(zone)
+    instants = []
+    for year, month in [(1969, 1), (1970, 1), (2024, 3), (2024, 4), (2024, 11), (2025, 1)]:
+        midnight = datetime(year, month, 1, tzinfo=local).astimezone(timezone.utc)
+        instants += [midnight - timedelta(microseconds=1), midnight, midnight + timedelta(hours=12)]
+    expected = [instant.astimezone(local).date().replace(day=1) for instant in instants]
+    conn = duckdb.connect()
+    conn.execute("set TimeZone = 'UTC'")
+    conn.execute(macros_sql())
+    got = conn.execute(
+        "select month_of(instant, $zone) from unnest($instants::timestamptz[]) as t(instant)", {"zone": zone, "instants": instants}
+    ).fetchall()
+    assert [row[0] for row in got] == expected
+    assert conn.execute("select month_of(null::timestamptz, $zone)", {"zone": zone}).fetchall() == [(None,)]
