@@ -13,10 +13,20 @@ with delivered_ids as (
     where list_contains($append_months, coalesce(delivery_month, ''))
 ),
 
+-- the other copies, found by the ids this table already trimmed (cheaper than trimming every raw id)
+other_copies as (
+    select source_file, source_row
+    from {{ this }}
+    where order_id in (select order_id from delivered_ids)
+        and not list_contains($append_months, coalesce(delivery_month, ''))
+),
+
 delivered as materialized (
     select * from raw.orders
     where list_contains($append_months, coalesce(delivery_month, ''))
-        or nullif(trim(order_id), '') in (select order_id from delivered_ids)
+    union all
+    select * from raw.orders
+    semi join other_copies using (source_file, source_row)
 ),
 {% else %}
 with delivered as not materialized (

@@ -14,10 +14,20 @@ with delivered_ids as (
     where list_contains($append_months, coalesce(delivery_month, ''))
 ),
 
+-- the other copies, found by the ids this table already trimmed (cheaper than trimming every raw id)
+other_copies as (
+    select source_file, source_row
+    from {{ this }}
+    where event_id in (select event_id from delivered_ids)
+        and not list_contains($append_months, coalesce(delivery_month, ''))
+),
+
 delivered as materialized (
     select * from raw.subscription_events
     where list_contains($append_months, coalesce(delivery_month, ''))
-        or nullif(trim(event_id), '') in (select event_id from delivered_ids)
+    union all
+    select * from raw.subscription_events
+    semi join other_copies using (source_file, source_row)
 ),
 {% else %}
 with delivered as not materialized (
