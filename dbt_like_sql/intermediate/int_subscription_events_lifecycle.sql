@@ -42,11 +42,13 @@ kept as (
     select
         customer_id,
         arg_max(event_id, event_seq) filter (where not is_appended) as last_kept_event_id,
+        arg_max(row_id, event_seq) filter (where not is_appended) as last_kept_row_id,
         max(event_seq) filter (where not is_appended) as kept_seq,
         min(event_seq) filter (where is_appended) as first_replaced_seq,
         coalesce(bool_or(lifecycle_error is not null) filter (where not is_appended), false) as kept_contradiction
     from (
         select
+            rowid as row_id,
             customer_id,
             event_id,
             event_seq,
@@ -58,14 +60,15 @@ kept as (
     group by customer_id
 ),
 
--- those events' whole rows, fetched by id: carrying whole rows through the aggregate took 3x longer
+-- those events' whole rows, fetched by row id (DuckDB then reads only those rows: 0.05 s against
+-- 0.5 s by event id at medium); carrying whole rows through the aggregate took 3x longer
 last_kept_rows as (
     select
         event_id,
         lifecycle as last_kept,
         lifecycle_key(occurred_at, list_position(lifecycle_event_types(), event_type)) as last_key
     from {{ this }} as lifecycle
-    where event_id in (select last_kept_event_id from kept)
+    where rowid in (select last_kept_row_id from kept)
 ),
 
 first_appended as (
