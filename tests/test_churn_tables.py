@@ -170,3 +170,42 @@ def test_downgrade_counts_as_churn_when_configured(tmp_path: Path) -> None:
     assert d2 == ("downgrade", 2)
     default = Built(raw, as_of="2024-06-15T00:00:00Z")
     assert default.sql("select first_churn_kind from staging.int_customers where customer_id = 'd2'").item() is None
+
+
+# basic goes from 20 to 25 in April 2024 (p1 and p5 repriced); windows: Jan-Mar before, Apr-Jun after.
+# p2 churns in February. p3 subscribes to pro and moves to basic at the same instant: basic when
+# each month starts, though not repriced (so in no "after" group). p4 stays on pro and cancels at
+# exactly 1 May 00:00: at risk in May and churned in it. p5 joins in February: at risk from March.
+# p6 starts at exactly 1 March 00:00: not at risk in March, and not repriced.
+PRICE_CHANGE_EVENTS = """
+event_id,customer_id,occurred_at,event_type,plan,price,billing_period
+e1,p1,2023-12-10T10:00:00Z,subscribed,basic,20,month
+e2,p1,2024-04-05T10:00:00Z,price_changed,basic,25,month
+e3,p2,2023-12-15T10:00:00Z,subscribed,basic,20,month
+e4,p2,2024-02-20T10:00:00Z,cancelled,,,
+e5,p3,2023-12-01T00:00:00Z,subscribed,pro,50,month
+e6,p3,2023-12-01T00:00:00Z,plan_changed,basic,20,month
+e7,p4,2023-10-01T10:00:00Z,subscribed,pro,50,month
+e8,p4,2024-05-01T00:00:00Z,cancelled,,,
+e9,p5,2024-02-10T10:00:00Z,subscribed,basic,20,month
+e10,p5,2024-04-05T11:00:00Z,price_changed,basic,25,month
+e11,p6,2024-03-01T00:00:00Z,subscribed,basic,20,month
+"""
+
+
+def test_price_change_exposure_by_hand(tmp_path: Path) -> None:
+    built = Built(write_raw(tmp_path, {"subscription_events.csv": PRICE_CHANGE_EVENTS}), as_of="2024-07-15T00:00:00Z")
+    rows = built.sql("""
+        select plan, change_month, old_price, new_price, customers_affected, role, period, customer_months, churned, months_observed
+        from staging.int_price_change_exposure order by role, period
+    """).rows()
+    april = date(2024, 4, 1)
+    assert rows == [
+        # after: p1 and p5 in April, May and June
+        ("basic", april, 20.0, 25.0, 2, "affected", "after", 6, 0, 3),
+        # before: p1 and p3 in Jan-Mar, p2 in Jan and Feb (churned in Feb), p5 in March
+        ("basic", april, 20.0, 25.0, 2, "affected", "before", 9, 1, 3),
+        # p4 in April and May (churned in May)
+        ("basic", april, 20.0, 25.0, 2, "unaffected", "after", 2, 1, 2),
+        ("basic", april, 20.0, 25.0, 2, "unaffected", "before", 3, 0, 3),
+    ]

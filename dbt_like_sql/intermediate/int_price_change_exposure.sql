@@ -72,20 +72,23 @@ at_risk as (
         and (spells.spell_end_at is null or spells.spell_end_at >= months.month_start_at)
 ),
 
--- the plan changes that can matter: events before the last window month starts
-plan_changes as (
-    select customer_id, occurred_at, plan_after
+-- each customer's plan when the month starts: the plan after their last event before it, which
+-- is the event whose next one comes at or after the start (or never). Exactly one event matches,
+-- also when several share an instant; only events that span some window month's start can.
+spanning_events as (
+    select customer_id, occurred_at, next_event_at, plan_after
     from events
     where occurred_at < (select max(month_start_at) from observed_months)
+        and (next_event_at is null or next_event_at >= (select min(month_start_at) from observed_months))
 ),
 
--- each customer's plan when the month starts
 with_plan as (
-    select at_risk.*, plan_changes.plan_after as plan_at_start
+    select at_risk.*, spanning_events.plan_after as plan_at_start
     from at_risk
-    asof left join plan_changes
-        on plan_changes.customer_id = at_risk.customer_id
-        and plan_changes.occurred_at < at_risk.month_start_at
+    left join spanning_events
+        on spanning_events.customer_id = at_risk.customer_id
+        and spanning_events.occurred_at < at_risk.month_start_at
+        and (spanning_events.next_event_at is null or spanning_events.next_event_at >= at_risk.month_start_at)
 ),
 
 roles as (
