@@ -57,7 +57,7 @@ def test_shipped_views_and_the_macros_a_view_may_not_call() -> None:
         "int_subscription_events",
     ]
     assert macro_names() == {
-        "parse_instant", "month_of", "months_between", "parse_number",
+        "parse_instant", "month_of", "seconds_between", "months_between", "parse_number",
         "lifecycle_event_types", "lifecycle_key", "key_rank", "plan_after", "mrr_after", "mrr_before",
     }
 
@@ -85,3 +85,25 @@ def test_month_of_around_month_boundaries(zone: str) -> None:
     ).fetchall()
     assert [row[0] for row in got] == expected
     assert conn.execute("select month_of(null::timestamptz, $zone)", {"zone": zone}).fetchall() == [(None,)]
+
+
+def test_seconds_between_counts_second_boundaries_as_date_diff_does() -> None:
+    from churn_pipeline.lib.sql_models import macros_sql
+
+    conn = duckdb.connect()
+    conn.execute("set TimeZone = 'UTC'")
+    conn.execute(macros_sql())
+    pairs = [
+        ("1969-12-31 23:59:59.9+00", "1970-01-01 00:00:00.1+00", 1),  # crosses one boundary, 0.2 s apart
+        ("1970-01-01 00:00:00.1+00", "1969-12-31 23:59:59.9+00", -1),
+        ("2024-01-01 00:00:00.5+00", "2024-01-01 00:00:01.4+00", 1),
+        ("2024-03-10 01:59:59+00", "2024-03-11 01:59:59+00", 86400),
+        ("2024-03-10 01:59:59-05", "2024-03-11 01:59:59-04", 86400 - 3600),
+    ]
+    for a, b, seconds in pairs:
+        got = conn.execute(
+            "select seconds_between($a::timestamptz, $b::timestamptz), date_diff('second', $a::timestamptz, $b::timestamptz)",
+            {"a": a, "b": b},
+        ).fetchall()
+        assert got == [(seconds, seconds)], (a, b)
+    assert conn.execute("select seconds_between(null::timestamptz, now())").fetchall() == [(None,)]

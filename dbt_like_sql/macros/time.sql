@@ -16,6 +16,11 @@ create or replace temp macro month_of(instant, reporting_tz) as
         else date_trunc('month', timezone(reporting_tz, instant))::date
     end;
 
+-- Seconds from instant `a` to instant `b`, counted as date_diff counts them (second boundaries
+-- crossed), on the instants' UTC microseconds: 30x cheaper than ICU's timestamptz version.
+create or replace temp macro seconds_between(a, b) as
+    date_diff('second', make_timestamp(epoch_us(a::timestamptz)), make_timestamp(epoch_us(b::timestamptz)));
+
 -- Whole calendar months from month `a` to month `b` (both first-of-month dates).
 create or replace temp macro months_between(a, b) as
     (year(b) - year(a)) * 12 + (month(b) - month(a));
