@@ -102,11 +102,12 @@ mrr_start as (
     group by months.month
 ),
 
--- subscription events observed by as_of, in their month
+-- subscription events observed by as_of that move customers or MRR, or start a trial, in their month
 events as not materialized (
     select events.*, events.event_month as month
     from staging.int_subscription_event_states as events, observation
     where events.occurred_at <= observation.as_of
+        and (events.movement is not null or events.event_type = 'trial_started')
 ),
 
 trial_customers as (
