@@ -7,7 +7,7 @@ with observation as (
 ),
 
 -- not materialized: each use reads only its own columns and rows (a shared copy of every
--- observed event costs more than reading the table three times)
+-- observed event costs more than reading the table once per use)
 events as not materialized (
     select * from staging.int_observed_subscription_events
 ),
