@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
+from zoneinfo import ZoneInfo
 
 import duckdb
 import pytest
 
-from churn_pipeline.lib.sql_models import load_models, macro_names, parse_model, run_model
+from churn_pipeline.lib.sql_models import load_models, macro_names, parse_model, prepare_connection, run_model
 
 
 def _model(tmp_path: Path, name: str, text: str):
@@ -62,24 +64,25 @@ def test_shipped_views_and_the_macros_a_view_may_not_call() -> None:
     }
 
 
+def _macro_connection() -> duckdb.DuckDBPyConnection:
+    """A connection set up as the pipeline's: UTC session, the macros."""
+    conn = duckdb.connect()
+    conn.execute("set TimeZone = 'UTC'")
+    prepare_connection(conn)
+    return conn
+
+
 @pytest.mark.parametrize("zone", ["UTC", "America/New_York", "Asia/Kolkata"])
 def test_month_of_around_month_boundaries(zone: str) -> None:
     """month_of's UTC shortcut and ICU's conversion against Python's zoneinfo, one microsecond
     either side of local midnight on the 1st, before 1970 and after, in and out of DST."""
-    from datetime import datetime, timedelta, timezone
-    from zoneinfo import ZoneInfo
-
-    from churn_pipeline.lib.sql_models import macros_sql
-
     local = ZoneInfo(zone)
     instants = []
     for year, month in [(1969, 1), (1970, 1), (2024, 3), (2024, 4), (2024, 11), (2025, 1)]:
         midnight = datetime(year, month, 1, tzinfo=local).astimezone(timezone.utc)
         instants += [midnight - timedelta(microseconds=1), midnight, midnight + timedelta(hours=12)]
     expected = [instant.astimezone(local).date().replace(day=1) for instant in instants]
-    conn = duckdb.connect()
-    conn.execute("set TimeZone = 'UTC'")
-    conn.execute(macros_sql())
+    conn = _macro_connection()
     got = conn.execute(
         "select month_of(instant, $zone) from unnest($instants::timestamptz[]) as t(instant)", {"zone": zone, "instants": instants}
     ).fetchall()
@@ -88,11 +91,7 @@ def test_month_of_around_month_boundaries(zone: str) -> None:
 
 
 def test_seconds_between_counts_second_boundaries_as_date_diff_does() -> None:
-    from churn_pipeline.lib.sql_models import macros_sql
-
-    conn = duckdb.connect()
-    conn.execute("set TimeZone = 'UTC'")
-    conn.execute(macros_sql())
+    conn = _macro_connection()
     pairs = [
         ("1969-12-31 23:59:59.9+00", "1970-01-01 00:00:00.1+00", 1),  # crosses one boundary, 0.2 s apart
         ("1970-01-01 00:00:00.1+00", "1969-12-31 23:59:59.9+00", -1),
