@@ -52,6 +52,32 @@ def test_a_model_that_changes_kind_replaces_the_old_object(tmp_path: Path) -> No
     assert conn.execute(kind).fetchall() == [("BASE TABLE",)]
 
 
+def test_a_post_hook_runs_after_the_build_in_the_same_transaction(tmp_path: Path) -> None:
+    conn = duckdb.connect()
+    conn.execute("create schema staging")
+    conn.execute("create table staging.t as select * from range(4) as r(amount)")
+    scaled = _model(
+        tmp_path, "scaled",
+        "-- x\nselect amount from staging.t;\n-- post_hook: scale the odd amounts\n"
+        "update {{ this }} set amount = amount * $factor where amount % 2 = 1;\n",
+    )
+    assert "update" not in scaled.sql and scaled.post_hook.startswith("update {{ this }}")
+    assert scaled.bound_parameters == {"factor"}  # the select alone takes none: each statement gets its own
+
+    assert run_model(conn, scaled, {"factor": 10}).rows == 4
+    assert conn.execute("select amount from staging.scaled order by amount").fetchall() == [(0,), (2,), (10,), (30,)]
+
+    # a failing hook undoes the build with it: the table keeps the last good rows
+    conn.execute("insert into staging.t values (5)")
+    broken = _model(tmp_path, "scaled", "-- x\nselect amount from staging.t\n-- post_hook: x\nupdate {{ this }} set nope = 1\n")
+    with pytest.raises(duckdb.BinderException):
+        run_model(conn, broken, {})
+    assert conn.execute("select count(*) from staging.scaled").fetchall() == [(4,)]
+
+    with pytest.raises(ValueError, match=r"v\.sql: a view cannot have a post_hook; make it a table"):
+        _model(tmp_path, "v", "-- x\n-- materialized: view\nselect 1 as a\n-- post_hook: x\nselect 1\n")
+
+
 def test_shipped_views_and_the_macros_a_view_may_not_call() -> None:
     views = [model for model in load_models() if model.materialized == "view"]
     assert [model.name for model in views] == [
@@ -60,7 +86,7 @@ def test_shipped_views_and_the_macros_a_view_may_not_call() -> None:
     ]
     assert macro_names() == {
         "parse_instant", "month_of", "seconds_between", "months_between", "parse_number",
-        "lifecycle_event_types", "lifecycle_key", "key_rank", "plan_after", "mrr_after", "mrr_before",
+        "lifecycle_event_types", "lifecycle_key", "key_rank", "plan_after", "mrr_after", "mrr_before", "lifecycle_movement",
     }
 
 

@@ -25,7 +25,7 @@ from __future__ import annotations
 import hashlib
 import json
 import uuid
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 
 import duckdb
@@ -175,8 +175,10 @@ def append(
     parameters: Mapping[str, object],
     months: tuple[str, ...],
     unique_key: tuple[str, ...],
+    after_insert: Callable[[], None] = lambda: None,
 ) -> list[str]:
-    """Replace the months' rows (and rows sharing a unique key with the new rows) by what `sql` returns;
+    """Replace the months' rows (and rows sharing a unique key with the new rows) by what `sql` returns,
+    then call `after_insert` (the model's post hook, which must change only the new rows' months);
     returns every month the new rows belong to. Runs inside the caller's transaction."""
     conn.execute(f"create or replace temp table incremental_rows as {sql}", dict(parameters))
     conn.execute(
@@ -185,6 +187,7 @@ def append(
     matches = " and ".join(f"{table}.{column} = incremental_rows.{column}" for column in unique_key)
     conn.execute(f"delete from {table} using incremental_rows where {matches}")
     conn.execute(f"insert into {table} by name select * from incremental_rows")
+    after_insert()
     touched = [row[0] for row in rows(conn, f"select distinct coalesce(delivery_month, '{TOP_LEVEL}') from incremental_rows")]
     conn.execute("drop table incremental_rows")
     return sorted(set(touched) | set(months))

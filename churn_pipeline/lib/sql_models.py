@@ -10,6 +10,8 @@ built as a table unless a leading comment line says otherwise (as dbt's `materia
   its source that changed (see `incremental.py`). Its SQL marks what the append reads with
   dbt's `{% if is_incremental() %} ... {% else %} ... {% endif %}`, gets the months in
   `$append_months` and names its own table `{{ this }}`.
+A table or incremental model may end with a `-- post_hook:` line (dbt's `post_hook`): the statement
+after it runs on `{{ this }}` after every build, rebuild or append, in the same transaction.
 """
 
 from __future__ import annotations
@@ -40,6 +42,7 @@ _INCREMENTAL_BLOCK = re.compile(
     r"\{%-?\s*if\s+is_incremental\(\)\s*-?%\}(.*?)(?:\{%-?\s*else\s*-?%\}(.*?))?\{%-?\s*endif\s*-?%\}", re.DOTALL
 )
 APPEND_MONTHS = "append_months"
+_POST_HOOK = re.compile(r"^--\s*post_hook:[^\n]*$", re.MULTILINE)
 _MACRO = re.compile(r"\bmacro\s+([a-z_][a-z0-9_]*)\s*\(", re.IGNORECASE)
 
 
@@ -54,6 +57,7 @@ class SqlModel:
     materialized: str = "table"
     incremental_source: tuple[str, str] | None = None
     unique_key: tuple[str, ...] = ()
+    post_hook: str = ""
 
     @property
     def schema(self) -> str:
@@ -74,6 +78,9 @@ class SqlModel:
         """The SQL to run: for an append (`incremental`) or for a full build."""
         sql = _INCREMENTAL_BLOCK.sub(lambda m: m.group(1) if incremental else (m.group(2) or ""), self.sql)
         return sql.replace("{{ this }}", self.table)
+
+    def render_post_hook(self) -> str:
+        return self.post_hook.replace("{{ this }}", self.table)
 
     @property
     def bound_parameters(self) -> frozenset[str]:
@@ -96,8 +103,9 @@ def _code_only(sql: str) -> str:
 
 def parse_model(path: Path, layer: str) -> SqlModel:
     name = validate_identifier(path.stem, f"model file name {path.name}")
-    sql = path.read_text(encoding="utf-8")
-    code = _code_only(sql)
+    text = path.read_text(encoding="utf-8")
+    sql, post_hook = _split_post_hook(text)
+    code = _code_only(text)
     references = frozenset(
         (schema, table) for schema, table in _REFERENCE.findall(code) if (schema, table) != (LAYER_SCHEMAS[layer], name)
     )
@@ -108,12 +116,16 @@ def parse_model(path: Path, layer: str) -> SqlModel:
         raise ValueError(f"{path.name}: materialized must be one of {', '.join(MATERIALIZATIONS)}, not {materialized!r}")
     if materialized == "incremental":
         source, unique_key = _incremental_directives(path, directives, references, code)
-        return SqlModel(name, layer, path, sql.strip().rstrip(";"), references, parameters, materialized, source, unique_key)
+        return SqlModel(
+            name, layer, path, sql, references, parameters, materialized, source, unique_key, post_hook
+        )
     appends = _INCREMENTAL_BLOCK.search(code) or APPEND_MONTHS in parameters
     if appends or directives.keys() & {"incremental_source", "unique_key"}:
         raise ValueError(
             f"{path.name}: is_incremental(), $append_months, incremental_source and unique_key need `-- materialized: incremental`"
         )
+    if materialized == "view" and post_hook:
+        raise ValueError(f"{path.name}: a view cannot have a post_hook; make it a table")
     if materialized == "view" and parameters:
         raise ValueError(f"{path.name}: a view cannot take parameters ({', '.join(sorted(parameters))}); make it a table")
     if materialized == "view":
@@ -121,7 +133,21 @@ def parse_model(path: Path, layer: str) -> SqlModel:
         called = sorted(macro for macro in macro_names() if re.search(rf"\b{macro}\s*\(", code))
         if called:
             raise ValueError(f"{path.name}: a view cannot call session macros ({', '.join(called)}); make it a table")
-    return SqlModel(name, layer, path, sql.strip().rstrip(";"), references, parameters, materialized)
+    return SqlModel(name, layer, path, sql, references, parameters, materialized, post_hook=post_hook)
+
+
+def _split_post_hook(text: str) -> tuple[str, str]:
+    """(the model's select, the statement after its `-- post_hook:` line, or "")."""
+    match = _POST_HOOK.search(text)
+    if not match:
+        return text.strip().rstrip(";"), ""
+    return text[: match.start()].strip().rstrip(";"), text[match.end():].strip().rstrip(";")
+
+
+def _parameters_of(sql: str, bound: dict[str, object]) -> dict[str, object]:
+    """The bound values one statement uses (DuckDB refuses values a statement does not name)."""
+    used = set(_PARAMETER.findall(_code_only(sql)))
+    return {name: value for name, value in bound.items() if name in used}
 
 
 def _incremental_directives(
@@ -209,8 +235,24 @@ def run_model(
         return ModelBuild(None, "view")
     if model.materialized == "incremental":
         return _run_incremental(conn, model, bound, table_exists=existing == "BASE TABLE", full_refresh=full_refresh)
-    conn.execute(f"create or replace table {model.table} as {model.sql}", bound)
+    if not model.post_hook:
+        conn.execute(f"create or replace table {model.table} as {model.sql}", bound)
+        return ModelBuild(_row_count(conn, model), "table")
+    conn.execute("begin transaction")
+    try:
+        conn.execute(f"create or replace table {model.table} as {model.sql}", _parameters_of(model.sql, bound))
+        _run_post_hook(conn, model, bound)
+        conn.execute("commit")
+    except BaseException:
+        conn.execute("rollback")
+        raise
     return ModelBuild(_row_count(conn, model), "table")
+
+
+def _run_post_hook(conn: duckdb.DuckDBPyConnection, model: SqlModel, bound: dict[str, object]) -> None:
+    if model.post_hook:
+        statement = model.render_post_hook()
+        conn.execute(statement, _parameters_of(statement, bound))
 
 
 def _run_incremental(
@@ -219,7 +261,9 @@ def _run_incremental(
     full_sql, append_sql = model.render(), model.render(incremental=True)
     source_schema, source_table = model.incremental_source
     others = sorted(qualified(*ref) for ref in model.references if ref != model.incremental_source)
-    key = incremental.build_key(macros_sql() + full_sql + append_sql, bound, incremental.content_key(conn, others))
+    key = incremental.build_key(
+        macros_sql() + full_sql + append_sql + model.post_hook, bound, incremental.content_key(conn, others)
+    )
     inputs = incremental.input_versions(conn, source_schema, source_table)
     previous = incremental.builds(conn, model.table)
     plan = incremental.plan_build(table_exists, inputs, previous, key, full_refresh)
@@ -227,12 +271,16 @@ def _run_incremental(
         conn.execute("begin transaction")
         try:
             if plan.kind == "rebuild":
-                conn.execute(f"create or replace table {model.table} as {full_sql}", bound)
+                conn.execute(f"create or replace table {model.table} as {full_sql}", _parameters_of(full_sql, bound))
                 incremental.check_columns(conn, model.table, model.path.name, model.unique_key)
+                _run_post_hook(conn, model, bound)
                 touched = None
             else:
-                parameters = {**bound, APPEND_MONTHS: list(plan.months)}
-                touched = incremental.append(conn, model.table, append_sql, parameters, plan.months, model.unique_key)
+                parameters = _parameters_of(append_sql, {**bound, APPEND_MONTHS: list(plan.months)})
+                touched = incremental.append(
+                    conn, model.table, append_sql, parameters, plan.months, model.unique_key,
+                    after_insert=lambda: _run_post_hook(conn, model, bound),
+                )
             incremental.record_build(conn, model.table, inputs, previous, touched, key)
             conn.execute("commit")
         except BaseException:

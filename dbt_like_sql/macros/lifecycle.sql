@@ -38,3 +38,16 @@ create or replace temp macro mrr_before(previous_event_type, previous_is_before_
         when previous_event_type in ('cancelled', 'expired') then 0.0
         else coalesce(mrr_so_far_before, 0.0)
     end;
+
+-- The movement an event causes (none before the first subscribed, nor for an event that
+-- contradicts the lifecycle); spell_number and the MRR around it are the carried values.
+create or replace temp macro lifecycle_movement(event_type, lifecycle_error, is_before_first_subscribed, spell_number, mrr_before, mrr_after) as
+    case
+        when lifecycle_error is not null or is_before_first_subscribed then null
+        when event_type = 'subscribed' and spell_number = 1 then 'new'
+        when event_type in ('subscribed', 'reactivated') then 'reactivation'
+        when event_type = 'cancelled' then 'voluntary_churn'
+        when event_type = 'expired' then 'involuntary_churn'
+        when event_type in ('plan_changed', 'price_changed') and mrr_after > mrr_before then 'expansion'
+        when event_type in ('plan_changed', 'price_changed') and mrr_after < mrr_before then 'contraction'
+    end;
