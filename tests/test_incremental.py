@@ -301,5 +301,29 @@ def test_appended_lifecycles_equal_a_rebuild(customers: list[list[tuple]], first
         conn.execute("set TimeZone = 'UTC'")
         _load(conn, raw, tuple(_MONTHS[:first]), _UP_TO_LIFECYCLE, timezone=zone)
         for month in _MONTHS[first:]:
+            conn.execute(f"create or replace temp table lifecycle_before as select * from {LIFECYCLE}")
+            versions_before = _output_versions(conn, LIFECYCLE)
             _load(conn, raw, (month,), _UP_TO_LIFECYCLE, timezone=zone)
+            # every month whose rows changed (post hook included) is recorded as rewritten
+            versions_after = _output_versions(conn, LIFECYCLE)
+            rewritten = {m for m, version in versions_after.items() if versions_before.get(m) != version}
+            assert _months_that_changed(conn, "lifecycle_before", LIFECYCLE) <= rewritten
         _assert_same_tables(conn, raw, _UP_TO_LIFECYCLE, timezone=zone)
+
+
+def _output_versions(conn: duckdb.DuckDBPyConnection, model: str) -> dict[str, str]:
+    found = conn.execute(
+        "select delivery_month, output_version from staging.incremental_builds where model = $m", {"m": model}
+    ).fetchall()
+    return dict(found)
+
+
+def _months_that_changed(conn: duckdb.DuckDBPyConnection, before: str, after: str) -> set[str]:
+    changed = conn.execute(
+        f"""select distinct coalesce(delivery_month, '') from (
+            (select * from {before} except all select * from {after})
+            union all
+            (select * from {after} except all select * from {before})
+        )"""
+    ).fetchall()
+    return {month for (month,) in changed}
