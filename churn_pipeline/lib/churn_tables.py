@@ -23,6 +23,8 @@ def _observed(customers: pl.LazyFrame, last_complete_month: date) -> pl.LazyFram
 
 def _exposure(customers: pl.LazyFrame, by: list[str]) -> tuple[pl.LazyFrame, pl.LazyFrame]:
     """Per group: customers, first churns in observed months and customer-months at risk."""
+    # collected once: polars would otherwise scan the source for each of the four plans below
+    customers = customers.select(*by, "first_churn_lifetime_month", "last_observed_lifetime_month").collect().lazy()
     table = survival.life_table(customers, by)
     totals = table.group_by(by).agg(
         pl.col("churned").sum().alias("customers_churned"),
