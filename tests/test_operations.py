@@ -20,7 +20,7 @@ import pytest
 from churn_pipeline.lib.adapters import AdapterError, load_adapter
 from churn_pipeline.lib.generate import GeneratorConfig, generate
 from churn_pipeline.lib.identifiers import IdentifierError, qualified, validate_identifier
-from churn_pipeline.lib.publish import OutputPathError, output_path, staged_path
+from churn_pipeline.lib.publish import OutputPathError, output_path, staged_path, start_build, write_out
 from churn_pipeline.resources import Warehouse
 
 CLI = [sys.executable, "-m", "churn_pipeline.cli"]
@@ -256,3 +256,15 @@ def test_steps_share_one_database_and_each_leaves_its_memory_to_the_next(tmp_pat
     finally:
         warehouse.close_build()
     assert warehouse.build_path.exists() and not warehouse.build_path.with_name(warehouse.build_path.name + ".wal").exists()
+
+
+def test_a_build_starts_from_a_copy_of_the_live_warehouse(tmp_path: Path) -> None:
+    live = tmp_path / "w.duckdb"
+    conn = duckdb.connect(str(live))
+    conn.execute("create table t as select * from range(1000) as r(i)")
+    conn.close()
+    staged_path(live).write_bytes(b"a crashed run's leftover")
+
+    start_build(live)
+    assert staged_path(live).read_bytes() == live.read_bytes()
+    write_out(tmp_path / "gone.duckdb")  # flushing a file that is already gone is not an error

@@ -14,6 +14,7 @@ import fcntl
 import os
 import shutil
 import tempfile
+import threading
 import time
 from pathlib import Path
 
@@ -98,6 +99,23 @@ def start_build(live: Path) -> None:
         leftover.unlink(missing_ok=True)
     if live.exists():
         shutil.copyfile(live, build)
+        # The copy sits in the page cache, and DuckDB's first commit would wait while all of it is
+        # written out (1.5 s for a 1.2 GB warehouse). Start that now, beside the run's start-up.
+        threading.Thread(target=write_out, args=(build,), name="write-out-staged-warehouse", daemon=True).start()
+
+
+def write_out(path: Path) -> None:
+    """Flush a file's cached pages to disk; best effort (DuckDB's commits flush the warehouse anyway)."""
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except OSError:
+        return  # gone already: a failed run removed its staged warehouse
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
 
 
 def staging_dir(output_dir: Path) -> Path:
