@@ -123,8 +123,12 @@ def churn_by_price_change(existing_exposure: pl.LazyFrame, customers: pl.LazyFra
     existing = existing_exposure.with_columns(pl.lit("existing_customers").alias("change_kind")).select(
         *KEYS, "old_price", "new_price", "customers_affected", "role", "period", "customer_months", "churned"
     )
-    changes = _signup_price_changes(customers)
-    new = _new_signup_exposure(customers, changes, window).select(
+    # collected once (subscription customers, the columns used): each plan below would scan the warehouse
+    subscribers = customers.filter(pl.col("basis") == "subscription").select(
+        "basis", "cohort_month", "signup_plan", "signup_mrr", "first_churn_lifetime_month", "last_observed_lifetime_month"
+    ).collect().lazy()
+    changes = _signup_price_changes(subscribers).collect().lazy()
+    new = _new_signup_exposure(subscribers, changes, window).select(
         *KEYS, "old_price", "new_price", "customers_affected", "role", "period", "customer_months", "churned"
     )
     long = pl.concat([existing, new], how="vertical_relaxed").with_columns(
