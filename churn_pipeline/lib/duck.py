@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 import duckdb
@@ -17,6 +18,18 @@ def scalar(conn: duckdb.DuckDBPyConnection, sql: str, parameters: Any = None) ->
 
 def rows(conn: duckdb.DuckDBPyConnection, sql: str, parameters: Any = None) -> list[tuple]:
     return conn.execute(sql, parameters).fetchall() if parameters is not None else conn.execute(sql).fetchall()
+
+
+@contextmanager
+def transaction(conn: duckdb.DuckDBPyConnection) -> Iterator[None]:
+    """Everything in the block commits together, or nothing does."""
+    conn.execute("begin transaction")
+    try:
+        yield
+        conn.execute("commit")
+    except BaseException:
+        conn.execute("rollback")
+        raise
 
 
 def scan_table(conn: duckdb.DuckDBPyConnection, table: str) -> pl.LazyFrame:

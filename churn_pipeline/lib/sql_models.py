@@ -24,7 +24,7 @@ from pathlib import Path
 import duckdb
 
 from churn_pipeline.lib import incremental
-from churn_pipeline.lib.duck import scalar
+from churn_pipeline.lib.duck import scalar, transaction
 from churn_pipeline.lib.identifiers import qualified, validate_identifier
 
 SQL_ROOT = Path(__file__).resolve().parents[2] / "dbt_like_sql"
@@ -235,17 +235,9 @@ def run_model(
         return ModelBuild(None, "view")
     if model.materialized == "incremental":
         return _run_incremental(conn, model, bound, table_exists=existing == "BASE TABLE", full_refresh=full_refresh)
-    if not model.post_hook:
-        conn.execute(f"create or replace table {model.table} as {model.sql}", bound)
-        return ModelBuild(_row_count(conn, model), "table")
-    conn.execute("begin transaction")
-    try:
+    with transaction(conn):
         conn.execute(f"create or replace table {model.table} as {model.sql}", _parameters_of(model.sql, bound))
         _run_post_hook(conn, model, bound)
-        conn.execute("commit")
-    except BaseException:
-        conn.execute("rollback")
-        raise
     return ModelBuild(_row_count(conn, model), "table")
 
 
@@ -268,8 +260,7 @@ def _run_incremental(
     previous = incremental.builds(conn, model.table)
     plan = incremental.plan_build(table_exists, inputs, previous, key, full_refresh)
     if plan.kind != "unchanged":
-        conn.execute("begin transaction")
-        try:
+        with transaction(conn):
             if plan.kind == "rebuild":
                 conn.execute(f"create or replace table {model.table} as {full_sql}", _parameters_of(full_sql, bound))
                 incremental.check_columns(conn, model.table, model.path.name, model.unique_key)
@@ -282,10 +273,6 @@ def _run_incremental(
                     after_insert=lambda: _run_post_hook(conn, model, bound),
                 )
             incremental.record_build(conn, model.table, inputs, previous, touched, key)
-            conn.execute("commit")
-        except BaseException:
-            conn.execute("rollback")
-            raise
     return ModelBuild(_row_count(conn, model), plan.describe())
 
 
