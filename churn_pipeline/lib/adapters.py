@@ -18,6 +18,7 @@ from pathlib import Path
 
 import duckdb
 
+from churn_pipeline.lib.duck import transaction
 from churn_pipeline.lib.identifiers import IdentifierError, validate_identifier
 from churn_pipeline.lib.ingest import FileLoad, RawInputError, _create_raw_table, _create_rejects_table, _csv_header, load_file
 from churn_pipeline.lib.raw_sources import RawSource, file_format
@@ -137,8 +138,7 @@ def load_through_adapter(
     """Load the files the adapter's `<contract>.sql` reads, then build raw.<contract> from it."""
     sql = adapter.sql_for(contract.name)
     _create_rejects_table(conn)
-    conn.execute("begin transaction")
-    try:
+    with transaction(conn):
         _create_raw_table(conn, contract)
         loads: list[FileLoad] = []
         if sql is not None:
@@ -166,10 +166,6 @@ def load_through_adapter(
             except duckdb.BinderException as exc:
                 raise AdapterError(f"{adapter.name}/{contract.name}.sql: {str(exc).splitlines()[0]}") from None
             _require_row_keys(conn, f"{adapter.name}/{contract.name}.sql", contract.name)
-        conn.execute("commit")
-    except BaseException:
-        conn.execute("rollback")
-        raise
     return loads
 
 

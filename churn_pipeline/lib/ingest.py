@@ -16,7 +16,7 @@ from pathlib import Path
 
 import duckdb
 
-from churn_pipeline.lib.duck import scalar
+from churn_pipeline.lib.duck import scalar, transaction
 from churn_pipeline.lib.incremental import (
     TOP_LEVEL, ensure_bookkeeping, forget_delivery_versions, month_version, record_delivery_versions,
 )
@@ -229,8 +229,7 @@ def load_source(
     """
     check_raw_dir(raw_dir, months)
     _create_rejects_table(conn)
-    conn.execute("begin transaction")
-    try:
+    with transaction(conn):
         if months is None:
             _create_raw_table(conn, source)
             conn.execute("delete from raw.csv_rejects where source = $source", {"source": source.name})
@@ -249,10 +248,6 @@ def load_source(
             )
         loads = [load_file(conn, source, path, raw_dir) for path in source.files(raw_dir, months)]
         record_delivery_versions(conn, source.name, delivery_versions(loads), months)
-        conn.execute("commit")
-    except BaseException:
-        conn.execute("rollback")
-        raise
     return loads
 
 
