@@ -240,7 +240,7 @@ def test_churn_pipeline_sql_prints_csv_and_refuses_writes(clean: Path) -> None:
 
 
 @pytest.mark.parametrize("memory_limit", ["1GB", None])
-def test_steps_share_one_database_and_each_leaves_its_memory_to_the_next(tmp_path: Path, memory_limit: str | None) -> None:
+def test_steps_share_one_database_and_a_polars_step_gets_the_memory_duckdb_cached(tmp_path: Path, memory_limit: str | None) -> None:
     warehouse = Warehouse(database=str(tmp_path / "w.duckdb"), memory_limit=memory_limit)
     cached = "select sum(memory_usage_bytes) from duckdb_memory()"
     limit = "select current_setting('memory_limit')"
@@ -250,7 +250,9 @@ def test_steps_share_one_database_and_each_leaves_its_memory_to_the_next(tmp_pat
         assert conn.execute(cached).fetchone()[0] > 50_000_000
     try:
         with warehouse.get_connection() as conn:
-            assert conn.execute(cached).fetchone()[0] < 2_000_000  # the last step's pages were evicted
+            assert conn.execute(cached).fetchone()[0] > 50_000_000  # a SQL step keeps what the last one cached
+        with warehouse.get_connection(release_cache=True) as conn:
+            assert conn.execute(cached).fetchone()[0] < 2_000_000  # a polars step starts with it evicted
             assert conn.execute(limit).fetchone()[0] == expected_limit
             assert conn.execute("select count(*) from t").fetchone()[0] == 5_000_000
     finally:

@@ -25,7 +25,7 @@ def _lcm(observation):
 def churn_by_cohort(context: dg.AssetExecutionContext, pipeline: PipelineConfig, warehouse: Warehouse) -> dg.MaterializeResult:
     """Monthly churn rate per signup cohort (churns / customer-months at risk) and retention at 1/3/6/12 months."""
     started = time.perf_counter()
-    with warehouse.get_connection() as conn:
+    with warehouse.get_connection(release_cache=True) as conn:
         observation = read_observation(conn)
         frame = churn_tables.churn_by_cohort(
             read_frame(conn, "staging.int_customers"), read_frame(conn, "marts.cohort_retention"), _lcm(observation)
@@ -37,7 +37,7 @@ def churn_by_cohort(context: dg.AssetExecutionContext, pipeline: PipelineConfig,
 def churn_by_channel(context: dg.AssetExecutionContext, pipeline: PipelineConfig, warehouse: Warehouse) -> dg.MaterializeResult:
     """Churn per acquisition channel, each compared with all other channels (rate ratio, 95 % CI, p-value)."""
     started = time.perf_counter()
-    with warehouse.get_connection() as conn:
+    with warehouse.get_connection(release_cache=True) as conn:
         observation = read_observation(conn)
         frame = churn_tables.churn_by_channel(read_frame(conn, "staging.int_customers"), _lcm(observation))
         preview = markdown_table(frame.select("basis", "channel", "customers", "monthly_churn_rate", "rate_ratio_vs_others",
@@ -49,7 +49,7 @@ def churn_by_channel(context: dg.AssetExecutionContext, pipeline: PipelineConfig
 def churn_by_segment(context: dg.AssetExecutionContext, pipeline: PipelineConfig, warehouse: Warehouse) -> dg.MaterializeResult:
     """churn_by_channel's metrics by segment, plan at signup and value tier (`dimension` names the grouping)."""
     started = time.perf_counter()
-    with warehouse.get_connection() as conn:
+    with warehouse.get_connection(release_cache=True) as conn:
         observation = read_observation(conn)
         frame = churn_tables.churn_by_segment(read_frame(conn, "staging.int_customers"), _lcm(observation))
         preview = markdown_table(frame.select("basis", "dimension", "value", "customers", "monthly_churn_rate", "rate_ratio_vs_others"), 20)
@@ -65,7 +65,7 @@ def churn_by_segment(context: dg.AssetExecutionContext, pipeline: PipelineConfig
 def churn_by_price_change(context: dg.AssetExecutionContext, pipeline: PipelineConfig, warehouse: Warehouse) -> dg.MaterializeResult:
     """Churn before vs after each price change (existing customers repriced, or a new signup price), against unaffected customers."""
     started = time.perf_counter()
-    with warehouse.get_connection() as conn:
+    with warehouse.get_connection(release_cache=True) as conn:
         observation = read_observation(conn)
         frame = price_change_table(
             read_frame(conn, "staging.int_price_change_exposure"),
@@ -81,7 +81,7 @@ def churn_by_price_change(context: dg.AssetExecutionContext, pipeline: PipelineC
 def churn_by_month(context: dg.AssetExecutionContext, pipeline: PipelineConfig, warehouse: Warehouse) -> dg.MaterializeResult:
     """Calendar-month customer movements and MRR bridge, churn rates with benchmark band and 3/6-month trend."""
     started = time.perf_counter()
-    with warehouse.get_connection() as conn:
+    with warehouse.get_connection(release_cache=True) as conn:
         observation = read_observation(conn)
         frame = churn_tables.churn_by_month(conn.sql("select * from staging.int_monthly_movements").pl())
         preview = markdown_table(frame.tail(12).select("basis", "month", "customers_start", "churned", "customer_churn_rate",
@@ -93,7 +93,7 @@ def churn_by_month(context: dg.AssetExecutionContext, pipeline: PipelineConfig, 
 def churn_by_quarter(context: dg.AssetExecutionContext, pipeline: PipelineConfig, warehouse: Warehouse) -> dg.MaterializeResult:
     """churn_by_month rolled up to complete calendar quarters."""
     started = time.perf_counter()
-    with warehouse.get_connection() as conn:
+    with warehouse.get_connection(release_cache=True) as conn:
         observation = read_observation(conn)
         frame = churn_tables.churn_by_quarter(conn.sql("select * from marts.churn_by_month").pl())
         preview = markdown_table(frame.select("basis", "quarter", "customers_start", "churned", "customer_churn_rate",
@@ -105,7 +105,7 @@ def churn_by_quarter(context: dg.AssetExecutionContext, pipeline: PipelineConfig
 def churn_reactivation(context: dg.AssetExecutionContext, pipeline: PipelineConfig, warehouse: Warehouse) -> dg.MaterializeResult:
     """"Satisfied" churn: share of churned customers back within 30/60/90 days, and the time to return."""
     started = time.perf_counter()
-    with warehouse.get_connection() as conn:
+    with warehouse.get_connection(release_cache=True) as conn:
         observation = read_observation(conn)
         frame = churn_tables.churn_reactivation(read_frame(conn, "staging.int_churn_returns"), read_frame(conn, "staging.int_customers"))
         preview = markdown_table(frame.filter(pl.col("dimension") != "cohort"), 20)

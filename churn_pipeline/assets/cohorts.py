@@ -104,7 +104,7 @@ def retention_matrix(frame: pl.DataFrame, basis: str, cohorts_shown: int = 6, mo
 def cohort_retention(context: dg.AssetExecutionContext, pipeline: PipelineConfig, warehouse: Warehouse) -> dg.MaterializeResult:
     """Customers and revenue retained per signup cohort and lifetime month (observed cells only)."""
     started = time.perf_counter()
-    with warehouse.get_connection() as conn:
+    with warehouse.get_connection(release_cache=True) as conn:
         observation = read_observation(conn)
         frame = cohorts.cohort_retention(
             read_frame(conn, "staging.int_customers"),
@@ -124,7 +124,7 @@ def cohort_retention(context: dg.AssetExecutionContext, pipeline: PipelineConfig
 def retention_curve(context: dg.AssetExecutionContext, pipeline: PipelineConfig, warehouse: Warehouse) -> dg.MaterializeResult:
     """Kaplan-Meier survival by lifetime month, pooled over all cohorts, with a 95 % band."""
     started = time.perf_counter()
-    with warehouse.get_connection() as conn:
+    with warehouse.get_connection(release_cache=True) as conn:
         observation = read_observation(conn)
         frame = (
             survival.life_table(read_frame(conn, "staging.int_customers"), ["basis"])
@@ -146,7 +146,7 @@ def high_risk_months(context: dg.AssetExecutionContext, pipeline: PipelineConfig
     """Lifetime months whose churn hazard is significantly above what neighbouring months predict."""
     started = time.perf_counter()
     settings = pipeline.settings()
-    with warehouse.get_connection() as conn:
+    with warehouse.get_connection(release_cache=True) as conn:
         observation = read_observation(conn)
         curve = conn.sql("select * from marts.retention_curve").pl()
         frame = high_risk.high_risk_months(curve, settings.high_risk, settings.inactivity_days)
