@@ -229,6 +229,9 @@ def command_run(args: argparse.Namespace) -> int:
     scope = f" for {months[0]}..{months[-1]}" if months else ""
     print(f"churn-pipeline: {len(files)} raw files in {args.raw_dir}{scope}", flush=True)
 
+    from churn_pipeline.lib.publish import copy_ahead
+
+    copy_ahead(Path(args.warehouse))  # the run seeds its build from this copy, made while Dagster imports
     with _long_lived_imports(args.whole_process):
         import dagster as dg
 

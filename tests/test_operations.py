@@ -20,7 +20,7 @@ import pytest
 from churn_pipeline.lib.adapters import AdapterError, load_adapter
 from churn_pipeline.lib.generate import GeneratorConfig, generate
 from churn_pipeline.lib.identifiers import IdentifierError, qualified, validate_identifier
-from churn_pipeline.lib.publish import OutputPathError, output_path, staged_path, start_build, write_out
+from churn_pipeline.lib.publish import OutputPathError, copy_ahead, output_path, staged_path, start_build, write_out
 from churn_pipeline.resources import Warehouse
 
 CLI = [sys.executable, "-m", "churn_pipeline.cli"]
@@ -258,6 +258,38 @@ def test_steps_share_one_database_and_a_polars_step_gets_the_memory_duckdb_cache
     finally:
         warehouse.close_build()
     assert warehouse.build_path.exists() and not warehouse.build_path.with_name(warehouse.build_path.name + ".wal").exists()
+
+
+def _warehouse_file(path: Path, rows: int) -> None:
+    conn = duckdb.connect(str(path))
+    conn.execute(f"create or replace table t as select * from range({rows}) as r(i)")
+    conn.close()
+
+
+def test_a_build_takes_the_copy_made_ahead_only_while_the_live_warehouse_is_the_one_copied(tmp_path: Path) -> None:
+    live = tmp_path / "w.duckdb"
+    _warehouse_file(live, 300_000)
+    copy_ahead(live)
+    assert start_build(live) == "copied ahead"
+    assert staged_path(live).read_bytes() == live.read_bytes()
+    assert duckdb.connect(str(staged_path(live))).execute("select count(*) from t").fetchone()[0] == 300_000
+
+    # another run publishes between the copy and this run's build: the copy is stale, so not used
+    copy_ahead(live)
+    newer = tmp_path / "newer.duckdb"
+    _warehouse_file(newer, 1_000)
+    os.replace(newer, live)
+    assert start_build(live) == "copied"
+    assert staged_path(live).read_bytes() == live.read_bytes()
+    assert start_build(tmp_path / "none.duckdb") == "new"
+
+
+def test_a_copy_made_ahead_leaves_no_file_when_its_process_is_killed(tmp_path: Path) -> None:
+    live = tmp_path / "w.duckdb"
+    _warehouse_file(live, 300_000)
+    script = f"from pathlib import Path; from churn_pipeline.lib.publish import copy_ahead; copy_ahead(Path({str(live)!r})); import os, signal; os.kill(os.getpid(), signal.SIGKILL)"
+    assert subprocess.run([sys.executable, "-c", script]).returncode == -signal.SIGKILL
+    assert sorted(path.name for path in tmp_path.iterdir()) == ["w.duckdb"]
 
 
 def test_a_build_starts_from_a_copy_of_the_live_warehouse(tmp_path: Path) -> None:

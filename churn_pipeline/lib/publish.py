@@ -91,17 +91,112 @@ def release_run_lock(fd: int) -> None:
     os.close(fd)
 
 
-def start_build(live: Path) -> None:
-    """A fresh staged warehouse: leftovers of a crashed run removed, seeded with the live file."""
+def start_build(live: Path) -> str:
+    """A fresh staged warehouse: leftovers of a crashed run removed, seeded with the live file.
+    Returns how it was seeded: "copied ahead" (`copy_ahead`'s copy), "copied" or "new"."""
     build = staged_path(live)
     live.parent.mkdir(parents=True, exist_ok=True)
     for leftover in (build, build.with_name(build.name + ".wal")):
         leftover.unlink(missing_ok=True)
-    if live.exists():
-        shutil.copyfile(live, build)
-        # The copy sits in the page cache, and DuckDB's first commit would wait while all of it is
-        # written out (1.5 s for a 1.2 GB warehouse). Start that now, beside the run's start-up.
-        threading.Thread(target=write_out, args=(build,), name="write-out-staged-warehouse", daemon=True).start()
+    early = _copies_ahead.pop(live.resolve(), None)
+    if early is not None and early.link_if_current(live, build):
+        return "copied ahead"
+    if not live.exists():
+        return "new"
+    shutil.copyfile(live, build)
+    # The copy sits in the page cache, and DuckDB's first commit would wait while all of it is
+    # written out (1.5 s for a 1.2 GB warehouse). Start that now, beside the run's start-up.
+    threading.Thread(target=write_out, args=(build,), name="write-out-staged-warehouse", daemon=True).start()
+    return "copied"
+
+
+class _CopyAhead:
+    """A copy of the live warehouse into an unnamed file (O_TMPFILE) in its directory, made in a
+    background thread: if no build takes it, it vanishes with the process, even a killed one.
+    Once copied, the thread also writes it out to disk (as `start_build` does for its own copy)."""
+
+    def __init__(self, live: Path, fd: int) -> None:
+        self.fd = fd
+        self.copied = threading.Event()
+        self.error: BaseException | None = None
+        with open(live, "rb") as source:
+            status = os.fstat(source.fileno())
+            self.identity = _identity(status)
+            self.thread = threading.Thread(
+                target=self._copy, args=(os.dup(source.fileno()), status.st_size), name="copy-ahead-warehouse", daemon=True
+            )
+        self.thread.start()
+
+    def _copy(self, source: int, size: int) -> None:
+        flushed = None
+        try:
+            copied = 0
+            while copied < size:
+                done = os.copy_file_range(source, self.fd, size - copied, copied, copied)
+                if done == 0:
+                    raise OSError(f"the warehouse ended at {copied:,} of {size:,} bytes while it was copied")
+                copied += done
+            flushed = os.dup(self.fd)  # the build may close self.fd as soon as the copy is whole
+        except BaseException as exc:
+            self.error = exc
+        finally:
+            os.close(source)
+            self.copied.set()
+        if flushed is not None:
+            try:
+                os.fsync(flushed)
+            except OSError:
+                pass
+            finally:
+                os.close(flushed)
+
+    def link_if_current(self, live: Path, build: Path) -> bool:
+        """Give the copy the build's name, if it is whole and the live file is still the one copied
+        (another run may have published meanwhile: this copy was made without the run lock)."""
+        try:
+            self.copied.wait()
+            if self.error is not None or not live.exists() or _identity(live.stat()) != self.identity:
+                return False
+            # with a directory fd CPython calls linkat(AT_SYMLINK_FOLLOW); plain link() would link the /proc symlink
+            directory = os.open(build.parent, os.O_RDONLY | os.O_DIRECTORY)
+            try:
+                os.link(f"/proc/self/fd/{self.fd}", build.name, dst_dir_fd=directory, follow_symlinks=True)
+            finally:
+                os.close(directory)
+            return True
+        except OSError:
+            return False
+        finally:
+            os.close(self.fd)
+
+
+def _identity(status: os.stat_result) -> tuple[int, int, int, int]:
+    return status.st_dev, status.st_ino, status.st_size, status.st_mtime_ns
+
+
+_copies_ahead: dict[Path, _CopyAhead] = {}
+
+
+def copy_ahead(live: Path) -> None:
+    """Start copying the live warehouse for this process's next `start_build`, in the background.
+
+    The CLI calls it before importing Dagster: the imports (about 2.4 s) then hide the copy (0.9 s
+    for a 1.2 GB warehouse). Best effort: without O_TMPFILE (not Linux, or the filesystem lacks
+    it), or when the live file changes before the build starts, `start_build` copies as before."""
+    if not live.exists() or not hasattr(os, "O_TMPFILE"):
+        return
+    stale = _copies_ahead.pop(live.resolve(), None)
+    if stale is not None:  # a run that never started its build: drop its copy
+        stale.copied.wait()
+        os.close(stale.fd)
+    try:
+        fd = os.open(live.resolve().parent, os.O_TMPFILE | os.O_RDWR, 0o644)
+    except OSError:
+        return
+    try:
+        _copies_ahead[live.resolve()] = _CopyAhead(live, fd)
+    except OSError:
+        os.close(fd)
 
 
 def write_out(path: Path) -> None:
