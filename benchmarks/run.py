@@ -6,8 +6,9 @@ Generates data with `churn-pipeline generate`, then times, each as its own proce
 peak RSS from wait4): the lower bound (DuckDB loading every raw file once), the pandas script
 users write today (retention counts only), and the full pipeline through the CLI (all tables,
 all checks, the report). Optionally the incremental case: 36 monthly deliveries loaded, then
-one new month, against a full rebuild. Prints PASS/FAIL per target and appends a markdown
-section to docs/benchmarks.md.
+one new month, against a full rebuild. With `--repeat N` every measurement runs N times, the
+peers and the pipeline taking turns, and the medians decide. Prints PASS/FAIL per target and
+appends a markdown section to docs/benchmarks.md.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ import os
 import platform
 import re
 import shutil
+import statistics
 import subprocess
 import sys
 import time
@@ -131,42 +133,69 @@ def fresh(path: Path) -> Path:
     return path
 
 
-def run(scale: str, work: Path, incremental: bool, memory_limit: str | None) -> dict:
+def summarize(runs: list[Measured]) -> dict:
+    """One step over its rounds: median wall and CPU, the largest peak, the first failure, every wall time."""
+    failed = [run.returncode for run in runs if run.returncode != 0]
+    return {
+        "name": re.sub(r" #\d+$", "", runs[0].name), "wall_s": statistics.median(run.wall_s for run in runs),
+        "cpu_s": statistics.median(run.cpu_s for run in runs), "peak_rss_mb": max(run.peak_rss_mb for run in runs),
+        "returncode": failed[0] if failed else 0, "walls": [run.wall_s for run in runs],
+    }
+
+
+def ratio(numerators: list[Measured], denominators: list[Measured], field: str = "wall_s") -> dict:
+    """A ratio per round (both measured in the same round, so a slow hour slows both), and their median."""
+    values = [getattr(a, field) / getattr(b, field) for a, b in zip(numerators, denominators)]
+    return {"median": statistics.median(values), "rounds": values}
+
+
+def round_tag(index: int, repeat: int) -> str:
+    return f" #{index + 1}" if repeat > 1 else ""
+
+
+def run(scale: str, work: Path, incremental: bool, memory_limit: str | None, repeat: int = 1) -> dict:
     work = work / scale
     work.mkdir(parents=True, exist_ok=True)
     raw = work / "raw"
     print(f"scale {scale}: {SCALES[scale]}", flush=True)
-    results: dict = {"scale": scale, "code": code_version(), "measured": {}, "command": " ".join(
-        ["--scale", scale, *(["--memory-limit", memory_limit] if memory_limit else []), *(["--incremental"] if incremental else [])])}
+    results: dict = {"scale": scale, "code": code_version(), "measured": {}, "repeat": repeat, "command": " ".join(
+        ["--scale", scale, *(["--memory-limit", memory_limit] if memory_limit else []), *(["--incremental"] if incremental else []),
+         *([f"--repeat {repeat}"] if repeat > 1 else [])])}
     if not (raw / ".complete").exists():
         fresh(raw)
-        results["measured"]["generate"] = asdict(generate(raw, scale, "flat", None, work))
+        results["measured"]["generate"] = summarize([generate(raw, scale, "flat", None, work)])
         (raw / ".complete").touch()
     results["raw_rows"] = raw_rows(raw)
     results["raw_bytes"] = sum(p.stat().st_size for p in raw.rglob("*.csv"))
     print(f"  {results['raw_rows']:,} raw rows, {results['raw_bytes'] / 1e9:.2f} GB of CSV", flush=True)
 
-    lower = measure("lower bound (DuckDB load)", [sys.executable, str(ROOT / "benchmarks/lower_bound.py"), str(raw),
-                    str(work / "lower_bound.duckdb")], work / "lower_bound.log")
-    (work / "lower_bound.duckdb").unlink(missing_ok=True)
-    peers = [lower]
     if scale == "large":
         # the tutorial script holds every row in pandas: 4.0 GB at medium, so ~40 GB here on a 24 GB machine
         results["skipped"] = ["pandas tutorial: it holds every raw row in memory (4.0 GB at medium, ~10x that here)"]
         print(f"  skipped: {results['skipped'][0]}", flush=True)
-    else:
-        peers.append(measure("pandas tutorial (counts only)", [sys.executable, str(ROOT / "benchmarks/pandas_cohorts.py"),
-                             str(raw), str(work / "pandas_out")], work / "pandas.log"))
-    pipeline_work = fresh(work / "pipeline")
     # as pip does for an installed package; an editable install under PYTHONDONTWRITEBYTECODE
     # (set on this VM and on CI) recompiles every module of the package on every run (~0.25 s)
     compileall.compile_dir(ROOT / "churn_pipeline", quiet=1)
     extra = ["--memory-limit", memory_limit] if memory_limit else []
-    pipeline = measure("pipeline (CLI, everything)", pipeline_command(raw, pipeline_work, *extra), work / "pipeline.log")
-    results["measured"].update({m.name: asdict(m) for m in (*peers, pipeline)})
+    # the peers and the pipeline take turns, round after round, so a change of the VM's speed
+    # within the run reaches all of them
+    lower, pandas, pipeline = [], [], []
+    for index in range(repeat):
+        tag = round_tag(index, repeat)
+        lower.append(measure(f"lower bound (DuckDB load){tag}", [sys.executable, str(ROOT / "benchmarks/lower_bound.py"), str(raw),
+                             str(work / "lower_bound.duckdb")], work / "lower_bound.log"))
+        (work / "lower_bound.duckdb").unlink(missing_ok=True)
+        if scale != "large":
+            pandas.append(measure(f"pandas tutorial (counts only){tag}", [sys.executable, str(ROOT / "benchmarks/pandas_cohorts.py"),
+                                  str(raw), str(work / "pandas_out")], work / "pandas.log"))
+        pipeline_work = fresh(work / "pipeline")
+        pipeline.append(measure(f"pipeline (CLI, everything){tag}", pipeline_command(raw, pipeline_work, *extra), work / "pipeline.log"))
+    steps = {"lower bound (DuckDB load)": lower, "pandas tutorial (counts only)": pandas, "pipeline (CLI, everything)": pipeline}
+    results["measured"].update({name: summarize(runs) for name, runs in steps.items() if runs})
     results["asset_timings"] = asset_timings(work / "pipeline.log")
-    results["ratios"] = {f"pipeline / {'lower bound' if peer is lower else 'pandas'}": pipeline.wall_s / peer.wall_s
-                         for peer in peers}
+    results["ratios"] = {"pipeline / lower bound": ratio(pipeline, lower)}
+    if pandas:
+        results["ratios"]["pipeline / pandas"] = ratio(pipeline, pandas)
 
     if incremental:
         monthly = work / "raw_monthly"
@@ -176,16 +205,24 @@ def run(scale: str, work: Path, incremental: bool, memory_limit: str | None) -> 
             (monthly / ".complete").touch()
         months = sorted(p.name for p in monthly.iterdir() if p.is_dir() and re.match(r"^\d{4}-\d{2}$", p.name))
         env = {**os.environ, "CHURN_FIRST_MONTH": months[0]}
-        rebuild_work = fresh(work / "rebuild")
-        rebuild = measure(f"full rebuild ({len(months)} months)", pipeline_command(monthly, rebuild_work, "--months",
-                          f"{months[0]}..{months[-1]}", *extra), work / "rebuild.log", env)
-        incremental_work = fresh(work / "incremental")
-        measure(f"history ({len(months) - 1} months)", pipeline_command(monthly, incremental_work, "--months",
+        history = fresh(work / "history")
+        measure(f"history ({len(months) - 1} months)", pipeline_command(monthly, history, "--months",
                 f"{months[0]}..{months[-2]}", *extra), work / "history.log", env)
-        one = measure(f"one new month ({months[-1]})", pipeline_command(monthly, incremental_work, "--month", months[-1], *extra),
-                      work / "one_month.log", env)
-        results["measured"].update({"full rebuild": asdict(rebuild), "one new month": asdict(one)})
-        results["ratios"]["one month / full rebuild"] = one.wall_s / rebuild.wall_s
+        rebuilds, ones = [], []
+        for index in range(repeat):
+            tag = round_tag(index, repeat)
+            rebuild_work = fresh(work / "rebuild")
+            rebuilds.append(measure(f"full rebuild ({len(months)} months){tag}", pipeline_command(monthly, rebuild_work, "--months",
+                                    f"{months[0]}..{months[-1]}", *extra), work / "rebuild.log", env))
+            # each round's new month starts from the same 35 months (a copy of them, not timed)
+            incremental_work = work / "incremental"
+            shutil.rmtree(incremental_work, ignore_errors=True)
+            shutil.copytree(history, incremental_work)
+            ones.append(measure(f"one new month ({months[-1]}){tag}", pipeline_command(monthly, incremental_work, "--month",
+                                months[-1], *extra), work / "one_month.log", env))
+        results["measured"].update({"full rebuild": summarize(rebuilds), "one new month": summarize(ones)})
+        results["ratios"]["one month / full rebuild"] = ratio(ones, rebuilds)
+        results["ratios"]["one month / full rebuild (CPU)"] = ratio(ones, rebuilds, "cpu_s")
         results["incremental_asset_timings"] = asset_timings(work / "one_month.log")[:8]
     results["finished_at"] = f"{datetime.now(timezone.utc):%Y-%m-%d %H:%M} UTC"
     results["targets"] = targets(results, work.parent)
@@ -194,7 +231,8 @@ def run(scale: str, work: Path, incremental: bool, memory_limit: str | None) -> 
 
 
 def targets(results: dict, work: Path) -> list[tuple[str, bool]]:
-    measured, scale, ratios = results["measured"], results["scale"], results["ratios"]
+    measured, scale = results["measured"], results["scale"]
+    ratios = {name: value["median"] for name, value in results["ratios"].items()}
     pipeline = measured["pipeline (CLI, everything)"]
     checks = [("pipeline succeeded", pipeline["returncode"] == 0)]
     if scale == "medium":
@@ -233,12 +271,18 @@ def markdown(results: dict) -> str:
         f"{results['raw_rows']:,} raw rows, {results['raw_bytes'] / 1e9:.2f} GB of CSV. "
         f"Command: `.venv/bin/python benchmarks/run.py {results['command']}`. Code: {results['code']}.",
         "",
-        "| step | wall s | CPU s | peak RSS MB |",
-        "|---|---:|---:|---:|",
     ]
-    lines += [f"| {m['name']} | {m['wall_s']:.1f} | {m['cpu_s']:.1f} | {m['peak_rss_mb']:.0f} |" for m in results["measured"].values()]
-    lines += ["", "| ratio | value |", "|---|---:|"]
-    lines += [f"| {name} | {value:.2f} |" for name, value in results["ratios"].items()]
+    repeated = results.get("repeat", 1) > 1
+    if repeated:
+        lines += [f"{results['repeat']} rounds, the peers and the pipeline taking turns in each: wall and CPU are medians, "
+                  "peak RSS the largest; a ratio is the median of the rounds' ratios.", ""]
+    lines += ["| step | wall s | CPU s | peak RSS MB |" + (" rounds, wall s |" if repeated else ""),
+              "|---|---:|---:|---:|" + ("---|" if repeated else "")]
+    lines += [f"| {m['name']} | {m['wall_s']:.1f} | {m['cpu_s']:.1f} | {m['peak_rss_mb']:.0f} |"
+              + (f" {', '.join(f'{wall:.1f}' for wall in m['walls'])} |" if repeated else "") for m in results["measured"].values()]
+    lines += ["", "| ratio | value |" + (" rounds |" if repeated else ""), "|---|---:|" + ("---|" if repeated else "")]
+    lines += [f"| {name} | {value['median']:.2f} |" + (f" {', '.join(f'{r:.2f}' for r in value['rounds'])} |" if repeated else "")
+              for name, value in results["ratios"].items()]
     lines += ["", "| target | result |", "|---|---|"]
     lines += [f"| {name} | {'PASS' if passed else 'FAIL'} |" for name, passed in results["targets"]]
     lines += [f"\nNot run: {reason}." for reason in results.get("skipped", [])]
@@ -256,8 +300,11 @@ def main() -> int:
     parser.add_argument("--report", default=str(ROOT / "docs" / "benchmarks.md"), help="markdown file to append to")
     parser.add_argument("--incremental", action="store_true", help="also time one new month against a full rebuild (36 months)")
     parser.add_argument("--memory-limit", default=None, help="DuckDB memory_limit for the pipeline, e.g. 3GB")
+    parser.add_argument("--repeat", type=int, default=1, help="rounds of every measurement, taking turns (medians are reported)")
     args = parser.parse_args()
-    results = run(args.scale, Path(args.work), args.incremental, args.memory_limit)
+    if args.repeat < 1:
+        parser.error("--repeat must be at least 1")
+    results = run(args.scale, Path(args.work), args.incremental, args.memory_limit, args.repeat)
     report = Path(args.report)
     report.parent.mkdir(parents=True, exist_ok=True)
     with report.open("a", encoding="utf-8") as out:
