@@ -5,10 +5,13 @@ from __future__ import annotations
 from datetime import datetime, timezone
 from pathlib import Path
 
+import duckdb
 import polars as pl
 import pytest
 
+from churn_pipeline.lib import ingest
 from churn_pipeline.lib.ingest import RawInputError, preflight
+from churn_pipeline.lib.raw_sources import SOURCES
 from conftest import Built, write_raw
 
 ORDERS = """
@@ -311,3 +314,26 @@ def test_carried_plan_and_mrr_skip_events_that_contradict_the_lifecycle(tmp_path
         (2, "subscribed while already subscribed"),
         (8, "cancelled before the customer's first subscribed"),
     ]
+
+
+@pytest.mark.parametrize("unreadable_line", [None, 150_001])
+def test_row_numbers_follow_the_file_across_many_row_groups(tmp_path: Path, unreadable_line: int | None) -> None:
+    """A large file is parsed in parallel chunks; every row keeps its own data row number, with and
+    without an unreadable row (which takes its number with it)."""
+    count = 300_000
+    lines = [f"o{i},c{i % 997},2024-01-01T00:00:00Z,{i}" for i in range(1, count + 1)]
+    if unreadable_line is not None:
+        lines[unreadable_line - 1] += ",extra"
+    raw = tmp_path / "raw"
+    raw.mkdir()
+    (raw / "orders.csv").write_text("order_id,customer_id,ordered_at,amount\n" + "\n".join(lines) + "\n", encoding="utf-8")
+    conn = duckdb.connect()
+    source = next(source for source in SOURCES if source.name == "orders")
+    (load,) = ingest.load_source(conn, source, raw)
+    expected_loaded = count - (unreadable_line is not None)
+    assert (load.rows_loaded, load.rows_rejected) == (expected_loaded, count - expected_loaded)
+    misnumbered = conn.execute("select count(*) from raw.orders where order_id <> 'o' || source_row").fetchall()[0][0]
+    assert misnumbered == 0
+    assert conn.execute("select count(*), max(source_row) from raw.orders").fetchall() == [(expected_loaded, count)]
+    rejects = conn.execute("select source_row from raw.csv_rejects").fetchall()
+    assert rejects == ([] if unreadable_line is None else [(unreadable_line,)])

@@ -151,25 +151,33 @@ def _load_csv(conn: duckdb.DuckDBPyConnection, source: RawSource, path: Path, na
     )
     loaded = scalar(conn, "select count(*) from csv_file")
     rejected = scalar(conn, "select count(distinct line) from csv_file_rejects")
-    # The reader numbers records (header = 1); parsed rows fill the record numbers rejects leave free.
-    conn.execute(
-        f"""
-        insert into raw.{source.name}
-        with parsed as (
-            select *, rowid - (select min(rowid) from csv_file) + 1 as parsed_index from csv_file
-        ),
-        records as (
-            select range as record, row_number() over (order by range) as parsed_index
-            from range(1, $total + 1)
-            where range not in (select line - 1 from csv_file_rejects)
+    # The temp table holds the parsed rows in file order (DuckDB preserves insertion order), so a
+    # row's place in it is its data row number, and a scan in rowid order inserts them in file order.
+    if rejected == 0:
+        conn.execute(
+            f"insert into raw.{source.name} select {select}, $file, rowid - (select min(rowid) from csv_file) + 1, $month from csv_file",
+            {"file": name, "month": month},
         )
-        select {select}, $file, records.record, $month
-        from parsed
-        inner join records using (parsed_index)
-        order by records.record
-        """,
-        {"file": name, "total": loaded + rejected, "month": month},
-    )
+    else:
+        # The reader numbers records (header = 1); parsed rows fill the record numbers rejects leave free.
+        conn.execute(
+            f"""
+            insert into raw.{source.name}
+            with parsed as (
+                select *, rowid - (select min(rowid) from csv_file) + 1 as parsed_index from csv_file
+            ),
+            records as (
+                select range as record, row_number() over (order by range) as parsed_index
+                from range(1, $total + 1)
+                where range not in (select line - 1 from csv_file_rejects)
+            )
+            select {select}, $file, records.record, $month
+            from parsed
+            inner join records using (parsed_index)
+            order by records.record
+            """,
+            {"file": name, "total": loaded + rejected, "month": month},
+        )
     conn.execute(
         """
         insert into raw.csv_rejects
@@ -200,7 +208,6 @@ def _load_parquet(conn: duckdb.DuckDBPyConnection, source: RawSource, path: Path
         insert into raw.{source.name}
         select {select}, $file, file_row_number + 1, $month
         from read_parquet($path, file_row_number = true)
-        order by file_row_number
         """,
         {"path": str(path), "file": name, "month": month},
     )
