@@ -152,10 +152,17 @@ def _load_csv(conn: duckdb.DuckDBPyConnection, source: RawSource, path: Path, na
     loaded = scalar(conn, "select count(*) from csv_file")
     rejected = scalar(conn, "select count(distinct line) from csv_file_rejects")
     # The temp table holds the parsed rows in file order (DuckDB preserves insertion order), so a
-    # row's place in it is its data row number, and a scan in rowid order inserts them in file order.
+    # row's place in it is its data row number. `order by rowid`: without it DuckDB's order-keeping
+    # insert into a table created in this transaction is written again at the next checkpoint
+    # (1.2-1.4 s per 4.2M rows, against 0.3-0.5 s for the sort).
     if rejected == 0:
         conn.execute(
-            f"insert into raw.{source.name} select {select}, $file, rowid - (select min(rowid) from csv_file) + 1, $month from csv_file",
+            f"""
+            insert into raw.{source.name}
+            select {select}, $file, rowid - (select min(rowid) from csv_file) + 1, $month
+            from csv_file
+            order by rowid
+            """,
             {"file": name, "month": month},
         )
     else:
@@ -208,6 +215,7 @@ def _load_parquet(conn: duckdb.DuckDBPyConnection, source: RawSource, path: Path
         insert into raw.{source.name}
         select {select}, $file, file_row_number + 1, $month
         from read_parquet($path, file_row_number = true)
+        order by file_row_number
         """,
         {"path": str(path), "file": name, "month": month},
     )
