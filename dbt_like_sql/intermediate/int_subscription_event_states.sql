@@ -13,7 +13,7 @@ select
     mrr,
     event_seq,
     is_before_first_subscribed,
-    is_trial_cancellation,
+    event_type = 'cancelled' and is_before_first_subscribed as is_trial_cancellation,
     spell_number,
     plan_after,
     mrr_before,

@@ -239,8 +239,6 @@ checked as (
         occurred_at,
         event_seq,
         is_before_first_subscribed,
-        trial_state_before,
-        state_before,
         case
             when is_before_first_subscribed then
                 case
@@ -273,12 +271,9 @@ final as (
         occurred_at,
         event_seq,
         is_before_first_subscribed,
-        trial_state_before,
-        state_before,
         lifecycle_error,
         plan,
         mrr,
-        event_type = 'cancelled' and is_before_first_subscribed as is_trial_cancellation,
         spell_number,
         plan_after,
         mrr_before,
