@@ -103,7 +103,7 @@ subscription_spells as (
 
 -- positive orders; an order more than inactivity_days after the previous one starts a new spell
 activity as (
-    select orders.customer_id, orders.ordered_at
+    select orders.customer_id, orders.order_id, orders.ordered_at
     from staging.int_orders as orders, observation
     where orders.is_activity and orders.ordered_at <= observation.as_of
 ),
@@ -114,18 +114,20 @@ gaps as (
         ordered_at,
         -- exact days, as microseconds: about 25x cheaper than timestamptz + interval (ICU)
         coalesce(
-            epoch_us(ordered_at) - epoch_us(lag(ordered_at) over (partition by customer_id order by ordered_at))
+            epoch_us(ordered_at) - epoch_us(lag(ordered_at) over by_time)
                 > $inactivity_days::bigint * 86400000000,
             true
-        ) as starts_spell
+        ) as starts_spell,
+        order_id
     from activity
+    window by_time as (partition by customer_id order by ordered_at, order_id)
 ),
 
 numbered as (
     select
         *,
         sum(starts_spell::integer) over (
-            partition by customer_id order by ordered_at rows between unbounded preceding and current row
+            partition by customer_id order by ordered_at, order_id rows between unbounded preceding and current row
         )::integer as spell_number
     from gaps
 ),

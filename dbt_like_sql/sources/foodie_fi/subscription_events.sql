@@ -17,7 +17,7 @@ ordered as (
         trim(history.start_date) as start_date,
         plans.plan_name,
         plans.price,
-        row_number() over (partition by trim(history.customer_id) order by trim(history.start_date), history.source_row) as step,
+        row_number() over (partition by trim(history.customer_id) order by trim(history.start_date), trim(history.plan_id), history.source_row) as step,
         history.source_file,
         history.source_row
     from history
