@@ -79,12 +79,15 @@ def build_parser() -> argparse.ArgumentParser:
 def command_sql(args: argparse.Namespace) -> int:
     import duckdb
 
-    from churn_pipeline.lib.analyst import connect_readonly
+    from churn_pipeline.lib.analyst import WarehouseUnreadable, connect_readonly
 
     try:
         conn = connect_readonly(args.warehouse)
     except FileNotFoundError as exc:
         raise SettingsError(str(exc)) from None
+    except WarehouseUnreadable as exc:
+        print(f"churn-pipeline: error: {exc}", file=sys.stderr)
+        return 1
     try:
         frame = conn.sql(args.query).pl()
     except duckdb.Error as exc:

@@ -1,6 +1,7 @@
 """Dagster resources: the pipeline settings and the DuckDB warehouse."""
 
 
+import logging
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -13,6 +14,8 @@ from churn_pipeline.lib.months import end_of_month
 from churn_pipeline.lib.publish import acquire_run_lock, clean_output_leftovers, release_run_lock, staged_path, start_build
 from churn_pipeline.lib.settings import HighRiskSettings, PipelineSettings, parse_as_of
 from churn_pipeline.partitions import run_months
+
+progress_log = logging.getLogger("churn_pipeline.progress")
 
 
 class PipelineConfig(dg.ConfigurableResource):
@@ -116,7 +119,11 @@ class Warehouse(dg.ConfigurableResource):
     def setup_for_execution(self, context: dg.InitResourceContext) -> None:
         # one run per warehouse at a time: a second run waits here rather than clobbering the build
         self._lock = acquire_run_lock(self.live_path, self.lock_timeout_seconds)
-        start_build(self.live_path)
+        seeded = start_build(self.live_path)
+        if ".wal" in seeded:
+            line = f"warehouse {self.live_path}: {seeded}"
+            context.log.warning(line)
+            progress_log.warning(line)
 
     def teardown_after_execution(self, context: dg.InitResourceContext) -> None:
         self.close_build()

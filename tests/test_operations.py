@@ -302,3 +302,63 @@ def test_a_build_starts_from_a_copy_of_the_live_warehouse(tmp_path: Path) -> Non
     start_build(live)
     assert staged_path(live).read_bytes() == live.read_bytes()
     write_out(tmp_path / "gone.duckdb")  # flushing a file that is already gone is not an error
+
+
+WRITER = textwrap.dedent(
+    """
+    import sys, time
+    import duckdb
+    conn = duckdb.connect(sys.argv[1])
+    conn.execute("create table main.analyst_note as select 'kept' as note")
+    print("written", flush=True)
+    time.sleep(600)
+    """
+)
+
+
+def _sql(warehouse: Path, query: str) -> subprocess.CompletedProcess:
+    return subprocess.run([*CLI, "sql", query, "--warehouse", str(warehouse), "--format", "csv"], capture_output=True, text=True)
+
+
+def test_a_writer_killed_with_its_wal_open_leaves_a_readable_warehouse(raw: Path, clean: Path, tmp_path: Path) -> None:
+    live = tmp_path / "w.duckdb"
+    live.write_bytes((clean / "w.duckdb").read_bytes())
+    writer = subprocess.Popen([sys.executable, "-c", WRITER, str(live)], stdout=subprocess.PIPE, text=True)
+    assert writer.stdout.readline().strip() == "written"
+    os.kill(writer.pid, signal.SIGKILL)
+    writer.wait(timeout=30)
+    assert (tmp_path / "w.duckdb.wal").exists()
+
+    result = _run(raw, tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert "replayed the leftover w.duckdb.wal" in result.stdout
+    assert not (tmp_path / "w.duckdb.wal").exists()
+    # the new warehouse opens, and what the killed writer committed was kept
+    with duckdb.connect(str(live), read_only=True) as conn:
+        assert conn.sql("select note from main.analyst_note").fetchall() == [("kept",)]
+    assert _sql(live, "select count(*) as n from marts.churn_by_month").returncode == 0
+    rerun = _run(raw, tmp_path)
+    assert rerun.returncode == 0 and "wal" not in rerun.stdout.lower()
+
+
+def test_a_wal_that_is_not_the_warehouse_s_is_set_aside_and_named(raw: Path, clean: Path, tmp_path: Path) -> None:
+    """The state an earlier version left: the new file swapped in beside the old file's WAL."""
+    live = tmp_path / "w.duckdb"
+    live.write_bytes((clean / "w.duckdb").read_bytes())
+    other = tmp_path / "other.duckdb"
+    writer = subprocess.Popen([sys.executable, "-c", WRITER, str(other)], stdout=subprocess.PIPE, text=True)
+    assert writer.stdout.readline().strip() == "written"
+    os.kill(writer.pid, signal.SIGKILL)
+    writer.wait(timeout=30)
+    (tmp_path / "w.duckdb.wal").write_bytes((tmp_path / "other.duckdb.wal").read_bytes())
+
+    unreadable = _sql(live, "select 1")
+    assert unreadable.returncode == 1
+    assert unreadable.stderr.startswith(f"churn-pipeline: error: cannot open warehouse {live}: ")
+    assert len(unreadable.stderr.strip().splitlines()) == 1
+
+    result = _run(raw, tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert "set aside w.duckdb.wal" in result.stdout and "w.duckdb.wal.stale" in result.stdout
+    assert (tmp_path / "w.duckdb.wal.stale").exists() and not (tmp_path / "w.duckdb.wal").exists()
+    assert _sql(live, "select count(*) as n from marts.churn_by_month").returncode == 0

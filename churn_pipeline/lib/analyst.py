@@ -7,6 +7,10 @@ from pathlib import Path
 import duckdb
 
 
+class WarehouseUnreadable(RuntimeError):
+    """DuckDB cannot open the warehouse file; the message is one line naming it."""
+
+
 def connect_readonly(warehouse: Path | str) -> duckdb.DuckDBPyConnection:
     """Open the published warehouse so that a query cannot write, read other files or change settings.
 
@@ -16,10 +20,13 @@ def connect_readonly(warehouse: Path | str) -> duckdb.DuckDBPyConnection:
     path = Path(warehouse)
     if not path.exists():
         raise FileNotFoundError(f"warehouse {path} does not exist (run `churn-pipeline run` first)")
-    conn = duckdb.connect(
-        str(path),
-        read_only=True,
-        config={"enable_external_access": False, "autoload_known_extensions": False, "autoinstall_known_extensions": False},
-    )
+    try:
+        conn = duckdb.connect(
+            str(path),
+            read_only=True,
+            config={"enable_external_access": False, "autoload_known_extensions": False, "autoinstall_known_extensions": False},
+        )
+    except duckdb.Error as exc:
+        raise WarehouseUnreadable(f"cannot open warehouse {path}: {str(exc).splitlines()[0]}") from None
     conn.execute("set lock_configuration = true")
     return conn

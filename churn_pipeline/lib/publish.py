@@ -91,14 +91,28 @@ def release_run_lock(fd: int) -> None:
     os.close(fd)
 
 
+def wal_path(database: Path) -> Path:
+    """DuckDB's write-ahead log beside a database file."""
+    return database.with_name(database.name + ".wal")
+
+
+def stale_wal_path(live: Path) -> Path:
+    return live.with_name(live.name + ".wal.stale")
+
+
 def start_build(live: Path) -> str:
     """A fresh staged warehouse: leftovers of a crashed run removed, seeded with the live file.
-    Returns how it was seeded: "copied ahead" (`copy_ahead`'s copy), "copied" or "new"."""
+    Returns how it was seeded: "copied ahead" (`copy_ahead`'s copy), "copied" or "new", and for
+    a live file with a leftover WAL, what was done with it."""
     build = staged_path(live)
     live.parent.mkdir(parents=True, exist_ok=True)
-    for leftover in (build, build.with_name(build.name + ".wal")):
+    for leftover in (build, wal_path(build)):
         leftover.unlink(missing_ok=True)
     early = _copies_ahead.pop(live.resolve(), None)
+    if wal_path(live).exists():
+        if early is not None:
+            early.discard()
+        return _start_from_leftover_wal(live, build)
     if early is not None and early.link_if_current(live, build):
         return "copied ahead"
     if not live.exists():
@@ -108,6 +122,27 @@ def start_build(live: Path) -> str:
     # written out (1.5 s for a 1.2 GB warehouse). Start that now, beside the run's start-up.
     threading.Thread(target=write_out, args=(build,), name="write-out-staged-warehouse", daemon=True).start()
     return "copied"
+
+
+def _start_from_leftover_wal(live: Path, build: Path) -> str:
+    """A WAL beside the live file was left by a writer that ended without closing (kill -9 of a
+    read-write connection). The build starts from the live file with that WAL replayed (DuckDB
+    replays it on open), so what the writer committed is kept; the live file itself is never
+    opened for writing. A WAL that does not replay is not the live file's: it is set aside,
+    because every open of the live file would fail on it."""
+    wal = wal_path(live)
+    shutil.copyfile(live, build)
+    shutil.copyfile(wal, wal_path(build))
+    try:
+        duckdb.connect(str(build)).close()  # replays the log and checkpoints
+        return f"copied; replayed the leftover {wal.name} of a writer that did not close"
+    except duckdb.Error as exc:
+        reason = str(exc).splitlines()[0]
+    for leftover in (build, wal_path(build)):
+        leftover.unlink(missing_ok=True)
+    os.replace(wal, stale_wal_path(live))
+    shutil.copyfile(live, build)
+    return f"copied; set aside {wal.name}, which does not replay ({reason}), as {stale_wal_path(live).name}"
 
 
 class _CopyAhead:
@@ -150,6 +185,10 @@ class _CopyAhead:
             finally:
                 os.close(flushed)
 
+    def discard(self) -> None:
+        self.copied.wait()
+        os.close(self.fd)
+
     def link_if_current(self, live: Path, build: Path) -> bool:
         """Give the copy the build's name, if it is whole and the live file is still the one copied
         (another run may have published meanwhile: this copy was made without the run lock)."""
@@ -187,8 +226,7 @@ def copy_ahead(live: Path) -> None:
         return
     stale = _copies_ahead.pop(live.resolve(), None)
     if stale is not None:  # a run that never started its build: drop its copy
-        stale.copied.wait()
-        os.close(stale.fd)
+        stale.discard()
     try:
         fd = os.open(live.resolve().parent, os.O_TMPFILE | os.O_RDWR, 0o644)
     except OSError:
@@ -227,13 +265,20 @@ def clean_output_leftovers(output_dir: Path) -> None:
 
 
 def publish_run(live: Path, output_dir: Path) -> list[str]:
-    """Swap the staged warehouse in, then each staged Parquet file; returns what was published."""
+    """Swap the staged warehouse in, then each staged Parquet file; returns what was published.
+
+    A WAL beside the live file belongs to the file being replaced (its contents were replayed
+    into the build when the run started): it is removed before the swap, so DuckDB never
+    replays it against the new file."""
     build = staged_path(live)
     conn = duckdb.connect(str(build))
     try:
         conn.execute("checkpoint")
     finally:
         conn.close()
+    if wal_path(build).exists():
+        raise RuntimeError(f"{build} still has a WAL after its checkpoint; nothing was published")
+    wal_path(live).unlink(missing_ok=True)
     os.replace(build, live)
     published = [live.name]
     staged = staging_dir(output_dir)
