@@ -86,3 +86,39 @@ def test_long_lived_imports_pause_the_collector_only_when_the_command_is_the_who
     finally:
         gc.unfreeze()
         gc.enable()
+
+
+@pytest.mark.parametrize("file_format", ["csv", "parquet"])
+def test_padded_column_names_and_extra_columns_are_read_alike_in_csv_and_parquet(tmp_path: Path, file_format: str) -> None:
+    raw = tmp_path / "raw"
+    raw.mkdir()
+    frame = pl.DataFrame({
+        "order_id ": ["o1", "o2"], " Customer_ID": ["c1", "c2"], "ordered_at": ["2024-01-05T10:00:00Z", "2024-02-05T10:00:00Z"],
+        "amount": ["10", "20"], 'note"; drop table x; --': ["a", "b"], "internal id": ["1", "2"],
+    })
+    if file_format == "csv":
+        frame.write_csv(raw / "orders.csv")
+    else:
+        frame.write_parquet(raw / "orders.parquet")
+    result = _run("run", "--raw-dir", str(raw), "--warehouse", str(tmp_path / "w.duckdb"), "--output-dir", str(tmp_path / "marts"))
+    assert result.returncode == 0, result.stderr
+    ignored = [line.strip() for line in result.stdout.splitlines() if "extra columns ignored" in line]
+    assert ignored == [f'raw/orders: orders.{file_format}: extra columns ignored: note"; drop table x; --, internal id']
+    with duckdb.connect(str(tmp_path / "w.duckdb"), read_only=True) as conn:
+        assert conn.sql("select order_id, customer_id, amount from staging.int_orders order by 1").fetchall() == [
+            ("o1", "c1", 10.0), ("o2", "c2", 20.0)
+        ]
+
+
+def test_progress_lines_name_what_they_count_and_no_complete_month_publishes_empty_tables(tmp_path: Path) -> None:
+    raw = write_raw(tmp_path / "raw", {"orders.csv": "order_id,customer_id,ordered_at,amount\no1,c1,2024-01-05T10:00:00Z,10\n"})
+    result = _run("run", "--raw-dir", str(raw), "--warehouse", str(tmp_path / "w.duckdb"), "--output-dir", str(tmp_path / "marts"))
+    assert result.returncode == 0, result.stderr
+    lines = {line.split()[0]: line.split()[1:3] for line in result.stdout.splitlines() if line.startswith("  ")}
+    assert lines["raw/orders"] == ["1", "rows"]
+    assert lines["churn_report"][1] == "bytes" and lines["published"][1] == "files"
+    published = [path.name for path in (tmp_path / "marts").iterdir()]
+    assert int(lines["published"][0]) == len(published) + 1  # and the warehouse
+    # as_of is the only order's time, so no month is complete: every table is published empty
+    monthly = pl.read_parquet(tmp_path / "marts" / "churn_by_month.parquet")
+    assert monthly.height == 0 and {"trend_3m", "trend_6m_p_value", "mrr_end"} <= set(monthly.columns)

@@ -7,7 +7,7 @@ import warnings
 import dagster as dg
 import duckdb
 
-from churn_pipeline.assets.metadata import report
+from churn_pipeline.assets.metadata import note, report
 from churn_pipeline.lib.adapters import load_adapter, load_through_adapter
 from churn_pipeline.lib.duck import scalar
 from churn_pipeline.lib.ingest import RawFileChanged, load_source
@@ -69,13 +69,21 @@ def _define_raw_asset(source: RawSource) -> dg.AssetsDefinition:
         rejected = sum(load.rows_rejected for load in loads)
         via = f" via {pipeline.source} from {read:,} source rows" if pipeline.source else ""
         report(context, loaded, time.perf_counter() - started, f"{len(loads)} files{via}, {rejected} unreadable rows")
-        files = "\n".join(f"| {l.file} | {l.rows_loaded} | {l.rows_rejected} |" for l in loads)
+        for load in loads:
+            if load.ignored_columns:
+                note(context, f"{load.file}: extra columns ignored: {', '.join(load.ignored_columns)}")
+        files = "\n".join(
+            f"| {l.file} | {l.rows_loaded} | {l.rows_rejected} | {', '.join(l.ignored_columns)} |" for l in loads
+        )
         return dg.MaterializeResult(
             metadata={
                 "dagster/row_count": loaded,
                 "unreadable_rows": rejected,
                 "source_rows_read": read,
-                "files": dg.MetadataValue.md(f"| file | rows | unreadable |\n|---|---|---|\n{files}"),
+                "files": dg.MetadataValue.md(f"| file | rows | unreadable | extra columns ignored |\n|---|---|---|---|\n{files}"),
+                "ignored_columns": dg.MetadataValue.json(
+                    {l.file: list(l.ignored_columns) for l in loads if l.ignored_columns}
+                ),
                 "raw_dir": dg.MetadataValue.path(str(settings.raw_dir)),
                 "source_adapter": pipeline.source or "none (contract layout)",
                 "delivery_months": ", ".join(months) if months else "all files",

@@ -42,10 +42,17 @@ def observation_metadata(as_of: datetime | None, last_complete_month: date | Non
     }
 
 
-def report(context: dg.AssetExecutionContext, rows: int | None, seconds: float, extra: str = "") -> None:
-    """One progress line; `rows` is None for a view (not counted)."""
+def report(context: dg.AssetExecutionContext, count: int | None, seconds: float, extra: str = "", unit: str = "rows") -> None:
+    """One progress line: what the step wrote (`count` `unit`s; None for a view, not counted)."""
     name = context.asset_key.to_user_string()
-    count = f"{rows:>10,} rows" if rows is not None else f"{'view':>15}"
-    line = f"{name:<48} {count} {seconds:>7.2f}s{'  ' + extra if extra else ''}"
+    written = f"{count:>10,} {unit:<5}" if count is not None else f"{'view':>16}"
+    line = f"{name:<48} {written} {seconds:>7.2f}s{'  ' + extra if extra else ''}"
     context.log.info(line)
     progress_log.info(line)
+
+
+def note(context: dg.AssetExecutionContext, text: str) -> None:
+    """A line under the step's progress line, for something the user should know."""
+    line = f"{context.asset_key.to_user_string()}: {text}"
+    context.log.info(line)
+    progress_log.info(f"  {line}")

@@ -39,7 +39,7 @@ def churn_report(context: dg.AssetExecutionContext, pipeline: PipelineConfig, wa
     key_charts: dict[str, str] = {}
     page = churn_report_html.render(inputs, key_charts=key_charts)
     write_text_atomic(page, staging_dir(settings.output_dir), "churn_report", ".html")
-    report(context, len(page), time.perf_counter() - started, "(bytes of HTML)")
+    report(context, len(page), time.perf_counter() - started, unit="bytes")
     quality = inputs.data_quality
     return dg.MaterializeResult(
         metadata={
@@ -74,7 +74,7 @@ def published(context: dg.AssetExecutionContext, pipeline: PipelineConfig, wareh
     started = time.perf_counter()
     warehouse.close_build()
     files = publish_run(warehouse.live_path, pipeline.settings().output_dir)
-    report(context, len(files), time.perf_counter() - started, "(files: the warehouse, each Parquet table, the report)")
+    report(context, len(files), time.perf_counter() - started, "the warehouse, each Parquet table and the report", unit="files")
     return dg.MaterializeResult(
         metadata={
             "warehouse": dg.MetadataValue.path(str(warehouse.live_path)),

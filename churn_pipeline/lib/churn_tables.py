@@ -230,8 +230,9 @@ def churn_by_month(movements: pl.DataFrame, bands: BenchmarkBands = BenchmarkBan
         "gross_mrr_churn_rate", "net_mrr_churn_rate", "trials_started", "trials_converted",
         "revenue", "new_customer_revenue", "existing_customer_revenue",
     ]
-    if not parts:
-        return frame.select(columns).clear()
+    if not parts:  # no complete month yet
+        trend_columns = {f"trend_{w}m": pl.String for w in (3, 6)} | {f"trend_{w}m_p_value": pl.Float64 for w in (3, 6)}
+        return frame.with_columns(pl.lit(None, dtype).alias(name) for name, dtype in trend_columns.items()).select(columns)
     return pl.concat(parts).select(columns).with_columns(pl.selectors.float().round(6))
 
 

@@ -17,10 +17,5 @@ def validate_identifier(name: str, what: str = "identifier") -> str:
     return name
 
 
-def quote_identifier(name: str) -> str:
-    """A validated name, double-quoted so that case is kept (e.g. a Parquet column `Order_ID`)."""
-    return '"' + validate_identifier(name, "column") + '"'
-
-
 def qualified(schema: str, table: str) -> str:
     return f"{validate_identifier(schema, 'schema')}.{validate_identifier(table, 'table')}"

@@ -20,7 +20,6 @@ from churn_pipeline.lib.duck import scalar, transaction
 from churn_pipeline.lib.incremental import (
     TOP_LEVEL, ensure_bookkeeping, forget_delivery_versions, month_version, record_delivery_versions,
 )
-from churn_pipeline.lib.identifiers import quote_identifier
 from churn_pipeline.lib.raw_sources import MONTH_FOLDER, RawSource, SOURCES, delivery_month, file_format, relative_name
 
 RAW_REJECTS_COLUMNS = "source varchar, source_file varchar, source_row bigint, error_type varchar, raw_line varchar, delivery_month varchar"
@@ -43,6 +42,8 @@ class FileLoad:
     delivery_month: str | None = None
     size: int = 0
     mtime_ns: int = 0
+    ignored_columns: tuple[str, ...] = ()
+    """Columns of the file that are not in the contract (read past, as the contract says)."""
 
 
 def delivery_versions(loads: list[FileLoad]) -> dict[str, str]:
@@ -87,6 +88,10 @@ def _map_columns(source: RawSource, path: Path, header: list[str]) -> dict[str, 
         if column not in mapping:
             raise RawInputError(f"{_label(path)}: required column {column!r} is missing (found: {', '.join(header) or 'no columns'})")
     return mapping
+
+
+def _extra_columns(source: RawSource, header: list[str]) -> tuple[str, ...]:
+    return tuple(written for written in header if written.strip().lower() not in source.columns)
 
 
 def _csv_header(path: Path) -> list[str]:
@@ -197,7 +202,7 @@ def _load_csv(conn: duckdb.DuckDBPyConnection, source: RawSource, path: Path, na
         {"source": source.name, "file": name, "month": month},
     )
     conn.execute("drop table csv_file")
-    return FileLoad(source.name, name, loaded, rejected)
+    return FileLoad(source.name, name, loaded, rejected, ignored_columns=_extra_columns(source, header))
 
 
 def _load_parquet(conn: duckdb.DuckDBPyConnection, source: RawSource, path: Path, name: str, month: str | None) -> FileLoad:
@@ -205,22 +210,26 @@ def _load_parquet(conn: duckdb.DuckDBPyConnection, source: RawSource, path: Path
         described = conn.execute("describe select * from read_parquet($path)", {"path": str(path)}).fetchall()
     except duckdb.Error as exc:
         raise RawInputError(f"{_label(path)}: not a readable Parquet file ({str(exc).splitlines()[0]})") from None
-    mapping = _map_columns(source, path, [row[0] for row in described])
+    header = [row[0] for row in described]
+    mapping = _map_columns(source, path, header)
+    # Positional names keep file-supplied text out of SQL identifiers, as for CSV.
+    positional = [f"c{i}" for i in range(len(header))]
+    by_key = {written.strip().lower(): positional[i] for i, written in enumerate(header)}
     select = ", ".join(
-        f"cast({quote_identifier(mapping[column])} as varchar) as {column}" if column in mapping else f"null::varchar as {column}"
+        f"cast({by_key[column]} as varchar) as {column}" if column in mapping else f"null::varchar as {column}"
         for column in source.columns
     )
     conn.execute(
         f"""
         insert into raw.{source.name}
         select {select}, $file, file_row_number + 1, $month
-        from read_parquet($path, file_row_number = true)
+        from read_parquet($path, file_row_number = true) as parquet_file({", ".join(positional)})
         order by file_row_number
         """,
         {"path": str(path), "file": name, "month": month},
     )
     loaded = scalar(conn, f"select count(*) from raw.{source.name} where source_file = $file", {"file": name})
-    return FileLoad(source.name, name, loaded, 0)
+    return FileLoad(source.name, name, loaded, 0, ignored_columns=_extra_columns(source, header))
 
 
 def load_file(conn: duckdb.DuckDBPyConnection, source: RawSource, path: Path, raw_dir: Path) -> FileLoad:
