@@ -15,7 +15,7 @@ from pathlib import Path
 
 from churn_pipeline.lib.adapters import AdapterError, check_adapter_inputs, load_adapter
 from churn_pipeline.lib.ingest import RawInputError, preflight
-from churn_pipeline.lib.settings import PipelineSettings, SettingsError, parse_as_of
+from churn_pipeline.lib.settings import PipelineSettings, SettingsError, check_warehouse_settings, parse_as_of
 
 
 def _run_parser(sub: argparse._SubParsersAction) -> None:
@@ -67,8 +67,15 @@ def _sql_parser(sub: argparse._SubParsersAction) -> None:
     sql.add_argument("--format", choices=["table", "csv"], default="table", help="output format (default: table)")
 
 
+class _Parser(argparse.ArgumentParser):
+    """argparse, with a mistake reported in one line (usage stays in --help)."""
+
+    def error(self, message: str) -> None:
+        self.exit(2, f"churn-pipeline: error: {message}\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="churn-pipeline", description=__doc__)
+    parser = _Parser(prog="churn-pipeline", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
     _run_parser(sub)
     _generate_parser(sub)
@@ -216,6 +223,7 @@ def _long_lived_imports(whole_process: bool) -> Iterator[None]:
 
 
 def command_run(args: argparse.Namespace) -> int:
+    _source_options(args.source_option)
     _apply_adapter_defaults(args)
     PipelineSettings(
         raw_dir=Path(args.raw_dir),
@@ -224,7 +232,9 @@ def command_run(args: argparse.Namespace) -> int:
         source_timezone=args.source_timezone,
         reporting_currency=args.reporting_currency,
         inactivity_days=args.inactivity_days,
+        price_change_window_months=args.price_change_window,
     )
+    check_warehouse_settings(args.memory_limit, args.threads, args.temp_dir)
     months = _months(args)
     if args.source and months:
         raise SettingsError(f"--month: source {args.source} loads whole files; run it without --month/--months")

@@ -12,7 +12,7 @@ from pydantic import PrivateAttr
 
 from churn_pipeline.lib.months import end_of_month
 from churn_pipeline.lib.publish import acquire_run_lock, clean_output_leftovers, release_run_lock, staged_path, start_build
-from churn_pipeline.lib.settings import HighRiskSettings, PipelineSettings, parse_as_of
+from churn_pipeline.lib.settings import HighRiskSettings, PipelineSettings, check_warehouse_settings, parse_as_of
 from churn_pipeline.partitions import run_months
 
 progress_log = logging.getLogger("churn_pipeline.progress")
@@ -70,6 +70,7 @@ class PipelineConfig(dg.ConfigurableResource):
             source_timezone=self.source_timezone,
             reporting_currency=self.reporting_currency,
             inactivity_days=self.inactivity_days,
+            price_change_window_months=self.price_change_window_months,
             high_risk=HighRiskSettings(
                 neighbours=self.high_risk_neighbours,
                 min_at_risk=self.high_risk_min_at_risk,
@@ -88,7 +89,7 @@ class PipelineConfig(dg.ConfigurableResource):
             "reporting_currency": settings.reporting_currency,
             "inactivity_days": settings.inactivity_days,
             "as_of": settings.as_of.isoformat() if settings.as_of else None,
-            "price_change_window_months": self.price_change_window_months,
+            "price_change_window_months": settings.price_change_window_months,
             "downgrade_is_churn": self.downgrade_is_churn,
         }
 
@@ -117,6 +118,7 @@ class Warehouse(dg.ConfigurableResource):
         return staged_path(self.live_path)
 
     def setup_for_execution(self, context: dg.InitResourceContext) -> None:
+        check_warehouse_settings(self.memory_limit, self.threads, self.temp_directory)
         # one run per warehouse at a time: a second run waits here rather than clobbering the build
         self._lock = acquire_run_lock(self.live_path, self.lock_timeout_seconds)
         seeded = start_build(self.live_path)

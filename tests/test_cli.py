@@ -40,12 +40,23 @@ def test_generate_then_run_end_to_end(tmp_path: Path) -> None:
         assert conn.sql("select count(*) from marts.quarantine").fetchall()[0][0] > 0
 
 
+_HEADER = {"orders.csv": "order_id,customer_id,ordered_at,amount\n"}
+
+
 @pytest.mark.parametrize(
     "files, args, message",
     [
         ({"orders.csv": "order_id,customer_id,amount\no1,c1,1\n"}, [], "orders.csv: required column 'ordered_at' is missing"),
         ({"orders.csv": "order_id,customer_id,ordered_at,amount\n"}, ["--timezone", "Mars/Base"], "--timezone: unknown time zone 'Mars/Base'"),
         ({"orders.csv": "order_id,customer_id,ordered_at,amount\n"}, ["--as-of", "soon"], "--as-of: cannot read 'soon'"),
+        (_HEADER, ["--memory-limit", "lots"], "--memory-limit: cannot read 'lots' as a size"),
+        (_HEADER, ["--threads", "0"], "--threads: 0 is outside 1..1024"),
+        (_HEADER, ["--threads", "two"], "argument --threads: invalid int value: 'two'"),
+        (_HEADER, ["--price-change-window", "0"], "--price-change-window: 0 is outside 1..36"),
+        (_HEADER, ["--inactivity-days", "0"], "--inactivity-days: 0 is outside 1..3660"),
+        (_HEADER, ["--reporting-currency", "euro"], "reporting_currency: 'euro' is not an ISO-4217 code"),
+        (_HEADER, ["--month", "2024-13"], "--month"),
+        (_HEADER, ["--source-option", "novalue"], "--source-option: 'novalue' is not KEY=VALUE"),
     ],
 )
 def test_user_mistakes_get_one_clear_line(tmp_path: Path, files: dict, args: list[str], message: str) -> None:

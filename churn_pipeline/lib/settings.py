@@ -74,6 +74,7 @@ class PipelineSettings:
     source_timezone: str = "UTC"
     reporting_currency: str = "USD"
     inactivity_days: int = 90
+    price_change_window_months: int = 3
     high_risk: HighRiskSettings = field(default_factory=HighRiskSettings)
 
     def __post_init__(self) -> None:
@@ -83,5 +84,23 @@ class PipelineSettings:
             raise SettingsError(f"reporting_currency: {self.reporting_currency!r} is not an ISO-4217 code such as 'USD'")
         if not 1 <= self.inactivity_days <= 3660:
             raise SettingsError(f"--inactivity-days: {self.inactivity_days} is outside 1..3660")
+        if not 1 <= self.price_change_window_months <= 36:
+            raise SettingsError(f"--price-change-window: {self.price_change_window_months} is outside 1..36 (months)")
         if self.as_of is not None and self.as_of.tzinfo is None:
             raise SettingsError("as_of: must be timezone-aware")
+
+
+def check_warehouse_settings(memory_limit: str | None, threads: int | None, temp_directory: str | None) -> None:
+    """DuckDB's resource settings, checked before any work: DuckDB itself parses the memory limit."""
+    if memory_limit is not None:
+        import duckdb
+
+        with duckdb.connect() as conn:
+            try:
+                conn.execute("set memory_limit = $value", {"value": memory_limit})
+            except duckdb.Error:
+                raise SettingsError(f"--memory-limit: cannot read {memory_limit!r} as a size (e.g. 4GB, 512MB)") from None
+    if threads is not None and not 1 <= threads <= 1024:
+        raise SettingsError(f"--threads: {threads} is outside 1..1024")
+    if temp_directory is not None and Path(temp_directory).exists() and not Path(temp_directory).is_dir():
+        raise SettingsError(f"--temp-dir: {temp_directory} exists and is not a directory")
