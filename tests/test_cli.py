@@ -133,3 +133,31 @@ def test_progress_lines_name_what_they_count_and_no_complete_month_publishes_emp
     # as_of is the only order's time, so no month is complete: every table is published empty
     monthly = pl.read_parquet(tmp_path / "marts" / "churn_by_month.parquet")
     assert monthly.height == 0 and {"trend_3m", "trend_6m_p_value", "mrr_end"} <= set(monthly.columns)
+
+
+@pytest.mark.parametrize("link", ["orders.csv", "2024-05/orders.csv", "2024-06"])
+def test_a_link_out_of_the_raw_directory_is_refused_without_reading_it(tmp_path: Path, link: str) -> None:
+    outside = tmp_path / "outside"
+    (outside / "2024-06").mkdir(parents=True)
+    secret = outside / "secret.csv"
+    secret.write_text("secret_user:x:0:0:secret_user:/home:/bin/bash\n")
+    (outside / "2024-06" / "orders.csv").write_text("order_id,customer_id,ordered_at,amount\no1,c1,2024-06-05T00:00:00Z,1\n")
+    raw = write_raw(tmp_path / "raw", {"subscription_events.csv": "event_id,customer_id,occurred_at,event_type\n"})
+    (raw / link).parent.mkdir(parents=True, exist_ok=True)
+    (raw / link).symlink_to(outside / "2024-06" if link == "2024-06" else secret)
+    expected = "2024-06/orders.csv" if link == "2024-06" else link
+    result = _run("run", "--raw-dir", str(raw), "--warehouse", str(tmp_path / "w.duckdb"), "--output-dir", str(tmp_path / "marts"))
+    assert result.returncode == 2
+    assert result.stderr.strip().splitlines() == [
+        f"churn-pipeline: error: {expected}: a link to a file outside the raw directory {raw}; refused"
+    ]
+    assert "secret_user" not in result.stdout + result.stderr
+    assert not (tmp_path / "w.duckdb").exists()
+
+
+def test_a_link_that_stays_inside_the_raw_directory_is_read(tmp_path: Path) -> None:
+    archive = write_raw(tmp_path / "raw" / "archive", {"orders_2024.csv": "order_id,customer_id,ordered_at,amount\no1,c1,2024-01-05T00:00:00Z,1\n"})
+    (tmp_path / "raw" / "orders.csv").symlink_to(archive / "orders_2024.csv")
+    raw = tmp_path / "raw"
+    result = _run("run", "--raw-dir", str(raw), "--warehouse", str(tmp_path / "w.duckdb"), "--output-dir", str(tmp_path / "marts"))
+    assert result.returncode == 0, result.stderr

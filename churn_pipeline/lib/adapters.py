@@ -21,7 +21,7 @@ import duckdb
 from churn_pipeline.lib.duck import transaction
 from churn_pipeline.lib.identifiers import IdentifierError, validate_identifier
 from churn_pipeline.lib.ingest import FileLoad, RawInputError, _create_raw_table, _create_rejects_table, _csv_header, load_file
-from churn_pipeline.lib.raw_sources import RawSource, file_format
+from churn_pipeline.lib.raw_sources import RawSource, file_format, inside_raw_dir
 from churn_pipeline.lib.sql_models import SQL_ROOT, _PARAMETER, _code_only
 
 SOURCES_ROOT = SQL_ROOT / "sources"
@@ -117,7 +117,9 @@ def _source_for_files(spec: FileSpec, paths: list[Path], conn: duckdb.DuckDBPyCo
 
 
 def _files(spec: FileSpec, raw_dir: Path) -> list[Path]:
-    return sorted((p for p in raw_dir.glob(spec.pattern) if p.is_file() and file_format(p)), key=lambda p: p.name)
+    return sorted(
+        (p for p in raw_dir.glob(spec.pattern) if file_format(p) and inside_raw_dir(p, raw_dir).is_file()), key=lambda p: p.name
+    )
 
 
 def check_adapter_inputs(adapter: Adapter, raw_dir: Path) -> list[Path]:

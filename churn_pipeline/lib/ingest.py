@@ -20,13 +20,11 @@ from churn_pipeline.lib.duck import scalar, transaction
 from churn_pipeline.lib.incremental import (
     TOP_LEVEL, ensure_bookkeeping, forget_delivery_versions, month_version, record_delivery_versions,
 )
-from churn_pipeline.lib.raw_sources import MONTH_FOLDER, RawSource, SOURCES, delivery_month, file_format, relative_name
+from churn_pipeline.lib.raw_sources import (
+    MONTH_FOLDER, SOURCES, RawInputError, RawSource, delivery_month, file_format, relative_name,
+)
 
 RAW_REJECTS_COLUMNS = "source varchar, source_file varchar, source_row bigint, error_type varchar, raw_line varchar, delivery_month varchar"
-
-
-class RawInputError(ValueError):
-    """A user mistake in the raw inputs; the message is one line naming the file and column."""
 
 
 class RawFileChanged(OSError):

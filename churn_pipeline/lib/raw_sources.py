@@ -9,6 +9,18 @@ from pathlib import Path
 MONTH_FOLDER = re.compile(r"^\d{4}-(0[1-9]|1[0-2])$")
 
 
+class RawInputError(ValueError):
+    """A user mistake in the raw inputs; the message is one line naming the file and column."""
+
+
+def inside_raw_dir(path: Path, raw_dir: Path) -> Path:
+    """`path`, refused when it is a link that leads outside the raw directory (nothing of it is read)."""
+    root = raw_dir.resolve()
+    if not path.resolve().is_relative_to(root):
+        raise RawInputError(f"{relative_name(path, raw_dir)}: a link to a file outside the raw directory {raw_dir}; refused")
+    return path
+
+
 @dataclass(frozen=True)
 class RawSource:
     name: str
@@ -32,12 +44,12 @@ class RawSource:
             if path.is_dir() and MONTH_FOLDER.match(path.name) and (months is None or path.name in months)
         )
         found = [
-            path
+            inside_raw_dir(path, raw_dir)
             for folder in folders
             for path in folder.iterdir()
-            if path.is_file()
-            and path.name.lower().startswith(self.name)
+            if path.name.lower().startswith(self.name)
             and file_format(path) is not None
+            and inside_raw_dir(path, raw_dir).is_file()
         ]
         return sorted(found, key=lambda p: relative_name(p, raw_dir))
 
