@@ -96,6 +96,10 @@ def command_sql(args: argparse.Namespace) -> int:
         print(f"churn-pipeline: error: {exc}", file=sys.stderr)
         return 1
     try:
+        statements = conn.extract_statements(args.query)
+        if len(statements) != 1:
+            print(f"churn-pipeline: error: sql runs exactly one statement; this has {len(statements)}", file=sys.stderr)
+            return 2
         frame = conn.sql(args.query).pl()
     except duckdb.Error as exc:
         print(f"churn-pipeline: query failed: {str(exc).splitlines()[0]}", file=sys.stderr)

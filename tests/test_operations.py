@@ -235,6 +235,10 @@ def test_churn_pipeline_sql_prints_csv_and_refuses_writes(clean: Path) -> None:
                              capture_output=True, text=True)
     assert refused.returncode == 1
     assert refused.stderr.startswith("churn-pipeline: query failed:") and len(refused.stderr.strip().splitlines()) == 1
+    for query, count in [("select 1; select 2", 2), ("", 0), ("create table t (a int); select 1", 2)]:
+        several = subprocess.run([*CLI, "sql", query, "--warehouse", str(clean / "w.duckdb")], capture_output=True, text=True)
+        assert several.returncode == 2 and several.stdout == ""
+        assert several.stderr == f"churn-pipeline: error: sql runs exactly one statement; this has {count}\n"
     missing = subprocess.run([*CLI, "sql", "select 1", "--warehouse", str(clean / "nope.duckdb")], capture_output=True, text=True)
     assert missing.returncode == 2 and "does not exist" in missing.stderr
 
