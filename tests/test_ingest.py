@@ -337,3 +337,30 @@ def test_row_numbers_follow_the_file_across_many_row_groups(tmp_path: Path, unre
     assert conn.execute("select count(*), max(source_row) from raw.orders").fetchall() == [(expected_loaded, count)]
     rejects = conn.execute("select source_row from raw.csv_rejects").fetchall()
     assert rejects == ([] if unreadable_line is None else [(unreadable_line,)])
+
+
+@pytest.mark.parametrize("marker", ["NULL", "null", "\\N", " None ", "N/A", "#n/a"])
+def test_null_markers_are_missing_values(tmp_path: Path, marker: str) -> None:
+    raw = write_raw(tmp_path, {
+        "orders.csv": f"""
+            order_id,customer_id,ordered_at,amount,channel
+            o1,c1,2024-01-05T00:00:00Z,10,{marker}
+            o2,{marker},2024-01-06T00:00:00Z,10,ads
+            {marker},c2,2024-01-06T00:00:00Z,10,ads
+            o3,c3,{marker},10,ads
+            """,
+        "subscription_events.csv": f"""
+            event_id,customer_id,occurred_at,event_type,plan,price,segment
+            e1,c1,2024-01-05T00:00:00Z,subscribed,basic,20,{marker}
+            e2,{marker},2024-01-05T00:00:00Z,subscribed,basic,20,smb
+            {marker},c2,2024-01-05T00:00:00Z,subscribed,basic,20,smb
+            e3,c3,2024-01-05T00:00:00Z,subscribed,{marker},20,smb
+            """,
+    })
+    built = Built(raw)
+    assert _reasons(built, "orders") == {"missing customer_id": 1, "missing order_id": 1, "missing ordered_at": 1}
+    assert _reasons(built, "subscription_events") == {
+        "missing customer_id": 1, "missing event_id": 1, "missing plan for subscribed": 1,
+    }
+    assert built.sql("select customer_id, channel from staging.int_orders").rows() == [("c1", "unknown")]
+    assert built.sql("select customer_id, segment from staging.int_subscription_events").rows() == [("c1", "unknown")]

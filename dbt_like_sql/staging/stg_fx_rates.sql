@@ -8,10 +8,10 @@ typed as (
     select
         upper(trim(currency)) as currency,
         parse_number(rate_to_reporting) as rate_to_reporting,
-        nullif(trim(month), '') as month_text,
+        clean_text(month) as month_text,
         coalesce(
-            try_cast(nullif(trim(month), '') as date),
-            try_strptime(nullif(trim(month), ''), '%Y-%m')::date
+            try_cast(clean_text(month) as date),
+            try_strptime(clean_text(month), '%Y-%m')::date
         ) as rate_month,
         to_json(struct_pack(currency, rate_to_reporting, month)) as raw_values,
         source_file,

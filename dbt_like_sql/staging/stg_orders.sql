@@ -8,7 +8,7 @@
 -- of a repeated id is loaded depends on all of them, and nothing else crosses rows.
 {% if is_incremental() %}
 with delivered_ids as (
-    select distinct nullif(trim(order_id), '') as order_id
+    select distinct clean_text(order_id) as order_id
     from raw.orders
     where list_contains($append_months, coalesce(delivery_month, ''))
 ),
@@ -37,7 +37,7 @@ with delivered as not materialized (
 -- ids that occur more than once, as hashes: only their rows need the duplicate window in
 -- `final` (a hash collision only sends more rows through it; the window compares the ids)
 repeated_ids as (
-    select hash(nullif(trim(order_id), '')) as id_hash
+    select hash(clean_text(order_id)) as id_hash
     from delivered
     group by id_hash
     having count(*) > 1
@@ -47,7 +47,7 @@ repeated_ids as (
 source as not materialized (
     select
         *,
-        hash(nullif(trim(order_id), '')) in (select id_hash from repeated_ids) as is_repeated_id
+        hash(clean_text(order_id)) in (select id_hash from repeated_ids) as is_repeated_id
     from delivered
 ),
 
@@ -58,17 +58,17 @@ fx_rates as (
 -- cast the text columns; naive timestamps are in the source time zone
 typed as not materialized (
     select
-        nullif(trim(order_id), '') as order_id,
-        nullif(trim(customer_id), '') as customer_id,
+        clean_text(order_id) as order_id,
+        clean_text(customer_id) as customer_id,
         parse_instant(ordered_at, $source_timezone) as ordered_at,
         parse_number(amount) as amount_original,
-        upper(coalesce(nullif(trim(currency), ''), $reporting_currency)) as currency,
-        coalesce(nullif(lower(trim(channel)), ''), 'unknown') as channel,
-        nullif(trim(channel), '') is null as channel_missing,
-        order_id is null or trim(order_id) = '' as missing_order_id,
-        customer_id is null or trim(customer_id) = '' as missing_customer_id,
-        ordered_at is null or trim(ordered_at) = '' as missing_ordered_at,
-        amount is null or trim(amount) = '' as missing_amount,
+        upper(coalesce(clean_text(currency), $reporting_currency)) as currency,
+        coalesce(lower(clean_text(channel)), 'unknown') as channel,
+        clean_text(channel) is null as channel_missing,
+        clean_text(order_id) is null as missing_order_id,
+        clean_text(customer_id) is null as missing_customer_id,
+        clean_text(ordered_at) is null as missing_ordered_at,
+        clean_text(amount) is null as missing_amount,
         source_file,
         source_row,
         delivery_month,

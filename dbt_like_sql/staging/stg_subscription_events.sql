@@ -9,7 +9,7 @@
 -- of a repeated id is loaded depends on all of them, and nothing else crosses rows.
 {% if is_incremental() %}
 with delivered_ids as (
-    select distinct nullif(trim(event_id), '') as event_id
+    select distinct clean_text(event_id) as event_id
     from raw.subscription_events
     where list_contains($append_months, coalesce(delivery_month, ''))
 ),
@@ -38,7 +38,7 @@ with delivered as not materialized (
 -- ids that occur more than once, as hashes: only their rows need the duplicate window in
 -- `final` (a hash collision only sends more rows through it; the window compares the ids)
 repeated_ids as (
-    select hash(nullif(trim(event_id), '')) as id_hash
+    select hash(clean_text(event_id)) as id_hash
     from delivered
     group by id_hash
     having count(*) > 1
@@ -48,7 +48,7 @@ repeated_ids as (
 source as not materialized (
     select
         *,
-        hash(nullif(trim(event_id), '')) in (select id_hash from repeated_ids) as is_repeated_id
+        hash(clean_text(event_id)) in (select id_hash from repeated_ids) as is_repeated_id
     from delivered
 ),
 
@@ -59,22 +59,22 @@ fx_rates as (
 -- cast the text columns; naive timestamps are in the source time zone
 typed as not materialized (
     select
-        nullif(trim(event_id), '') as event_id,
-        nullif(trim(customer_id), '') as customer_id,
+        clean_text(event_id) as event_id,
+        clean_text(customer_id) as customer_id,
         parse_instant(occurred_at, $source_timezone) as occurred_at,
-        lower(trim(event_type)) as event_type,
-        nullif(trim(plan), '') as plan,
+        lower(clean_text(event_type)) as event_type,
+        clean_text(plan) as plan,
         parse_number(price) as price,
-        coalesce(nullif(lower(trim(billing_period)), ''), 'month') as billing_period,
-        upper(coalesce(nullif(trim(currency), ''), $reporting_currency)) as currency,
-        coalesce(nullif(lower(trim(channel)), ''), 'unknown') as channel,
-        coalesce(nullif(lower(trim(segment)), ''), 'unknown') as segment,
-        lower(trim(event_type)) in ('subscribed', 'reactivated', 'plan_changed', 'price_changed') as sets_plan,
-        event_id is null or trim(event_id) = '' as missing_event_id,
-        customer_id is null or trim(customer_id) = '' as missing_customer_id,
-        occurred_at is null or trim(occurred_at) = '' as missing_occurred_at,
-        event_type is null or trim(event_type) = '' as missing_event_type,
-        price is not null and trim(price) <> '' as has_price,
+        coalesce(lower(clean_text(billing_period)), 'month') as billing_period,
+        upper(coalesce(clean_text(currency), $reporting_currency)) as currency,
+        coalesce(lower(clean_text(channel)), 'unknown') as channel,
+        coalesce(lower(clean_text(segment)), 'unknown') as segment,
+        lower(clean_text(event_type)) in ('subscribed', 'reactivated', 'plan_changed', 'price_changed') as sets_plan,
+        clean_text(event_id) is null as missing_event_id,
+        clean_text(customer_id) is null as missing_customer_id,
+        clean_text(occurred_at) is null as missing_occurred_at,
+        clean_text(event_type) is null as missing_event_type,
+        clean_text(price) is not null as has_price,
         source_file,
         source_row,
         delivery_month,
