@@ -160,19 +160,16 @@ def _apply_adapter_defaults(args: argparse.Namespace) -> None:
 
 
 def _failure_line(result) -> str:
-    """The first failed step or check, in one line."""
-    for event in result.all_events:
-        if event.event_type_value == "STEP_FAILURE":
-            error = event.step_failure_data.error
-            while error.cause is not None and error.cls_name in ("DagsterExecutionStepExecutionError",):
-                error = error.cause
-            message = error.message.strip().splitlines()[0] if error.message else error.cls_name
-            return f"{event.step_key}: {message}"
-    for event in result.all_events:
-        if event.event_type_value == "ASSET_CHECK_EVALUATION":
-            evaluation = event.event_specific_data
-            if not evaluation.passed:
-                return f"check {evaluation.check_name} on {evaluation.asset_key.to_user_string()} failed: {evaluation.description}"
+    """The first failed check (its name, asset and what it saw), else the first failed step, in one line."""
+    for evaluation in result.get_asset_check_evaluations():
+        if not evaluation.passed:
+            return f"check {evaluation.check_name} on {evaluation.asset_key.to_user_string()} failed: {evaluation.description}"
+    for event in result.get_step_failure_events():
+        error = event.step_failure_data.error
+        while error.cause is not None and error.cls_name in ("DagsterExecutionStepExecutionError",):
+            error = error.cause
+        message = error.message.strip().splitlines()[0] if error.message else error.cls_name
+        return f"{event.step_key}: {message}"
     return "the run failed (see the Dagster event log)"
 
 
@@ -260,15 +257,11 @@ def command_run(args: argparse.Namespace) -> int:
         result = job.execute_in_process(
             run_config=run_config(args), instance=instance, raise_on_error=False, tags=_partition_tags(months)
         )
-        failed_checks = [
-            event.event_specific_data
-            for event in result.all_events
-            if event.event_type_value == "ASSET_CHECK_EVALUATION" and not event.event_specific_data.passed
-        ]
-        if not result.success or failed_checks:
+        evaluations = result.get_asset_check_evaluations()
+        if not result.success or not all(evaluation.passed for evaluation in evaluations):
             print(f"churn-pipeline: failed: {_failure_line(result)}", file=sys.stderr)
             return 1
-    checks = sum(1 for e in result.all_events if e.event_type_value == "ASSET_CHECK_EVALUATION")
+    checks = len(evaluations)
     print(
         f"churn-pipeline: done in {time.perf_counter() - started:.1f}s, {checks} checks passed; "
         f"warehouse {args.warehouse}, Parquet in {args.output_dir}",

@@ -165,6 +165,9 @@ def test_a_failing_blocking_check_publishes_nothing(raw: Path, clean: Path, tmp_
     evaluations = {e.event_specific_data.check_name: e.event_specific_data for e in result.all_events
                    if e.event_type_value == "ASSET_CHECK_EVALUATION"}
     assert evaluations["churn_is_implausible"].passed is False
+    from churn_pipeline.cli import _failure_line
+
+    assert _failure_line(result) == "check churn_is_implausible on marts/churn_by_month failed: saw 3 bad months"
     assert evaluations["customer_identity_holds"].passed is True  # the real checks ran and passed
     materialized = {e.asset_key for e in result.all_events if e.event_type_value == "ASSET_MATERIALIZATION"}
     assert dg.AssetKey(["marts", "churn_by_month"]) in materialized
@@ -172,6 +175,16 @@ def test_a_failing_blocking_check_publishes_nothing(raw: Path, clean: Path, tmp_
     after = {p.name: p.read_bytes() for p in sorted(workdir.rglob("*")) if p.is_file() and ".staging" not in p.parts
              and not p.name.startswith((".w.duckdb.build", ".w.duckdb.lock"))}  # the run's own scratch and lock
     assert after == before
+
+
+def test_a_failing_check_says_how_many_rows_failed_and_shows_the_first() -> None:
+    from churn_pipeline.assets.checks import _result
+
+    failing = _result([("orders", "2024-01-01", 2, 1), ("orders", "2024-02-01", 3, 0)], ["basis", "month", "start", "end"],
+                      "months break the customer identity")
+    assert not failing.passed
+    assert failing.description == "2 months break the customer identity; first: basis=orders, month=2024-01-01, start=2, end=1"
+    assert _result([], ["basis"], "anything").passed
 
 
 @pytest.mark.parametrize("name", ["orders; drop table x", "../etc", "marts.x", "", "a" * 64, "naïve"])

@@ -12,10 +12,11 @@ from churn_pipeline.resources import Warehouse
 def _result(failures: list[tuple], columns: list[str], what: str) -> dg.AssetCheckResult:
     sample = "\n".join("| " + " | ".join(str(v) for v in row) + " |" for row in failures[:10])
     table = f"| {' | '.join(columns)} |\n|{'---|' * len(columns)}\n{sample}" if failures else "none"
+    first = ", ".join(f"{column}={value}" for column, value in zip(columns, failures[0])) if failures else ""
     return dg.AssetCheckResult(
         passed=not failures,
         severity=dg.AssetCheckSeverity.ERROR,
-        description=f"{len(failures)} {what}" if failures else None,
+        description=f"{len(failures)} {what}; first: {first}" if failures else None,
         metadata={"failures": len(failures), "failing_rows": dg.MetadataValue.md(table)},
     )
 
