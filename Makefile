@@ -11,7 +11,7 @@ run: $(STAMP)
 	$(VENV)/bin/churn-pipeline run
 
 test: $(STAMP)
-	$(VENV)/bin/python -m pytest -q
+	$(VENV)/bin/python -m pytest -q $(PYTEST_ARGS)
 
 setup: $(STAMP)
 

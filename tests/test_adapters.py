@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import gzip
+import os
 import subprocess
 import sys
 from datetime import date, datetime, timezone
@@ -15,7 +16,9 @@ import pytest
 from churn_pipeline.lib.adapters import AdapterError, load_adapter
 from conftest import Built, write_raw
 
-EXTERNAL = Path(__file__).parents[2] / "shared" / "external"
+# The public data sets (../shared/external beside a developer's clone); a user's clone has none,
+# so the end-to-end runs on them skip, and the small slices below still test both adapters.
+EXTERNAL = Path(os.environ.get("CHURN_PUBLIC_DATA", Path(__file__).parents[2] / "shared" / "external"))
 
 RETAIL = """
 InvoiceNo,StockCode,Description,Quantity,InvoiceDate,UnitPrice,CustomerID,Country
@@ -112,7 +115,7 @@ def _run_cli(*args: str) -> subprocess.CompletedProcess:
 def test_full_public_data_sets(tmp_path: Path, source: str, raw_rows: int, basis: str) -> None:
     raw_dir = EXTERNAL / source
     if not raw_dir.exists():
-        pytest.fail(f"{raw_dir} is missing: the shared/ folder must sit beside the repository")
+        pytest.skip(f"public data set {raw_dir} is not here (set CHURN_PUBLIC_DATA to the folder that holds {source}/)")
     result = _run_cli("run", "--source", source, "--raw-dir", str(raw_dir),
                       "--warehouse", str(tmp_path / "w.duckdb"), "--output-dir", str(tmp_path / "marts"))
     assert result.returncode == 0, result.stderr
