@@ -85,7 +85,8 @@ def test_shipped_views_and_the_macros_a_view_may_not_call() -> None:
         "int_subscription_events",
     ]
     assert macro_names() == {
-        "parse_instant", "month_of", "seconds_between", "months_between", "parse_number",
+        "parse_instant", "utc_offset", "earlier_occurrence", "local_instant", "clean_text",
+        "month_of", "seconds_between", "months_between", "parse_number",
         "lifecycle_event_types", "lifecycle_key", "key_rank", "plan_after", "mrr_after", "mrr_before", "lifecycle_movement",
     }
 
@@ -132,3 +133,41 @@ def test_seconds_between_counts_second_boundaries_as_date_diff_does() -> None:
         ).fetchall()
         assert got == [(seconds, seconds)], (a, b)
     assert conn.execute("select seconds_between(null::timestamptz, now())").fetchall() == [(None,)]
+
+
+@pytest.mark.parametrize(
+    "zone, day",
+    [
+        ("America/New_York", "2024-03-10"), ("America/New_York", "2024-11-03"),
+        ("Europe/Berlin", "2024-03-31"), ("Europe/Berlin", "2024-10-27"),
+        ("Australia/Lord_Howe", "2024-04-07"), ("Australia/Lord_Howe", "2024-10-06"),  # clocks move 30 minutes
+    ],
+)
+def test_naive_times_in_a_repeated_or_skipped_hour_follow_one_rule(zone: str, day: str) -> None:
+    """Every quarter hour of the transition day, read as a naive time in `zone`, against Python's
+    zoneinfo with fold=0 (RFC 5545: a repeated time is its first occurrence, a skipped time takes
+    the offset before the gap)."""
+    start = datetime.fromisoformat(day)
+    local_times = [start + timedelta(minutes=15 * i) for i in range(96)] + [start + timedelta(hours=2, minutes=29, seconds=59)]
+    expected = [t.replace(tzinfo=ZoneInfo(zone), fold=0).astimezone(timezone.utc) for t in local_times]
+    conn = _macro_connection()
+    got = conn.execute(
+        "select parse_instant(t, $zone) from unnest($times::varchar[]) as u(t)",
+        {"zone": zone, "times": [t.isoformat() for t in local_times]},
+    ).fetchall()
+    assert [row[0] for row in got] == expected
+    repeated = [t for t in local_times if t.replace(tzinfo=ZoneInfo(zone), fold=0).utcoffset()
+                != t.replace(tzinfo=ZoneInfo(zone), fold=1).utcoffset()]
+    assert repeated  # the day has a repeated or a skipped stretch
+
+
+def test_the_local_time_rule_in_words() -> None:
+    conn = _macro_connection()
+    cases = {
+        ("2024-11-03 01:39:01", "America/New_York"): "2024-11-03 05:39:01+00",  # first 01:39, EDT
+        ("2024-03-10 02:30:00", "America/New_York"): "2024-03-10 07:30:00+00",  # skipped: 03:30 EDT
+        ("2024-10-27 02:30:00", "Europe/Berlin"): "2024-10-27 00:30:00+00",  # first 02:30, CEST
+        ("2024-03-31 02:30:00", "Europe/Berlin"): "2024-03-31 01:30:00+00",  # skipped: 03:30 CEST
+    }
+    for (text, zone), instant in cases.items():
+        assert conn.execute("select parse_instant($t, $z)::varchar", {"t": text, "z": zone}).fetchone()[0] == instant
