@@ -121,7 +121,7 @@ def pipeline_command(raw: Path, work: Path, *extra: str) -> list[str]:
 def asset_timings(log: Path) -> list[tuple[str, float]]:
     timings = []
     for line in log.read_text().splitlines():
-        match = re.match(r"\s+(\S+)\s+[\d,]+ rows\s+([\d.]+)s", line)
+        match = re.match(r"\s+(\S+)\s+(?:[\d,]+ (?:rows|bytes|files)|view)\s+([\d.]+)s", line)
         if match:
             timings.append((match.group(1), float(match.group(2))))
     return sorted(timings, key=lambda t: -t[1])
