@@ -5,7 +5,7 @@ PYTHON ?= python3
 VENV := .venv
 STAMP := $(VENV)/.installed
 
-.PHONY: run test setup lock clean dev
+.PHONY: run test lint setup lock clean dev
 
 run: $(STAMP)
 	$(VENV)/bin/churn-pipeline run
@@ -15,8 +15,14 @@ test: $(STAMP)
 
 setup: $(STAMP)
 
+# ruff (format and lint) and sqlfluff, as .ci/run runs them before the tests
+lint: $(STAMP)
+	$(VENV)/bin/ruff format --check .
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/sqlfluff lint dbt_like_sql --processes 2
+
 dev: $(STAMP)
-	$(VENV)/bin/dagster dev
+	PATH="$(CURDIR)/$(VENV)/bin:$$PATH" $(VENV)/bin/dg dev
 
 $(STAMP): requirements.lock pyproject.toml
 	test -x $(VENV)/bin/python || $(PYTHON) -m venv $(VENV)

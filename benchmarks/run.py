@@ -25,7 +25,7 @@ import subprocess
 import sys
 import time
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -57,8 +57,11 @@ def measure(name: str, command: list[str], log: Path, env: dict | None = None) -
     wall = time.perf_counter() - started
     process.returncode = os.waitstatus_to_exitcode(status)
     result = Measured(name, wall, usage.ru_utime + usage.ru_stime, usage.ru_maxrss / 1024, process.returncode)
-    print(f"  {name:<34} {wall:8.1f} s wall {result.cpu_s:8.1f} s CPU {result.peak_rss_mb:8.0f} MB peak"
-          f"{'' if result.returncode == 0 else f'  FAILED (exit {result.returncode}, see {log})'}", flush=True)
+    print(
+        f"  {name:<34} {wall:8.1f} s wall {result.cpu_s:8.1f} s CPU {result.peak_rss_mb:8.0f} MB peak"
+        f"{'' if result.returncode == 0 else f'  FAILED (exit {result.returncode}, see {log})'}",
+        flush=True,
+    )
     return result
 
 
@@ -66,12 +69,38 @@ def generate(raw: Path, scale: str, layout: str, months: int | None, work: Path)
     customers, order_customers, default_months, chunks = SCALES[scale]
     months = months or default_months
     if chunks == 1:
-        return measure(f"generate ({layout})", [str(BIN / "churn-pipeline"), "generate", "--out", str(raw),
-                       "--customers", str(customers), "--order-customers", str(order_customers), "--months", str(months),
-                       "--seed", "7", "--layout", layout], work / f"generate_{layout}.log")
+        return measure(
+            f"generate ({layout})",
+            [
+                str(BIN / "churn-pipeline"),
+                "generate",
+                "--out",
+                str(raw),
+                "--customers",
+                str(customers),
+                "--order-customers",
+                str(order_customers),
+                "--months",
+                str(months),
+                "--seed",
+                "7",
+                "--layout",
+                layout,
+            ],
+            work / f"generate_{layout}.log",
+        )
     # in chunks with distinct ids, so the generator never holds the large scale in memory
-    command = [sys.executable, "-c", _CHUNKED, str(raw), str(customers // chunks), str(order_customers // chunks),
-               str(months), str(chunks), layout]
+    command = [
+        sys.executable,
+        "-c",
+        _CHUNKED,
+        str(raw),
+        str(customers // chunks),
+        str(order_customers // chunks),
+        str(months),
+        str(chunks),
+        layout,
+    ]
     return measure(f"generate ({layout}, {chunks} chunks)", command, work / f"generate_{layout}.log")
 
 
@@ -97,10 +126,16 @@ for k in range(chunks):
 def code_version() -> str:
     """The commit the benchmark measures, marked when tracked files outside docs/ differ from it."""
     try:
-        commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True,
-                                check=True).stdout.strip()
-        changed = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no", "--", ".", ":!docs"], cwd=ROOT,
-                                 capture_output=True, text=True, check=True).stdout.strip()
+        commit = subprocess.run(
+            ["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True, check=True
+        ).stdout.strip()
+        changed = subprocess.run(
+            ["git", "status", "--porcelain", "--untracked-files=no", "--", ".", ":!docs"],
+            cwd=ROOT,
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout.strip()
     except (OSError, subprocess.CalledProcessError):
         return "unknown (not a git checkout)"
     return commit + (" with uncommitted changes" if changed else "")
@@ -110,12 +145,25 @@ def raw_rows(raw: Path) -> int:
     import duckdb
 
     files = [str(p) for p in raw.rglob("*.csv") if not p.name.startswith("fx_rates")]
-    return duckdb.sql("select count(*) from read_csv($f, all_varchar = true, union_by_name = true)", params={"f": files}).fetchall()[0][0]
+    return duckdb.sql(
+        "select count(*) from read_csv($f, all_varchar = true, union_by_name = true)", params={"f": files}
+    ).fetchall()[0][0]
 
 
 def pipeline_command(raw: Path, work: Path, *extra: str) -> list[str]:
-    return [str(BIN / "churn-pipeline"), "run", "--raw-dir", str(raw), "--warehouse", str(work / "warehouse.duckdb"),
-            "--output-dir", str(work / "marts"), "--temp-dir", str(work / "spill"), *extra]
+    return [
+        str(BIN / "churn-pipeline"),
+        "run",
+        "--raw-dir",
+        str(raw),
+        "--warehouse",
+        str(work / "warehouse.duckdb"),
+        "--output-dir",
+        str(work / "marts"),
+        "--temp-dir",
+        str(work / "spill"),
+        *extra,
+    ]
 
 
 def asset_timings(log: Path) -> list[tuple[str, float]]:
@@ -137,15 +185,18 @@ def summarize(runs: list[Measured]) -> dict:
     """One step over its rounds: median wall and CPU, the largest peak, the first failure, every wall time."""
     failed = [run.returncode for run in runs if run.returncode != 0]
     return {
-        "name": re.sub(r" #\d+$", "", runs[0].name), "wall_s": statistics.median(run.wall_s for run in runs),
-        "cpu_s": statistics.median(run.cpu_s for run in runs), "peak_rss_mb": max(run.peak_rss_mb for run in runs),
-        "returncode": failed[0] if failed else 0, "walls": [run.wall_s for run in runs],
+        "name": re.sub(r" #\d+$", "", runs[0].name),
+        "wall_s": statistics.median(run.wall_s for run in runs),
+        "cpu_s": statistics.median(run.cpu_s for run in runs),
+        "peak_rss_mb": max(run.peak_rss_mb for run in runs),
+        "returncode": failed[0] if failed else 0,
+        "walls": [run.wall_s for run in runs],
     }
 
 
 def ratio(numerators: list[Measured], denominators: list[Measured], field: str = "wall_s") -> dict:
     """A ratio per round (both measured in the same round, so a slow hour slows both), and their median."""
-    values = [getattr(a, field) / getattr(b, field) for a, b in zip(numerators, denominators)]
+    values = [getattr(a, field) / getattr(b, field) for a, b in zip(numerators, denominators, strict=True)]
     return {"median": statistics.median(values), "rounds": values}
 
 
@@ -158,9 +209,21 @@ def run(scale: str, work: Path, incremental: bool, memory_limit: str | None, rep
     work.mkdir(parents=True, exist_ok=True)
     raw = work / "raw"
     print(f"scale {scale}: {SCALES[scale]}", flush=True)
-    results: dict = {"scale": scale, "code": code_version(), "measured": {}, "repeat": repeat, "command": " ".join(
-        ["--scale", scale, *(["--memory-limit", memory_limit] if memory_limit else []), *(["--incremental"] if incremental else []),
-         *([f"--repeat {repeat}"] if repeat > 1 else [])])}
+    results: dict = {
+        "scale": scale,
+        "code": code_version(),
+        "measured": {},
+        "repeat": repeat,
+        "command": " ".join(
+            [
+                "--scale",
+                scale,
+                *(["--memory-limit", memory_limit] if memory_limit else []),
+                *(["--incremental"] if incremental else []),
+                *([f"--repeat {repeat}"] if repeat > 1 else []),
+            ]
+        ),
+    }
     if not (raw / ".complete").exists():
         fresh(raw)
         results["measured"]["generate"] = summarize([generate(raw, scale, "flat", None, work)])
@@ -182,14 +245,26 @@ def run(scale: str, work: Path, incremental: bool, memory_limit: str | None, rep
     lower, pandas, pipeline = [], [], []
     for index in range(repeat):
         tag = round_tag(index, repeat)
-        lower.append(measure(f"lower bound (DuckDB load){tag}", [sys.executable, str(ROOT / "benchmarks/lower_bound.py"), str(raw),
-                             str(work / "lower_bound.duckdb")], work / "lower_bound.log"))
+        lower.append(
+            measure(
+                f"lower bound (DuckDB load){tag}",
+                [sys.executable, str(ROOT / "benchmarks/lower_bound.py"), str(raw), str(work / "lower_bound.duckdb")],
+                work / "lower_bound.log",
+            )
+        )
         (work / "lower_bound.duckdb").unlink(missing_ok=True)
         if scale != "large":
-            pandas.append(measure(f"pandas tutorial (counts only){tag}", [sys.executable, str(ROOT / "benchmarks/pandas_cohorts.py"),
-                                  str(raw), str(work / "pandas_out")], work / "pandas.log"))
+            pandas.append(
+                measure(
+                    f"pandas tutorial (counts only){tag}",
+                    [sys.executable, str(ROOT / "benchmarks/pandas_cohorts.py"), str(raw), str(work / "pandas_out")],
+                    work / "pandas.log",
+                )
+            )
         pipeline_work = fresh(work / "pipeline")
-        pipeline.append(measure(f"pipeline (CLI, everything){tag}", pipeline_command(raw, pipeline_work, *extra), work / "pipeline.log"))
+        pipeline.append(
+            measure(f"pipeline (CLI, everything){tag}", pipeline_command(raw, pipeline_work, *extra), work / "pipeline.log")
+        )
     steps = {"lower bound (DuckDB load)": lower, "pandas tutorial (counts only)": pandas, "pipeline (CLI, everything)": pipeline}
     results["measured"].update({name: summarize(runs) for name, runs in steps.items() if runs})
     results["asset_timings"] = asset_timings(work / "pipeline.log")
@@ -209,25 +284,41 @@ def run(scale: str, work: Path, incremental: bool, memory_limit: str | None, rep
         months = sorted(p.name for p in monthly.iterdir() if p.is_dir() and re.match(r"^\d{4}-\d{2}$", p.name))
         env = {**os.environ, "CHURN_FIRST_MONTH": months[0]}
         history = fresh(work / "history")
-        measure(f"history ({len(months) - 1} months)", pipeline_command(monthly, history, "--months",
-                f"{months[0]}..{months[-2]}", *extra), work / "history.log", env)
+        measure(
+            f"history ({len(months) - 1} months)",
+            pipeline_command(monthly, history, "--months", f"{months[0]}..{months[-2]}", *extra),
+            work / "history.log",
+            env,
+        )
         rebuilds, ones = [], []
         for index in range(repeat):
             tag = round_tag(index, repeat)
             rebuild_work = fresh(work / "rebuild")
-            rebuilds.append(measure(f"full rebuild ({len(months)} months){tag}", pipeline_command(monthly, rebuild_work, "--months",
-                                    f"{months[0]}..{months[-1]}", *extra), work / "rebuild.log", env))
+            rebuilds.append(
+                measure(
+                    f"full rebuild ({len(months)} months){tag}",
+                    pipeline_command(monthly, rebuild_work, "--months", f"{months[0]}..{months[-1]}", *extra),
+                    work / "rebuild.log",
+                    env,
+                )
+            )
             # each round's new month starts from the same 35 months (a copy of them, not timed)
             incremental_work = work / "incremental"
             shutil.rmtree(incremental_work, ignore_errors=True)
             shutil.copytree(history, incremental_work)
-            ones.append(measure(f"one new month ({months[-1]}){tag}", pipeline_command(monthly, incremental_work, "--month",
-                                months[-1], *extra), work / "one_month.log", env))
+            ones.append(
+                measure(
+                    f"one new month ({months[-1]}){tag}",
+                    pipeline_command(monthly, incremental_work, "--month", months[-1], *extra),
+                    work / "one_month.log",
+                    env,
+                )
+            )
         results["measured"].update({"full rebuild": summarize(rebuilds), "one new month": summarize(ones)})
         results["ratios"]["one month / full rebuild"] = ratio(ones, rebuilds)
         results["ratios"]["one month / full rebuild (CPU)"] = ratio(ones, rebuilds, "cpu_s")
         results["incremental_asset_timings"] = asset_timings(work / "one_month.log")[:8]
-    results["finished_at"] = f"{datetime.now(timezone.utc):%Y-%m-%d %H:%M} UTC"
+    results["finished_at"] = f"{datetime.now(UTC):%Y-%m-%d %H:%M} UTC"
     results["targets"] = targets(results, work.parent)
     (work / "results.json").write_text(json.dumps(results, indent=2, default=str))
     return results
@@ -253,8 +344,13 @@ def targets(results: dict, work: Path) -> list[tuple[str, bool]]:
             before = earlier["measured"]["pipeline (CLI, everything)"]["wall_s"]
             code = earlier.get("code", "unknown code")
             note = "" if code == results["code"] else "; other code, rerun medium"
-            checks.append((f"large: time <= 11x medium ({pipeline['wall_s'] / before:.1f}x the {before:.1f} s medium run of "
-                           f"{earlier.get('finished_at', 'an unknown date')} at {code}{note})", pipeline["wall_s"] <= 11 * before))
+            checks.append(
+                (
+                    f"large: time <= 11x medium ({pipeline['wall_s'] / before:.1f}x the {before:.1f} s medium run of "
+                    f"{earlier.get('finished_at', 'an unknown date')} at {code}{note})",
+                    pipeline["wall_s"] <= 11 * before,
+                )
+            )
     if scale == "small":
         checks.append(("small: whole CLI run <= 10 s", pipeline["wall_s"] <= 10))
     if "one month / full rebuild" in ratios:
@@ -267,7 +363,7 @@ def targets(results: dict, work: Path) -> list[tuple[str, bool]]:
 def markdown(results: dict) -> str:
     memory_gb = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30
     lines = [
-        f"### {results['scale']} ({datetime.now(timezone.utc):%Y-%m-%d %H:%M} UTC)",
+        f"### {results['scale']} ({datetime.now(UTC):%Y-%m-%d %H:%M} UTC)",
         "",
         f"Machine: {os.cpu_count()} cores, {memory_gb:.0f} GB, {platform.platform()}, Python {platform.python_version()}. "
         f"Scale: {SCALES[results['scale']][0]:,} subscription + {SCALES[results['scale']][1]:,} order customers, "
@@ -277,22 +373,34 @@ def markdown(results: dict) -> str:
     ]
     repeated = results.get("repeat", 1) > 1
     if repeated:
-        lines += [f"{results['repeat']} rounds, the peers and the pipeline taking turns in each: wall and CPU are medians, "
-                  "peak RSS the largest; a ratio is the median of the rounds' ratios.", ""]
-    lines += ["| step | wall s | CPU s | peak RSS MB |" + (" rounds, wall s |" if repeated else ""),
-              "|---|---:|---:|---:|" + ("---|" if repeated else "")]
-    lines += [f"| {m['name']} | {m['wall_s']:.1f} | {m['cpu_s']:.1f} | {m['peak_rss_mb']:.0f} |"
-              + (f" {', '.join(f'{wall:.1f}' for wall in m['walls'])} |" if repeated else "") for m in results["measured"].values()]
+        lines += [
+            f"{results['repeat']} rounds, the peers and the pipeline taking turns in each: wall and CPU are medians, "
+            "peak RSS the largest; a ratio is the median of the rounds' ratios.",
+            "",
+        ]
+    lines += [
+        "| step | wall s | CPU s | peak RSS MB |" + (" rounds, wall s |" if repeated else ""),
+        "|---|---:|---:|---:|" + ("---|" if repeated else ""),
+    ]
+    lines += [
+        f"| {m['name']} | {m['wall_s']:.1f} | {m['cpu_s']:.1f} | {m['peak_rss_mb']:.0f} |"
+        + (f" {', '.join(f'{wall:.1f}' for wall in m['walls'])} |" if repeated else "")
+        for m in results["measured"].values()
+    ]
     lines += ["", "| ratio | value |" + (" rounds |" if repeated else ""), "|---|---:|" + ("---|" if repeated else "")]
-    lines += [f"| {name} | {value['median']:.2f} |" + (f" {', '.join(f'{r:.2f}' for r in value['rounds'])} |" if repeated else "")
-              for name, value in results["ratios"].items()]
+    lines += [
+        f"| {name} | {value['median']:.2f} |" + (f" {', '.join(f'{r:.2f}' for r in value['rounds'])} |" if repeated else "")
+        for name, value in results["ratios"].items()
+    ]
     lines += ["", "| target | result |", "|---|---|"]
     lines += [f"| {name} | {'PASS' if passed else 'FAIL'} |" for name, passed in results["targets"]]
     lines += [f"\nNot run: {reason}." for reason in results.get("skipped", [])]
     slowest = ", ".join(f"{name} {seconds:.1f} s" for name, seconds in results["asset_timings"][:8])
     lines += ["", f"Slowest assets: {slowest}."]
     if results.get("incremental_asset_timings"):
-        lines += [f"One new month, slowest assets: {', '.join(f'{n} {s:.1f} s' for n, s in results['incremental_asset_timings'])}."]
+        lines += [
+            f"One new month, slowest assets: {', '.join(f'{n} {s:.1f} s' for n, s in results['incremental_asset_timings'])}."
+        ]
     return "\n".join(lines) + "\n\n"
 
 

@@ -3,14 +3,9 @@
 from __future__ import annotations
 
 import argparse
-import atexit
-import gc
 import logging
-import os
 import sys
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 
 from churn_pipeline.lib.adapters import AdapterError, check_adapter_inputs, load_adapter
@@ -20,28 +15,51 @@ from churn_pipeline.lib.settings import PipelineSettings, SettingsError, check_w
 
 def _run_parser(sub: argparse._SubParsersAction) -> None:
     run = sub.add_parser("run", help="ingest raw files, build every model and publish every table")
-    run.add_argument("--raw-dir", default="data/raw", help="directory of orders*/subscription_events*/fx_rates* files (default: data/raw)")
+    run.add_argument(
+        "--raw-dir", default="data/raw", help="directory of orders*/subscription_events*/fx_rates* files (default: data/raw)"
+    )
     run.add_argument("--warehouse", default="data/warehouse.duckdb", help="DuckDB file (default: data/warehouse.duckdb)")
     run.add_argument("--output-dir", default="data/marts", help="where Parquet tables are written (default: data/marts)")
     run.add_argument("--as-of", default=None, help="end of observation, ISO-8601 (default: the latest valid event or order)")
     run.add_argument("--source", default=None, help="a source adapter in dbt_like_sql/sources/ (e.g. online_retail, foodie_fi)")
-    run.add_argument("--source-option", action="append", default=[], metavar="KEY=VALUE", help="override an adapter option (repeatable)")
+    run.add_argument(
+        "--source-option", action="append", default=[], metavar="KEY=VALUE", help="override an adapter option (repeatable)"
+    )
     run.add_argument("--timezone", default="UTC", help="reporting time zone for month buckets (default: UTC)")
-    run.add_argument("--source-timezone", default=None, help="time zone of naive raw timestamps (default: the adapter's, else UTC)")
+    run.add_argument(
+        "--source-timezone", default=None, help="time zone of naive raw timestamps (default: the adapter's, else UTC)"
+    )
     run.add_argument("--reporting-currency", default=None, help="currency of published money (default: the adapter's, else USD)")
-    run.add_argument("--inactivity-days", type=int, default=90, help="orders basis: days without an order that make a churn (default: 90)")
+    run.add_argument(
+        "--inactivity-days", type=int, default=90, help="orders basis: days without an order that make a churn (default: 90)"
+    )
     run.add_argument("--downgrade-is-churn", action="store_true", help="subscription: a move to a cheaper plan counts as churn")
-    run.add_argument("--price-change-window", type=int, default=3, help="months before/after a price change to compare (default: 3)")
-    run.add_argument("--full-refresh", action="store_true",
-                     help="rebuild the incremental models from every loaded month instead of appending (as dbt's --full-refresh)")
+    run.add_argument(
+        "--price-change-window", type=int, default=3, help="months before/after a price change to compare (default: 3)"
+    )
+    run.add_argument(
+        "--full-refresh",
+        action="store_true",
+        help="rebuild the incremental models from every loaded month instead of appending (as dbt's --full-refresh)",
+    )
     run.add_argument("--memory-limit", default=None, help="DuckDB memory_limit, e.g. 4GB")
     run.add_argument("--threads", type=int, default=None, help="DuckDB threads")
-    run.add_argument("--temp-dir", default=None, help="where DuckDB spills when memory runs short (default: beside the warehouse)")
+    run.add_argument(
+        "--temp-dir", default=None, help="where DuckDB spills when memory runs short (default: beside the warehouse)"
+    )
     months = run.add_mutually_exclusive_group()
-    months.add_argument("--month", default=None, metavar="YYYY-MM",
-                        help="load only this month's delivery (raw_dir/YYYY-MM/) and publish as of its close")
-    months.add_argument("--months", default=None, metavar="FIRST..LAST",
-                        help="backfill: load these months' deliveries in one run, publish as of the last one's close")
+    months.add_argument(
+        "--month",
+        default=None,
+        metavar="YYYY-MM",
+        help="load only this month's delivery (raw_dir/YYYY-MM/) and publish as of its close",
+    )
+    months.add_argument(
+        "--months",
+        default=None,
+        metavar="FIRST..LAST",
+        help="backfill: load these months' deliveries in one run, publish as of the last one's close",
+    )
 
 
 def _generate_parser(sub: argparse._SubParsersAction) -> None:
@@ -56,13 +74,17 @@ def _generate_parser(sub: argparse._SubParsersAction) -> None:
     gen.add_argument("--messy-share", type=float, default=0.0, help="share of deliberately bad rows, 0..0.5 (default: 0)")
     gen.add_argument("--format", choices=["csv", "parquet", "mixed"], default="csv", help="file format (default: csv)")
     gen.add_argument("--start", default="2023-01-01", help="first month of history (default: 2023-01-01)")
-    gen.add_argument("--layout", choices=["flat", "monthly"], default="flat",
-                     help="flat: files in --out; monthly: one delivery folder per month, out/YYYY-MM/ (default: flat)")
+    gen.add_argument(
+        "--layout",
+        choices=["flat", "monthly"],
+        default="flat",
+        help="flat: files in --out; monthly: one delivery folder per month, out/YYYY-MM/ (default: flat)",
+    )
 
 
 def _sql_parser(sub: argparse._SubParsersAction) -> None:
     sql = sub.add_parser("sql", help="query the published warehouse read-only (no writes, no file access, settings locked)")
-    sql.add_argument("query", help="one SQL query, e.g. \"select * from marts.high_risk_months where is_high_risk\"")
+    sql.add_argument("query", help='one SQL query, e.g. "select * from marts.high_risk_months where is_high_risk"')
     sql.add_argument("--warehouse", default="data/warehouse.duckdb", help="DuckDB file (default: data/warehouse.duckdb)")
     sql.add_argument("--format", choices=["table", "csv"], default="table", help="output format (default: table)")
 
@@ -131,7 +153,12 @@ def run_config(args: argparse.Namespace) -> dict:
         "price_change_window_months": args.price_change_window,
         "full_refresh": args.full_refresh,
     }
-    warehouse = {"database": args.warehouse, "memory_limit": args.memory_limit, "threads": args.threads, "temp_directory": args.temp_dir}
+    warehouse = {
+        "database": args.warehouse,
+        "memory_limit": args.memory_limit,
+        "threads": args.threads,
+        "temp_directory": args.temp_dir,
+    }
     return {
         "resources": {"pipeline": {"config": pipeline}, "warehouse": {"config": warehouse}},
         "loggers": {"console": {"config": {"log_level": "ERROR"}}},
@@ -175,8 +202,8 @@ def _failure_line(result) -> str:
 
 def _months(args: argparse.Namespace) -> tuple[str, ...] | None:
     """The delivery months asked for, each checked against the closed monthly partitions."""
+    from churn_pipeline.defs.partitions import monthly_partitions
     from churn_pipeline.lib.months import month_keys
-    from churn_pipeline.partitions import monthly_partitions
 
     if args.month:
         months, setting = month_keys(args.month, args.month), "--month"
@@ -205,24 +232,6 @@ def _partition_tags(months: tuple[str, ...] | None) -> dict[str, str]:
     return {"dagster/asset_partition_range_start": months[0], "dagster/asset_partition_range_end": months[-1]}
 
 
-@contextmanager
-def _long_lived_imports(whole_process: bool) -> Iterator[None]:
-    """Imports that live until the process ends: Dagster, the definitions and with them DuckDB,
-    polars and matplotlib, about a million objects. Collecting garbage while they are created, then
-    scanning them again in every full collection, took 1.0 s of a 10 s small run; without the
-    collector during the imports and with them frozen afterwards, 0.3 s. Only when this command is
-    the whole process (`console_main`): frozen objects are never freed."""
-    if not whole_process:
-        yield
-        return
-    gc.disable()
-    try:
-        yield
-    finally:
-        gc.freeze()
-        gc.enable()
-
-
 def command_run(args: argparse.Namespace) -> int:
     _source_options(args.source_option)
     _apply_adapter_defaults(args)
@@ -239,20 +248,20 @@ def command_run(args: argparse.Namespace) -> int:
     months = _months(args)
     if args.source and months:
         raise SettingsError(f"--month: source {args.source} loads whole files; run it without --month/--months")
-    files = check_adapter_inputs(load_adapter(args.source), Path(args.raw_dir)) if args.source else preflight(Path(args.raw_dir), months)
+    files = (
+        check_adapter_inputs(load_adapter(args.source), Path(args.raw_dir))
+        if args.source
+        else preflight(Path(args.raw_dir), months)
+    )
     scope = f" for {months[0]}..{months[-1]}" if months else ""
     print(f"churn-pipeline: {len(files)} raw files in {args.raw_dir}{scope}", flush=True)
 
-    from churn_pipeline.lib.publish import copy_ahead
+    import dagster as dg
 
-    copy_ahead(Path(args.warehouse))  # the run seeds its build from this copy, made while Dagster imports
-    with _long_lived_imports(args.whole_process):
-        import dagster as dg
-
-        from churn_pipeline.definitions import defs
+    from churn_pipeline.definitions import defs
 
     started = time.perf_counter()
-    job = defs.resolve_job_def("churn_pipeline_job")
+    job = defs().resolve_job_def("churn_pipeline_job")
     with dg.DagsterInstance.ephemeral() as instance:
         result = job.execute_in_process(
             run_config=run_config(args), instance=instance, raise_on_error=False, tags=_partition_tags(months)
@@ -293,9 +302,8 @@ def command_generate(args: argparse.Namespace) -> int:
     return 0
 
 
-def main(argv: list[str] | None = None, whole_process: bool = False) -> int:
+def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    args.whole_process = whole_process
     handler = logging.StreamHandler(sys.stdout)
     handler.setFormatter(logging.Formatter("  %(message)s"))
     progress = logging.getLogger("churn_pipeline.progress")
@@ -311,16 +319,8 @@ def main(argv: list[str] | None = None, whole_process: bool = False) -> int:
 
 
 def console_main() -> None:
-    """The `churn-pipeline` command: `main` as the whole process (see `_long_lived_imports`), then a quick exit."""
-    code = main(whole_process=True)
-    # Tearing down the interpreter (every module of Dagster, DuckDB, polars and matplotlib, one
-    # object at a time) took 1.2 s of a 10 s small run, after all work was done. Exit handlers
-    # (temporary directories, logging) still run and the streams are flushed; nothing else is
-    # left open: the warehouse is closed when the run ends and every file is written atomically.
-    atexit._run_exitfuncs()
-    sys.stdout.flush()
-    sys.stderr.flush()
-    os._exit(code)
+    """The `churn-pipeline` command."""
+    sys.exit(main())
 
 
 if __name__ == "__main__":

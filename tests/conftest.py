@@ -123,8 +123,10 @@ def run_job(raw_dir: Path, workdir: Path, warehouse: dict | None = None, **pipel
         }
     }
     with dg.DagsterInstance.ephemeral() as instance:
-        return defs.resolve_job_def("churn_pipeline_job").execute_in_process(
-            run_config=run_config, instance=instance, raise_on_error=False
+        return (
+            defs()
+            .resolve_job_def("churn_pipeline_job")
+            .execute_in_process(run_config=run_config, instance=instance, raise_on_error=False)
         )
 
 

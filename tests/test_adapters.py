@@ -6,15 +6,15 @@ import gzip
 import os
 import subprocess
 import sys
-from datetime import date, datetime, timezone
+from datetime import UTC, date, datetime
 from pathlib import Path
 
 import duckdb
 import polars as pl
 import pytest
+from conftest import Built, write_raw
 
 from churn_pipeline.lib.adapters import AdapterError, load_adapter
-from conftest import Built, write_raw
 
 # The public data sets (../shared/external beside a developer's clone); a user's clone has none,
 # so the end-to-end runs on them skip, and the small slices below still test both adapters.
@@ -32,7 +32,9 @@ C536379,D,Discount,-1,2010-12-02 09:41:00,27.50,17850.0,United Kingdom
 536381,22113,BOTTLE,1,2011-04-01 00:01:00,5.00,13047.0,United Kingdom
 536382,22114,BOTTLE,2,2011-07-15 12:00:00,5.00,13047.0,United Kingdom
 """
-FOODIE_PLANS = "plan_id,plan_name,price\n0,trial,0.00\n1,basic monthly,9.90\n2,pro monthly,19.90\n3,pro annual,199.00\n4,churn,null\n"
+FOODIE_PLANS = (
+    "plan_id,plan_name,price\n0,trial,0.00\n1,basic monthly,9.90\n2,pro monthly,19.90\n3,pro annual,199.00\n4,churn,null\n"
+)
 FOODIE_SUBS = """
 customer_id,plan_id,start_date
 1,0,2020-01-01
@@ -53,14 +55,16 @@ def _gzip(directory: Path, name: str, text: str) -> None:
 def test_online_retail_invoices_become_orders(tmp_path: Path) -> None:
     _gzip(tmp_path, "online_retail.csv.gz", RETAIL)
     built = Built(tmp_path, source="online_retail", source_timezone="Europe/London", reporting_currency="GBP")
-    orders = {row[0]: row[1:] for row in built.sql(
-        "select order_id, customer_id, amount, ordered_at from staging.int_orders order by order_id").rows()}
+    orders = {
+        row[0]: row[1:]
+        for row in built.sql("select order_id, customer_id, amount, ordered_at from staging.int_orders order by order_id").rows()
+    }
     assert orders["536365"][:2] == ("17850", pytest.approx(6 * 2.55 + 2 * 3.00))
     assert orders["536366"][1] == pytest.approx(4 * 1.85)  # the zero-price line adds nothing
     assert orders["C536379"][1] == pytest.approx(-27.50)  # a cancellation is a refund
     # UK local time: 1 December is GMT; the invoice spanning midnight takes its first line's time (BST starts 27 March)
-    assert orders["536365"][2] == datetime(2010, 12, 1, 8, 26, tzinfo=timezone.utc)
-    assert orders["536381"][2] == datetime(2011, 3, 31, 22, 59, tzinfo=timezone.utc)
+    assert orders["536365"][2] == datetime(2010, 12, 1, 8, 26, tzinfo=UTC)
+    assert orders["536381"][2] == datetime(2011, 3, 31, 22, 59, tzinfo=UTC)
     assert orders["536381"][1] == pytest.approx(20.0)
     quarantine = built.sql("select reason, raw_values from marts.quarantine").rows()
     assert [r[0] for r in quarantine] == ["missing customer_id"]
@@ -93,7 +97,9 @@ def test_foodie_fi_plan_history_becomes_events(tmp_path: Path) -> None:
     ]
     customers = built.sql("select customer_id, cohort_month, first_churn_lifetime_month from staging.int_customers").rows()
     assert customers == [("1", date(2020, 1, 1), 5)]
-    movements = built.sql("select movement from staging.int_subscription_events where customer_id = '1' and event_type = 'plan_changed'").item()
+    movements = built.sql(
+        "select movement from staging.int_subscription_events where customer_id = '1' and event_type = 'plan_changed'"
+    ).item()
     assert movements == "expansion"  # 9.90 -> 16.58 a month
 
 
@@ -116,8 +122,17 @@ def test_full_public_data_sets(tmp_path: Path, source: str, raw_rows: int, basis
     raw_dir = EXTERNAL / source
     if not raw_dir.exists():
         pytest.skip(f"public data set {raw_dir} is not here (set CHURN_PUBLIC_DATA to the folder that holds {source}/)")
-    result = _run_cli("run", "--source", source, "--raw-dir", str(raw_dir),
-                      "--warehouse", str(tmp_path / "w.duckdb"), "--output-dir", str(tmp_path / "marts"))
+    result = _run_cli(
+        "run",
+        "--source",
+        source,
+        "--raw-dir",
+        str(raw_dir),
+        "--warehouse",
+        str(tmp_path / "w.duckdb"),
+        "--output-dir",
+        str(tmp_path / "marts"),
+    )
     assert result.returncode == 0, result.stderr
     with duckdb.connect(str(tmp_path / "w.duckdb"), read_only=True) as conn:
         table = "orders" if basis == "orders" else "subscription_events"
@@ -126,7 +141,8 @@ def test_full_public_data_sets(tmp_path: Path, source: str, raw_rows: int, basis
         quarantined = conn.sql("select count(*) from marts.quarantine where source = $s", params={"s": table}).fetchall()[0][0]
         assert raw == raw_rows == loaded + quarantined
         expected_customers = conn.sql(
-            "select count(distinct customer_id) from staging.int_orders where amount > 0" if basis == "orders"
+            "select count(distinct customer_id) from staging.int_orders where amount > 0"
+            if basis == "orders"
             else "select count(distinct customer_id) from staging.int_subscription_events where event_type = 'subscribed'"
         ).fetchall()[0][0]
         last_complete = conn.sql("select last_complete_month from staging.int_observation_window").fetchall()[0][0]
@@ -134,10 +150,15 @@ def test_full_public_data_sets(tmp_path: Path, source: str, raw_rows: int, basis
             "select count(*) from staging.int_customers where basis = $b and cohort_month <= $m",
             params={"b": basis, "m": last_complete},
         ).fetchall()[0][0]
-        sizes = pl.read_parquet(tmp_path / "marts" / "cohort_retention.parquet").filter(
-            (pl.col("basis") == basis) & (pl.col("months_since_signup") == 0))["cohort_size"].sum()
+        sizes = (
+            pl.read_parquet(tmp_path / "marts" / "cohort_retention.parquet")
+            .filter((pl.col("basis") == basis) & (pl.col("months_since_signup") == 0))["cohort_size"]
+            .sum()
+        )
         assert sizes == in_cohorts <= expected_customers
-        all_customers = conn.sql("select count(*) from staging.int_customers where basis = $b", params={"b": basis}).fetchall()[0][0]
+        all_customers = conn.sql("select count(*) from staging.int_customers where basis = $b", params={"b": basis}).fetchall()[
+            0
+        ][0]
         assert all_customers == expected_customers
 
 
@@ -159,7 +180,9 @@ def test_adapter_rows_must_point_at_their_own_source_row(tmp_path: Path) -> None
     raw = write_raw(tmp_path, {"subscriptions.csv": FOODIE_SUBS, "plans.csv": FOODIE_PLANS})
     conn = duckdb.connect()
     conn.execute("create schema raw")
-    with pytest.raises(AdapterError, match=r"foodie_fi/subscription_events\.sql: 2 output rows share source_file "
-                                           r"'subscriptions\.csv', source_row 4; each output row must point back"):
-        load_through_adapter(conn, replace(shipped, root=root), SOURCES_BY_NAME["subscription_events"], raw,
-                             shipped.options({}))
+    with pytest.raises(
+        AdapterError,
+        match=r"foodie_fi/subscription_events\.sql: 2 output rows share source_file "
+        r"'subscriptions\.csv', source_row 4; each output row must point back",
+    ):
+        load_through_adapter(conn, replace(shipped, root=root), SOURCES_BY_NAME["subscription_events"], raw, shipped.options({}))

@@ -7,11 +7,11 @@ from pathlib import Path
 
 import polars as pl
 import pytest
+from conftest import Built, write_raw
 
 from churn_pipeline.lib import churn_tables
 from churn_pipeline.lib.generate import GeneratorConfig, generate
 from churn_pipeline.lib.price_changes import churn_by_price_change
-from conftest import Built, write_raw
 
 # as_of 15 June 2024 (UTC): last complete month May.
 # d1 signs up and cancels in January. d2 upgrades basic -> pro in February, downgrades in March.
@@ -58,7 +58,13 @@ def test_monthly_movements_and_mrr_bridge(hand: Built) -> None:
     for row in frame.iter_rows(named=True):
         moves, mrr, kinds, stock = EXPECTED[row["month"]]
         assert (row["customers_start"], row["new_customers"], row["reactivated"], row["churned"], row["customers_end"]) == moves
-        assert (row["new_mrr"], row["expansion_mrr"], row["contraction_mrr"], row["churned_mrr"], row["reactivation_mrr"]) == pytest.approx(mrr)
+        assert (
+            row["new_mrr"],
+            row["expansion_mrr"],
+            row["contraction_mrr"],
+            row["churned_mrr"],
+            row["reactivation_mrr"],
+        ) == pytest.approx(mrr)
         assert (row["voluntary_churned"], row["involuntary_churned"]) == kinds
         assert (row["mrr_start"], row["mrr_end"]) == pytest.approx(stock)
     february = frame.filter(pl.col("month") == date(2024, 2, 1)).row(0, named=True)
@@ -92,7 +98,10 @@ def test_segments_plans_and_value_tiers(hand: Built) -> None:
     frame = churn_tables.churn_by_segment(hand.frame("staging.int_customers"), hand.last_complete_month)
     plans = dict(frame.filter(pl.col("dimension") == "signup_plan").select("value", "customers").rows())
     assert plans == {"basic": 5, "pro_annual": 1}
-    segments = {r["value"]: (r["customers"], r["customers_churned"]) for r in frame.filter(pl.col("dimension") == "segment").iter_rows(named=True)}
+    segments = {
+        r["value"]: (r["customers"], r["customers_churned"])
+        for r in frame.filter(pl.col("dimension") == "segment").iter_rows(named=True)
+    }
     assert segments == {"smb": (4, 3), "enterprise": (2, 0)}
     tiers = dict(frame.filter(pl.col("dimension") == "value_tier").select("value", "customers").rows())
     assert tiers == {"Q1 (<= 20.0)": 5, "Q4 (> 20.0)": 1}
@@ -115,7 +124,9 @@ def test_planted_channel_differences(planted: Built) -> None:
     assert channels["referral"]["rate_ratio_vs_others"] < 0.8 and channels["referral"]["p_value_vs_others"] < 0.001
     assert channels["ads"]["rate_ratio_ci_low"] > 1
     assert "unknown" in channels  # 5 % have no channel
-    orders = _by(churn_tables.churn_by_channel(planted.frame("staging.int_customers"), planted.last_complete_month), "channel", "orders")
+    orders = _by(
+        churn_tables.churn_by_channel(planted.frame("staging.int_customers"), planted.last_complete_month), "channel", "orders"
+    )
     assert orders["ads"]["rate_ratio_vs_others"] > 1 and orders["ads"]["p_value_vs_others"] < 0.001
 
 
@@ -132,7 +143,9 @@ def test_planted_price_changes(planted: Built) -> None:
     start = date(2023, 1, 1)
     existing = frame.filter(pl.col("change_kind") == "existing_customers").row(0, named=True)
     assert (existing["plan"], existing["old_price"], existing["new_price"]) == ("basic", 20.0, 25.0)
-    assert existing["change_month"] == date(start.year + config.price_increase_month // 12, 1 + config.price_increase_month % 12, 1)
+    assert existing["change_month"] == date(
+        start.year + config.price_increase_month // 12, 1 + config.price_increase_month % 12, 1
+    )
     assert existing["price_change_pct"] == pytest.approx(0.25)
     assert existing["lift"] > 1.3 and existing["relative_lift"] > 1.3 and existing["p_value"] < 0.001
     new = frame.filter(pl.col("change_kind") == "new_signups").row(0, named=True)
@@ -150,8 +163,17 @@ def test_identities_hold_on_messy_data(tmp_path: Path) -> None:
     )
     assert customers.is_empty()
     mrr = monthly.filter(pl.col("basis") == "subscription").with_columns(
-        (pl.col("mrr_start") + pl.col("new_mrr") + pl.col("expansion_mrr") + pl.col("reactivation_mrr")
-         - pl.col("contraction_mrr") - pl.col("churned_mrr") - pl.col("mrr_end")).abs().alias("gap")
+        (
+            pl.col("mrr_start")
+            + pl.col("new_mrr")
+            + pl.col("expansion_mrr")
+            + pl.col("reactivation_mrr")
+            - pl.col("contraction_mrr")
+            - pl.col("churned_mrr")
+            - pl.col("mrr_end")
+        )
+        .abs()
+        .alias("gap")
     )
     assert mrr["gap"].max() < 0.005
     assert monthly.filter(pl.col("basis") == "subscription")["churned"].sum() > 100
@@ -160,13 +182,17 @@ def test_identities_hold_on_messy_data(tmp_path: Path) -> None:
 def test_downgrade_counts_as_churn_when_configured(tmp_path: Path) -> None:
     raw = write_raw(tmp_path, {"subscription_events.csv": EVENTS})
     built = Built(raw, as_of="2024-06-15T00:00:00Z", downgrade_is_churn=True)
-    march = churn_tables.churn_by_month(built.sql("select * from staging.int_monthly_movements")).filter(
-        pl.col("month") == date(2024, 3, 1)
-    ).row(0, named=True)
+    march = (
+        churn_tables.churn_by_month(built.sql("select * from staging.int_monthly_movements"))
+        .filter(pl.col("month") == date(2024, 3, 1))
+        .row(0, named=True)
+    )
     # d2's move from pro to basic is now a churn; its February upgrade, while active, started nothing
     assert (march["churned"], march["downgrade_churned"], march["involuntary_churned"], march["customers_end"]) == (2, 1, 1, 3)
     assert march["contraction_mrr"] == pytest.approx(30)  # money still moves as a contraction
-    d2 = built.sql("select first_churn_kind, first_churn_lifetime_month from staging.int_customers where customer_id = 'd2'").row(0)
+    d2 = built.sql("select first_churn_kind, first_churn_lifetime_month from staging.int_customers where customer_id = 'd2'").row(
+        0
+    )
     assert d2 == ("downgrade", 2)
     default = Built(raw, as_of="2024-06-15T00:00:00Z")
     assert default.sql("select first_churn_kind from staging.int_customers where customer_id = 'd2'").item() is None

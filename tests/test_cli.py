@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import gc
 import subprocess
 import sys
 from pathlib import Path
@@ -10,7 +9,6 @@ from pathlib import Path
 import duckdb
 import polars as pl
 import pytest
-
 from conftest import write_raw
 
 CLI = [sys.executable, "-m", "churn_pipeline.cli"]
@@ -23,11 +21,20 @@ def _run(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess:
 @pytest.mark.slow
 def test_generate_then_run_end_to_end(tmp_path: Path) -> None:
     raw = tmp_path / "raw"
-    generated = _run("generate", "--out", str(raw), "--customers", "400", "--months", "12", "--messy-share", "0.02", "--format", "mixed")
+    generated = _run(
+        "generate", "--out", str(raw), "--customers", "400", "--months", "12", "--messy-share", "0.02", "--format", "mixed"
+    )
     assert generated.returncode == 0, generated.stderr
     result = _run(
-        "run", "--raw-dir", str(raw), "--warehouse", str(tmp_path / "w.duckdb"), "--output-dir", str(tmp_path / "marts"),
-        "--timezone", "Europe/Berlin",
+        "run",
+        "--raw-dir",
+        str(raw),
+        "--warehouse",
+        str(tmp_path / "w.duckdb"),
+        "--output-dir",
+        str(tmp_path / "marts"),
+        "--timezone",
+        "Europe/Berlin",
     )
     assert result.returncode == 0, result.stderr
     assert "marts/cohort_retention" in result.stdout and "rows" in result.stdout
@@ -47,7 +54,11 @@ _HEADER = {"orders.csv": "order_id,customer_id,ordered_at,amount\n"}
     "files, args, message",
     [
         ({"orders.csv": "order_id,customer_id,amount\no1,c1,1\n"}, [], "orders.csv: required column 'ordered_at' is missing"),
-        ({"orders.csv": "order_id,customer_id,ordered_at,amount\n"}, ["--timezone", "Mars/Base"], "--timezone: unknown time zone 'Mars/Base'"),
+        (
+            {"orders.csv": "order_id,customer_id,ordered_at,amount\n"},
+            ["--timezone", "Mars/Base"],
+            "--timezone: unknown time zone 'Mars/Base'",
+        ),
         ({"orders.csv": "order_id,customer_id,ordered_at,amount\n"}, ["--as-of", "soon"], "--as-of: cannot read 'soon'"),
         (_HEADER, ["--memory-limit", "lots"], "--memory-limit: cannot read 'lots' as a size"),
         (_HEADER, ["--threads", "0"], "--threads: 0 is outside 1..1024"),
@@ -61,7 +72,9 @@ _HEADER = {"orders.csv": "order_id,customer_id,ordered_at,amount\n"}
 )
 def test_user_mistakes_get_one_clear_line(tmp_path: Path, files: dict, args: list[str], message: str) -> None:
     raw = write_raw(tmp_path / "raw", files)
-    result = _run("run", "--raw-dir", str(raw), "--warehouse", str(tmp_path / "w.duckdb"), "--output-dir", str(tmp_path / "marts"), *args)
+    result = _run(
+        "run", "--raw-dir", str(raw), "--warehouse", str(tmp_path / "w.duckdb"), "--output-dir", str(tmp_path / "marts"), *args
+    )
     assert result.returncode == 2
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1 and message in lines[0], result.stderr
@@ -83,47 +96,42 @@ def test_defaults_point_at_the_embedded_sample(tmp_path: Path) -> None:
     assert any(sample.glob("subscription_events*")) and any(sample.glob("orders*"))
 
 
-def test_long_lived_imports_pause_the_collector_only_when_the_command_is_the_whole_process() -> None:
-    from churn_pipeline.cli import _long_lived_imports
-
-    before = gc.get_freeze_count()
-    with _long_lived_imports(whole_process=False):
-        assert gc.isenabled()
-    assert gc.get_freeze_count() == before
-    try:
-        with _long_lived_imports(whole_process=True):
-            assert not gc.isenabled()
-        assert gc.isenabled() and gc.get_freeze_count() > before
-    finally:
-        gc.unfreeze()
-        gc.enable()
-
-
 @pytest.mark.parametrize("file_format", ["csv", "parquet"])
 def test_padded_column_names_and_extra_columns_are_read_alike_in_csv_and_parquet(tmp_path: Path, file_format: str) -> None:
     raw = tmp_path / "raw"
     raw.mkdir()
-    frame = pl.DataFrame({
-        "order_id ": ["o1", "o2"], " Customer_ID": ["c1", "c2"], "ordered_at": ["2024-01-05T10:00:00Z", "2024-02-05T10:00:00Z"],
-        "amount": ["10", "20"], 'note"; drop table x; --': ["a", "b"], "internal id": ["1", "2"],
-    })
+    frame = pl.DataFrame(
+        {
+            "order_id ": ["o1", "o2"],
+            " Customer_ID": ["c1", "c2"],
+            "ordered_at": ["2024-01-05T10:00:00Z", "2024-02-05T10:00:00Z"],
+            "amount": ["10", "20"],
+            'note"; drop table x; --': ["a", "b"],
+            "internal id": ["1", "2"],
+        }
+    )
     if file_format == "csv":
         frame.write_csv(raw / "orders.csv")
     else:
         frame.write_parquet(raw / "orders.parquet")
-    result = _run("run", "--raw-dir", str(raw), "--warehouse", str(tmp_path / "w.duckdb"), "--output-dir", str(tmp_path / "marts"))
+    result = _run(
+        "run", "--raw-dir", str(raw), "--warehouse", str(tmp_path / "w.duckdb"), "--output-dir", str(tmp_path / "marts")
+    )
     assert result.returncode == 0, result.stderr
     ignored = [line.strip() for line in result.stdout.splitlines() if "extra columns ignored" in line]
     assert ignored == [f'raw/orders: orders.{file_format}: extra columns ignored: note"; drop table x; --, internal id']
     with duckdb.connect(str(tmp_path / "w.duckdb"), read_only=True) as conn:
         assert conn.sql("select order_id, customer_id, amount from staging.int_orders order by 1").fetchall() == [
-            ("o1", "c1", 10.0), ("o2", "c2", 20.0)
+            ("o1", "c1", 10.0),
+            ("o2", "c2", 20.0),
         ]
 
 
 def test_progress_lines_name_what_they_count_and_no_complete_month_publishes_empty_tables(tmp_path: Path) -> None:
     raw = write_raw(tmp_path / "raw", {"orders.csv": "order_id,customer_id,ordered_at,amount\no1,c1,2024-01-05T10:00:00Z,10\n"})
-    result = _run("run", "--raw-dir", str(raw), "--warehouse", str(tmp_path / "w.duckdb"), "--output-dir", str(tmp_path / "marts"))
+    result = _run(
+        "run", "--raw-dir", str(raw), "--warehouse", str(tmp_path / "w.duckdb"), "--output-dir", str(tmp_path / "marts")
+    )
     assert result.returncode == 0, result.stderr
     lines = {line.split()[0]: line.split()[1:3] for line in result.stdout.splitlines() if line.startswith("  ")}
     assert lines["raw/orders"] == ["1", "rows"]
@@ -146,7 +154,9 @@ def test_a_link_out_of_the_raw_directory_is_refused_without_reading_it(tmp_path:
     (raw / link).parent.mkdir(parents=True, exist_ok=True)
     (raw / link).symlink_to(outside / "2024-06" if link == "2024-06" else secret)
     expected = "2024-06/orders.csv" if link == "2024-06" else link
-    result = _run("run", "--raw-dir", str(raw), "--warehouse", str(tmp_path / "w.duckdb"), "--output-dir", str(tmp_path / "marts"))
+    result = _run(
+        "run", "--raw-dir", str(raw), "--warehouse", str(tmp_path / "w.duckdb"), "--output-dir", str(tmp_path / "marts")
+    )
     assert result.returncode == 2
     assert result.stderr.strip().splitlines() == [
         f"churn-pipeline: error: {expected}: a link to a file outside the raw directory {raw}; refused"
@@ -156,8 +166,13 @@ def test_a_link_out_of_the_raw_directory_is_refused_without_reading_it(tmp_path:
 
 
 def test_a_link_that_stays_inside_the_raw_directory_is_read(tmp_path: Path) -> None:
-    archive = write_raw(tmp_path / "raw" / "archive", {"orders_2024.csv": "order_id,customer_id,ordered_at,amount\no1,c1,2024-01-05T00:00:00Z,1\n"})
+    archive = write_raw(
+        tmp_path / "raw" / "archive",
+        {"orders_2024.csv": "order_id,customer_id,ordered_at,amount\no1,c1,2024-01-05T00:00:00Z,1\n"},
+    )
     (tmp_path / "raw" / "orders.csv").symlink_to(archive / "orders_2024.csv")
     raw = tmp_path / "raw"
-    result = _run("run", "--raw-dir", str(raw), "--warehouse", str(tmp_path / "w.duckdb"), "--output-dir", str(tmp_path / "marts"))
+    result = _run(
+        "run", "--raw-dir", str(raw), "--warehouse", str(tmp_path / "w.duckdb"), "--output-dir", str(tmp_path / "marts")
+    )
     assert result.returncode == 0, result.stderr

@@ -8,9 +8,9 @@ from zoneinfo import ZoneInfo
 
 import polars as pl
 import pytest
+from conftest import Built, write_raw
 
 from churn_pipeline.lib.generate import GeneratorConfig, generate
-from conftest import Built, write_raw
 
 # Reporting zone New York; as_of 2024-05-15T00:00Z is 14 May 20:00 there: last complete month April.
 # a1 signs up 1 Feb 03:00 UTC = 31 Jan 22:00 in New York (January cohort), cancels in February
@@ -41,13 +41,18 @@ def test_cohort_cells_in_a_non_utc_zone(new_york: Built) -> None:
     assert new_york.last_complete_month == date(2024, 4, 1)
     cells = {
         (row[1].strftime("%Y-%m"), row[2]): row[3:]
-        for row in new_york.cohort_retention().select(
-            "basis", "cohort_month", "months_since_signup", "cohort_size", "active_customers", "revenue"
-        ).iter_rows()
+        for row in new_york.cohort_retention()
+        .select("basis", "cohort_month", "months_since_signup", "cohort_size", "active_customers", "revenue")
+        .iter_rows()
     }
     assert cells == {
-        ("2024-01", 0): (2, 1, 20.0), ("2024-01", 1): (2, 0, 0.0), ("2024-01", 2): (2, 1, 20.0), ("2024-01", 3): (2, 1, 20.0),
-        ("2024-02", 0): (2, 2, 50.0), ("2024-02", 1): (2, 2, 50.0), ("2024-02", 2): (2, 2, 50.0),
+        ("2024-01", 0): (2, 1, 20.0),
+        ("2024-01", 1): (2, 0, 0.0),
+        ("2024-01", 2): (2, 1, 20.0),
+        ("2024-01", 3): (2, 1, 20.0),
+        ("2024-02", 0): (2, 2, 50.0),
+        ("2024-02", 1): (2, 2, 50.0),
+        ("2024-02", 2): (2, 2, 50.0),
     }
 
 
@@ -61,9 +66,11 @@ def test_the_same_events_in_utc_move_a1_to_february(tmp_path: Path) -> None:
     built = Built(raw, timezone="UTC", as_of="2024-05-15T00:00:00Z")
     sizes = dict(built.cohort_retention().filter(pl.col("months_since_signup") == 0).select("cohort_month", "cohort_size").rows())
     assert sizes == {date(2024, 1, 1): 1, date(2024, 2, 1): 3}
-    feb_k0 = built.cohort_retention().filter(
-        (pl.col("cohort_month") == date(2024, 2, 1)) & (pl.col("months_since_signup") == 0)
-    ).row(0, named=True)
+    feb_k0 = (
+        built.cohort_retention()
+        .filter((pl.col("cohort_month") == date(2024, 2, 1)) & (pl.col("months_since_signup") == 0))
+        .row(0, named=True)
+    )
     # a1 cancelled on 15 February; a4 still pays 40 at the end of February (its change is in March in UTC)
     assert (feb_k0["active_customers"], feb_k0["revenue"]) == (2, pytest.approx(20 + 40))
 
@@ -71,18 +78,26 @@ def test_the_same_events_in_utc_move_a1_to_february(tmp_path: Path) -> None:
 def test_orders_cells_count_refunds_as_revenue_not_activity(tmp_path: Path) -> None:
     # b1's January refund comes before its first positive order (February): not part of its cohort.
     # Its March refund is net revenue of lifetime month 1, but no activity.
-    raw = write_raw(tmp_path, {"orders.csv": """
+    raw = write_raw(
+        tmp_path,
+        {
+            "orders.csv": """
         order_id,customer_id,ordered_at,amount
         o1,b1,2024-01-10T00:00:00Z,-5
         o2,b1,2024-02-10T00:00:00Z,10
         o3,b1,2024-03-10T00:00:00Z,-3
         o4,b1,2024-04-10T00:00:00Z,7
         o5,b2,2024-02-20T00:00:00Z,4
-        """})
+        """
+        },
+    )
     built = Built(raw, as_of="2024-06-01T00:00:00Z")
-    cells = built.cohort_retention().filter(pl.col("basis") == "orders").select(
-        "cohort_month", "months_since_signup", "cohort_size", "active_customers", "revenue"
-    ).rows()
+    cells = (
+        built.cohort_retention()
+        .filter(pl.col("basis") == "orders")
+        .select("cohort_month", "months_since_signup", "cohort_size", "active_customers", "revenue")
+        .rows()
+    )
     assert cells == [
         (date(2024, 2, 1), 0, 2, 2, 14.0),
         (date(2024, 2, 1), 1, 2, 0, -3.0),
@@ -95,7 +110,10 @@ def test_an_order_exactly_inactivity_days_later_continues_the_spell(tmp_path: Pa
     # 90 days are exact (86,400 s each, in UTC): b1's second order is exactly 90 days after its
     # first, so one spell; b2's comes a microsecond later, so b2 churns and comes back. b3 does the
     # same before 1970, where epoch times are negative; its second spell churns by as_of.
-    raw = write_raw(tmp_path, {"orders.csv": """
+    raw = write_raw(
+        tmp_path,
+        {
+            "orders.csv": """
         order_id,customer_id,ordered_at,amount
         o1,b1,2024-01-10T10:00:00.000001Z,10
         o2,b1,2024-04-09T10:00:00.000001Z,10
@@ -103,7 +121,9 @@ def test_an_order_exactly_inactivity_days_later_continues_the_spell(tmp_path: Pa
         o4,b2,2024-04-09T10:00:00.000001Z,10
         o5,b3,1969-11-01T00:00:00Z,10
         o6,b3,1970-01-30T00:00:00.5Z,10
-        """})
+        """
+        },
+    )
     built = Built(raw, as_of="2024-06-01T00:00:00Z")
     spells = built.sql("""
         select customer_id, spell_number, spell_start_at, spell_end_at
@@ -122,7 +142,9 @@ def test_an_order_exactly_inactivity_days_later_continues_the_spell(tmp_path: Pa
 def test_default_as_of_is_the_latest_valid_event(tmp_path: Path) -> None:
     raw = write_raw(tmp_path, {"subscription_events.csv": EVENTS})
     built = Built(raw)
-    assert built.sql("select as_of from staging.int_observation_window").item() == datetime(2024, 5, 5, 12, tzinfo=ZoneInfo("UTC"))
+    assert built.sql("select as_of from staging.int_observation_window").item() == datetime(
+        2024, 5, 5, 12, tzinfo=ZoneInfo("UTC")
+    )
     assert built.last_complete_month == date(2024, 4, 1)
 
 
@@ -140,7 +162,8 @@ def _expected_cohorts(raw: Path, zone: str) -> dict[date, int]:
     counts: dict[date, int] = {}
     for stamps in first["occurred_at"]:
         instants = [
-            datetime.fromisoformat(s.replace("Z", "+00:00")) if ("Z" in s or "+" in s[10:] or s[-6] == "-")
+            datetime.fromisoformat(s.replace("Z", "+00:00"))
+            if ("Z" in s or "+" in s[10:] or s[-6] == "-")
             else datetime.fromisoformat(s).replace(tzinfo=ZoneInfo("UTC"))
             for s in stamps
         ]

@@ -9,14 +9,28 @@ from churn_pipeline.lib.sql_models import load_models
 
 
 def test_assets_checks_and_job() -> None:
-    graph = defs.resolve_asset_graph()
+    graph = defs().resolve_asset_graph()
     keys = {key.to_user_string() for key in graph.get_all_asset_keys()}
     expected_sql = {f"{m.schema}/{m.name}" for m in load_models()}
     assert {"raw/orders", "raw/subscription_events", "raw/fx_rates"} <= keys
     assert expected_sql <= keys
-    assert {"marts/cohort_retention", "marts/retention_curve", "marts/high_risk_months", "marts/quarantine", "churn_report", "published"} <= keys
-    assert {"marts/churn_by_cohort", "marts/churn_by_channel", "marts/churn_by_segment", "marts/churn_by_price_change",
-            "marts/churn_by_month", "marts/churn_by_quarter", "marts/churn_reactivation"} <= keys
+    assert {
+        "marts/cohort_retention",
+        "marts/retention_curve",
+        "marts/high_risk_months",
+        "marts/quarantine",
+        "churn_report",
+        "published",
+    } <= keys
+    assert {
+        "marts/churn_by_cohort",
+        "marts/churn_by_channel",
+        "marts/churn_by_segment",
+        "marts/churn_by_price_change",
+        "marts/churn_by_month",
+        "marts/churn_by_quarter",
+        "marts/churn_reactivation",
+    } <= keys
     checks = {(key.asset_key.to_user_string(), key.name) for key in graph.asset_check_keys}
     assert checks == {
         ("marts/quarantine", "raw_rows_reconcile"),
@@ -30,19 +44,24 @@ def test_assets_checks_and_job() -> None:
         ("marts/churn_by_month", "months_chain"),
         ("marts/churn_by_cohort", "customer_months_match_the_curve"),
     }
-    assert defs.resolve_job_def("churn_pipeline_job") is not None
+    assert defs().resolve_job_def("churn_pipeline_job") is not None
 
 
 def test_model_dependencies_come_from_the_sql() -> None:
-    graph = defs.resolve_asset_graph()
+    graph = defs().resolve_asset_graph()
     parents = {key.to_user_string() for key in graph.get(dg.AssetKey(["staging", "stg_orders"])).parent_keys}
     assert parents == {"raw/orders", "staging/stg_fx_rates"}
     quarantine_parents = {key.to_user_string() for key in graph.get(dg.AssetKey(["marts", "quarantine"])).parent_keys}
-    assert {"raw/orders", "raw/subscription_events", "raw/fx_rates", "staging/int_subscription_events_lifecycle"} <= quarantine_parents
+    assert {
+        "raw/orders",
+        "raw/subscription_events",
+        "raw/fx_rates",
+        "staging/int_subscription_events_lifecycle",
+    } <= quarantine_parents
 
 
 def test_every_asset_has_a_description_and_group() -> None:
-    graph = defs.resolve_asset_graph()
+    graph = defs().resolve_asset_graph()
     for key in graph.get_all_asset_keys():
         node = graph.get(key)
         assert node.description, key

@@ -6,9 +6,9 @@ import json
 from pathlib import Path
 
 import pytest
+from conftest import Built
 
 from churn_pipeline.lib.generate import GeneratorConfig, generate
-from conftest import Built
 
 
 def _contents(directory: Path) -> dict[str, bytes]:
@@ -21,7 +21,9 @@ def test_same_seed_same_files_other_seed_other_files(tmp_path: Path) -> None:
     generate(tmp_path / "b", config)
     generate(tmp_path / "c", GeneratorConfig(customers=300, months=12, seed=2))
     assert _contents(tmp_path / "a") == _contents(tmp_path / "b")
-    assert _contents(tmp_path / "a")["subscription_events_part1.csv"] != _contents(tmp_path / "c")["subscription_events_part1.csv"]
+    assert (
+        _contents(tmp_path / "a")["subscription_events_part1.csv"] != _contents(tmp_path / "c")["subscription_events_part1.csv"]
+    )
 
 
 @pytest.mark.parametrize("file_format", ["csv", "mixed"])

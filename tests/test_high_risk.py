@@ -8,12 +8,12 @@ from pathlib import Path
 import numpy as np
 import polars as pl
 import pytest
+from conftest import Built
 
 from churn_pipeline.lib.generate import GeneratorConfig, generate
 from churn_pipeline.lib.high_risk import first_testable_month, high_risk_months
 from churn_pipeline.lib.settings import HighRiskSettings
 from churn_pipeline.lib.survival import holm_adjust
-from conftest import Built
 
 
 def _curve(hazards: list[float], start_at_risk: int, basis: str = "subscription", seed: int | None = None) -> pl.DataFrame:
@@ -94,12 +94,14 @@ def test_generator_without_spike_flags_nothing(tmp_path: Path, seed: int) -> Non
 
 def test_documented_example() -> None:
     """The worked example in docs/high_risk_months.md."""
-    curve = pl.DataFrame({
-        "basis": "subscription",
-        "months_since_signup": list(range(10)),
-        "at_risk": [10000, 9000, 8200, 7500, 6900, 6350, 5700, 5250, 4850, 4500],
-        "churned": [1000, 720, 574, 450, 380, 762, 342, 289, 243, 216],
-    })
+    curve = pl.DataFrame(
+        {
+            "basis": "subscription",
+            "months_since_signup": list(range(10)),
+            "at_risk": [10000, 9000, 8200, 7500, 6900, 6350, 5700, 5250, 4850, 4500],
+            "churned": [1000, 720, 574, 450, 380, 762, 342, 289, 243, 216],
+        }
+    )
     frame = high_risk_months(curve, HighRiskSettings(), 90)
     assert _flagged(frame) == [5]
     month5 = frame.filter(pl.col("months_since_signup") == 5).row(0, named=True)
@@ -115,12 +117,14 @@ def test_documented_example() -> None:
 
 def test_a_handful_of_churns_after_quiet_months_is_not_judged() -> None:
     """Seen on Foodie-Fi: 2 churns among 45 customers after months without churn."""
-    curve = pl.DataFrame({
-        "basis": "subscription",
-        "months_since_signup": list(range(15)),
-        "at_risk": [908, 892, 860, 818, 720, 638, 550, 475, 390, 339, 279, 223, 165, 100, 45],
-        "churned": [16, 32, 28, 35, 29, 32, 12, 11, 2, 3, 0, 0, 0, 0, 2],
-    })
+    curve = pl.DataFrame(
+        {
+            "basis": "subscription",
+            "months_since_signup": list(range(15)),
+            "at_risk": [908, 892, 860, 818, 720, 638, 550, 475, 390, 339, 279, 223, 165, 100, 45],
+            "churned": [16, 32, 28, 35, 29, 32, 12, 11, 2, 3, 0, 0, 0, 0, 2],
+        }
+    )
     frame = high_risk_months(curve, HighRiskSettings(), 90)
     assert _flagged(frame) == []
     assert frame.filter(pl.col("months_since_signup") == 14)["note"].item().startswith("too few churns")

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import duckdb
 import pytest
+from conftest import sql_parameters, write_raw
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -15,7 +16,6 @@ from churn_pipeline.lib import ingest, sql_models
 from churn_pipeline.lib.generate import GeneratorConfig, generate
 from churn_pipeline.lib.incremental import MonthBuild, plan_build
 from churn_pipeline.lib.raw_sources import SOURCES
-from conftest import sql_parameters, write_raw
 
 STAGING = ("staging.stg_orders", "staging.stg_subscription_events")
 LIFECYCLE = "staging.int_subscription_events_lifecycle"
@@ -62,7 +62,11 @@ def _model(tmp_path: Path, text: str) -> sql_models.SqlModel:
     ("header", "body", "message"),
     [
         ("-- unique_key: id", "{% if is_incremental() %}where true{% endif %}", "needs `-- incremental_source"),
-        ("-- incremental_source: raw.other\n-- unique_key: id", "{% if is_incremental() %}where true{% endif %}", "a table it reads"),
+        (
+            "-- incremental_source: raw.other\n-- unique_key: id",
+            "{% if is_incremental() %}where true{% endif %}",
+            "a table it reads",
+        ),
         ("-- incremental_source: raw.orders", "{% if is_incremental() %}where true{% endif %}", "needs `-- unique_key"),
         ("-- incremental_source: raw.orders\n-- unique_key: id", "", "marks what an append reads"),
     ],
@@ -98,42 +102,61 @@ _ORDERS_HEADER = "order_id,customer_id,ordered_at,amount,currency,channel\n"
 
 def _planted(raw: Path) -> None:
     """Copies of one id across deliveries, where an append must recompute rows it was not given."""
-    write_raw(raw, {
-        # top-level history: x_late's copy here is later than the one February delivers
-        "subscription_events_history.csv": _EVENTS_HEADER + (
-            "h1,c1,2023-12-20T00:00:00Z,trial_started,,,,,ads,\n"
-            "x_late,c9,2024-02-25T00:00:00Z,subscribed,pro,50,month,,ads,\n"
-        ),
-        "fx_rates.csv": "currency,rate_to_reporting,month\nEUR,1.1,\n",
-    })
-    write_raw(raw / "2024-01", {
-        "subscription_events.csv": _EVENTS_HEADER + (
-            "e1,c1,2024-01-05T00:00:00Z,subscribed,pro,50,month,,ads,\n"
-            "bad_then_good,c2,not a time,subscribed,pro,50,month,,ads,\n"
-            "x_early,c3,2024-01-07T00:00:00Z,subscribed,basic,20,month,EUR,organic,\n"
-        ),
-        "orders.csv": _ORDERS_HEADER + "o1,k1,2024-01-03T00:00:00Z,10,,ads\no2,k2,2024-01-04T00:00:00Z,5,EUR,\n",
-    })
-    write_raw(raw / "2024-02", {
-        "subscription_events.csv": _EVENTS_HEADER + (
-            "e2,c1,2024-02-05T00:00:00Z,renewed,,,,,,\n"
-            "bad_then_good,c2,2024-02-01T00:00:00Z,subscribed,pro,50,month,,ads,\n"
-            "x_early,c3,2024-02-07T00:00:00Z,subscribed,basic,20,month,,organic,\n"  # a later copy: the duplicate
-            "x_late,c9,2024-02-02T00:00:00Z,subscribed,pro,50,month,,ads,\n"  # earlier than history's copy: loaded
-        ),
-        "orders.csv": _ORDERS_HEADER + "o1,k1,2024-02-03T00:00:00Z,10,,ads\no3,k3,2024-02-09T00:00:00Z,7,,ads\n",
-    })
-    write_raw(raw / "2024-03", {
-        "subscription_events.csv": _EVENTS_HEADER + "e3,c1,2024-03-05T00:00:00Z,cancelled,,,,,,\n",
-        "orders.csv": _ORDERS_HEADER + "o4,k1,2024-03-03T00:00:00Z,10,,ads\n",
-    })
+    write_raw(
+        raw,
+        {
+            # top-level history: x_late's copy here is later than the one February delivers
+            "subscription_events_history.csv": _EVENTS_HEADER
+            + (
+                "h1,c1,2023-12-20T00:00:00Z,trial_started,,,,,ads,\n"
+                "x_late,c9,2024-02-25T00:00:00Z,subscribed,pro,50,month,,ads,\n"
+            ),
+            "fx_rates.csv": "currency,rate_to_reporting,month\nEUR,1.1,\n",
+        },
+    )
+    write_raw(
+        raw / "2024-01",
+        {
+            "subscription_events.csv": _EVENTS_HEADER
+            + (
+                "e1,c1,2024-01-05T00:00:00Z,subscribed,pro,50,month,,ads,\n"
+                "bad_then_good,c2,not a time,subscribed,pro,50,month,,ads,\n"
+                "x_early,c3,2024-01-07T00:00:00Z,subscribed,basic,20,month,EUR,organic,\n"
+            ),
+            "orders.csv": _ORDERS_HEADER + "o1,k1,2024-01-03T00:00:00Z,10,,ads\no2,k2,2024-01-04T00:00:00Z,5,EUR,\n",
+        },
+    )
+    write_raw(
+        raw / "2024-02",
+        {
+            "subscription_events.csv": _EVENTS_HEADER
+            + (
+                "e2,c1,2024-02-05T00:00:00Z,renewed,,,,,,\n"
+                "bad_then_good,c2,2024-02-01T00:00:00Z,subscribed,pro,50,month,,ads,\n"
+                "x_early,c3,2024-02-07T00:00:00Z,subscribed,basic,20,month,,organic,\n"  # a later copy: the duplicate
+                "x_late,c9,2024-02-02T00:00:00Z,subscribed,pro,50,month,,ads,\n"  # earlier than history's copy: loaded
+            ),
+            "orders.csv": _ORDERS_HEADER + "o1,k1,2024-02-03T00:00:00Z,10,,ads\no3,k3,2024-02-09T00:00:00Z,7,,ads\n",
+        },
+    )
+    write_raw(
+        raw / "2024-03",
+        {
+            "subscription_events.csv": _EVENTS_HEADER + "e3,c1,2024-03-05T00:00:00Z,cancelled,,,,,,\n",
+            "orders.csv": _ORDERS_HEADER + "o4,k1,2024-03-03T00:00:00Z,10,,ads\n",
+        },
+    )
 
 
 _UP_TO_LIFECYCLE = ("stg_fx_rates", "stg_orders", "stg_subscription_events", "int_subscription_events_lifecycle")
 
 
 def _load(
-    conn: duckdb.DuckDBPyConnection, raw: Path, months: tuple[str, ...] | None, models: tuple[str, ...] | None = None, **parameters: object
+    conn: duckdb.DuckDBPyConnection,
+    raw: Path,
+    months: tuple[str, ...] | None,
+    models: tuple[str, ...] | None = None,
+    **parameters: object,
 ) -> dict[str, str]:
     """Load the months as a partitioned run does, build every model (or those named); what each incremental model did."""
     for source in SOURCES:
@@ -155,7 +178,9 @@ def _tables(conn: duckdb.DuckDBPyConnection) -> list[str]:
     ]
 
 
-def _assert_same_tables(conn: duckdb.DuckDBPyConnection, raw: Path, models: tuple[str, ...] | None = None, **parameters: object) -> None:
+def _assert_same_tables(
+    conn: duckdb.DuckDBPyConnection, raw: Path, models: tuple[str, ...] | None = None, **parameters: object
+) -> None:
     """Every staging and marts table equals a rebuild from every file, as a multiset of rows."""
     rebuilt = duckdb.connect()
     rebuilt.execute("set TimeZone = 'UTC'")
@@ -179,15 +204,20 @@ def test_month_by_month_appends_equal_a_rebuild(tmp_path: Path) -> None:
     # February's delivery changed a top-level row's staging too (below), so the lifecycle has no month left to keep
     assert _load(conn, raw, ("2024-02",)) == _did("appended 2024-02", "rebuild: every delivery month changed")
     _assert_same_tables(conn, raw)
-    loaded = dict(conn.execute(
-        "select event_id || '@' || coalesce(delivery_month, 'top'), coalesce(quarantine_reason, 'loaded') "
-        "from staging.stg_subscription_events where event_id like 'x%' or event_id like 'bad%'"
-    ).fetchall())
+    loaded = dict(
+        conn.execute(
+            "select event_id || '@' || coalesce(delivery_month, 'top'), coalesce(quarantine_reason, 'loaded') "
+            "from staging.stg_subscription_events where event_id like 'x%' or event_id like 'bad%'"
+        ).fetchall()
+    )
     assert loaded == {
-        "x_early@2024-01": "loaded", "x_early@2024-02": "duplicate event_id",
+        "x_early@2024-01": "loaded",
+        "x_early@2024-02": "duplicate event_id",
         # February's copy is earlier, so the history row (not delivered this month) became the duplicate
-        "x_late@2024-02": "loaded", "x_late@top": "duplicate event_id",
-        "bad_then_good@2024-01": "unparseable occurred_at", "bad_then_good@2024-02": "loaded",
+        "x_late@2024-02": "loaded",
+        "x_late@top": "duplicate event_id",
+        "bad_then_good@2024-01": "unparseable occurred_at",
+        "bad_then_good@2024-02": "loaded",
     }
 
     shutil.copytree(planted / "2024-03", raw / "2024-03")  # March arrives
@@ -205,13 +235,17 @@ def test_a_corrected_month_an_old_month_and_a_setting(tmp_path: Path) -> None:
     _load(conn, raw, ("2024-01", "2024-02", "2024-03"))
 
     # January is delivered again: o2 and the unparseable row withdrawn, x_early a day later
-    write_raw(raw / "2024-01", {
-        "orders.csv": _ORDERS_HEADER + "o1,k1,2024-01-03T00:00:00Z,10,,ads\n",
-        "subscription_events.csv": _EVENTS_HEADER + (
-            "e1,c1,2024-01-05T00:00:00Z,subscribed,pro,50,month,,ads,\n"
-            "x_early,c3,2024-01-08T00:00:00Z,subscribed,basic,20,month,EUR,organic,\n"
-        ),
-    })
+    write_raw(
+        raw / "2024-01",
+        {
+            "orders.csv": _ORDERS_HEADER + "o1,k1,2024-01-03T00:00:00Z,10,,ads\n",
+            "subscription_events.csv": _EVENTS_HEADER
+            + (
+                "e1,c1,2024-01-05T00:00:00Z,subscribed,pro,50,month,,ads,\n"
+                "x_early,c3,2024-01-08T00:00:00Z,subscribed,basic,20,month,EUR,organic,\n"
+            ),
+        },
+    )
     # x_early's February copy is staged again with January's, so the lifecycle redoes both months
     assert _load(conn, raw, ("2024-01",)) == _did("appended 2024-01", "appended 2024-01, 2024-02")
     _assert_same_tables(conn, raw)
@@ -247,14 +281,25 @@ def test_a_generated_monthly_history_appends_to_a_rebuild(tmp_path: Path) -> Non
     _load(conn, raw, tuple(months[:-1]))
     assert _load(conn, raw, (months[-1],)) == _did(f"appended {months[-1]}")
     _assert_same_tables(conn, raw)
-    duplicates = conn.execute("select count(*) from staging.stg_subscription_events where quarantine_reason = 'duplicate event_id'")
+    duplicates = conn.execute(
+        "select count(*) from staging.stg_subscription_events where quarantine_reason = 'duplicate event_id'"
+    )
     assert duplicates.fetchall()[0][0] > 0
 
 
 # --- the lifecycle append against a rebuild, on random histories ---------------------------------
 
-_TYPES = ["trial_started", "subscribed", "reactivated", "renewed", "plan_changed",
-          "price_changed", "payment_failed", "cancelled", "expired"]
+_TYPES = [
+    "trial_started",
+    "subscribed",
+    "reactivated",
+    "renewed",
+    "plan_changed",
+    "price_changed",
+    "payment_failed",
+    "cancelled",
+    "expired",
+]
 _MONTHS = ["2024-01", "2024-02", "2024-03"]
 # where a row is delivered, and the month it happened in: a month folder holds its own month only;
 # top-level rows can be from any month, before the first folder or in between

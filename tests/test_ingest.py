@@ -2,17 +2,17 @@
 
 from __future__ import annotations
 
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 import duckdb
 import polars as pl
 import pytest
+from conftest import Built, write_raw
 
 from churn_pipeline.lib import ingest
 from churn_pipeline.lib.ingest import RawInputError, preflight
 from churn_pipeline.lib.raw_sources import SOURCES
-from conftest import Built, write_raw
 
 ORDERS = """
 order_id,customer_id,ordered_at,amount,currency,channel
@@ -133,12 +133,15 @@ def test_fx_rates_checked(built: Built) -> None:
     }
 
 
-@pytest.mark.parametrize("source, loaded_table", [
-    ("orders", "staging.int_orders"),
-    ("subscription_events", "staging.int_subscription_events"),
-    ("subscription_events", "staging.int_subscription_event_states"),
-    ("fx_rates", "staging.int_fx_rates"),
-])
+@pytest.mark.parametrize(
+    "source, loaded_table",
+    [
+        ("orders", "staging.int_orders"),
+        ("subscription_events", "staging.int_subscription_events"),
+        ("subscription_events", "staging.int_subscription_event_states"),
+        ("fx_rates", "staging.int_fx_rates"),
+    ],
+)
 def test_raw_rows_equal_loaded_plus_quarantined(built: Built, source: str, loaded_table: str) -> None:
     raw = built.sql(f"select count(*) as n from raw.{source}").item()
     loaded = built.sql(f"select count(*) as n from {loaded_table}").item()
@@ -155,9 +158,9 @@ def test_quarantine_keeps_file_row_and_raw_values(built: Built) -> None:
 
 def test_offsets_land_as_utc_instants_across_a_month_boundary(built: Built) -> None:
     times = dict(built.sql("select order_id, ordered_at from staging.int_orders").iter_rows())
-    assert times["o1"] == datetime(2024, 2, 1, 4, 30, tzinfo=timezone.utc)
-    assert times["o13"] == datetime(2024, 2, 9, 15, 0, tzinfo=timezone.utc)
-    assert times["o3"] == datetime(2024, 3, 1, 12, 0, tzinfo=timezone.utc)  # naive = source zone UTC
+    assert times["o1"] == datetime(2024, 2, 1, 4, 30, tzinfo=UTC)
+    assert times["o13"] == datetime(2024, 2, 9, 15, 0, tzinfo=UTC)
+    assert times["o3"] == datetime(2024, 3, 1, 12, 0, tzinfo=UTC)  # naive = source zone UTC
 
 
 def test_fx_rate_for_the_month_wins_over_the_general_rate(built: Built) -> None:
@@ -168,28 +171,42 @@ def test_fx_rate_for_the_month_wins_over_the_general_rate(built: Built) -> None:
 
 
 def test_naive_timestamps_use_the_source_timezone(tmp_path: Path) -> None:
-    raw = write_raw(tmp_path, {"orders.csv": """
+    raw = write_raw(
+        tmp_path,
+        {
+            "orders.csv": """
         order_id,customer_id,ordered_at,amount
         o1,c1,2024-01-31 20:00:00,10
         o2,c1,2024-07-01 01:00:00,10
-        """})
+        """
+        },
+    )
     built = Built(raw, source_timezone="America/New_York")
     times = built.sql("select ordered_at from staging.int_orders order by order_id")["ordered_at"].to_list()
     assert times == [
-        datetime(2024, 2, 1, 1, 0, tzinfo=timezone.utc),  # EST, UTC-5
-        datetime(2024, 7, 1, 5, 0, tzinfo=timezone.utc),  # EDT, UTC-4
+        datetime(2024, 2, 1, 1, 0, tzinfo=UTC),  # EST, UTC-5
+        datetime(2024, 7, 1, 5, 0, tzinfo=UTC),  # EDT, UTC-4
     ]
 
 
 def test_csv_and_parquet_mixed_with_case_insensitive_columns(tmp_path: Path) -> None:
-    raw = write_raw(tmp_path, {"orders_a.csv": """
+    raw = write_raw(
+        tmp_path,
+        {
+            "orders_a.csv": """
         ORDER_ID,Customer_Id,Ordered_At,AMOUNT,extra
         o1,c1,2024-01-05T00:00:00Z,10,x
-        """})
-    pl.DataFrame({
-        "Order_ID": ["o2", "o1"], "customer_id": ["c2", "c1"],
-        "ordered_at": ["2024-02-05T00:00:00Z", "2024-01-05T00:00:00Z"], "Amount": [3.5, 10.0],
-    }).write_parquet(raw / "orders_b.parquet")
+        """
+        },
+    )
+    pl.DataFrame(
+        {
+            "Order_ID": ["o2", "o1"],
+            "customer_id": ["c2", "c1"],
+            "ordered_at": ["2024-02-05T00:00:00Z", "2024-01-05T00:00:00Z"],
+            "Amount": [3.5, 10.0],
+        }
+    ).write_parquet(raw / "orders_b.parquet")
     built = Built(raw)
     loaded = built.sql("select order_id, customer_id, amount, source_file from staging.int_orders order by order_id")
     assert loaded.rows() == [("o1", "c1", 10.0, "orders_a.csv"), ("o2", "c2", 3.5, "orders_b.parquet")]
@@ -199,8 +216,10 @@ def test_csv_and_parquet_mixed_with_case_insensitive_columns(tmp_path: Path) -> 
 
 def test_repeated_ids_keep_the_first_row_by_content(tmp_path: Path) -> None:
     # the duplicate rule runs only over rows whose id repeats; unique ids around them must pass untouched
-    raw = write_raw(tmp_path, {
-        "orders.csv": """
+    raw = write_raw(
+        tmp_path,
+        {
+            "orders.csv": """
             order_id,customer_id,ordered_at,amount,currency,channel
             d1,c1,2024-01-05T00:00:00Z,10,,ads
             d1,c1,2024-01-04T00:00:00Z,10,,ads
@@ -210,7 +229,7 @@ def test_repeated_ids_keep_the_first_row_by_content(tmp_path: Path) -> None:
             d3,c3,2024-01-04T00:00:00Z,5,,ads
             u1,c4,2024-01-04T00:00:00Z,5,,ads
             """,
-        "subscription_events.csv": """
+            "subscription_events.csv": """
             event_id,customer_id,occurred_at,event_type,plan,price,billing_period,currency,channel,segment
             x1,c1,2024-01-10T00:00:00Z,subscribed,pro,50,month,,,
             x1,c1,2024-01-10T00:00:00Z,subscribed,basic,20,month,,,
@@ -218,7 +237,8 @@ def test_repeated_ids_keep_the_first_row_by_content(tmp_path: Path) -> None:
             x3,c1,2024-03-10T00:00:00Z,cancelled,,,,,,
             x3,c1,not a time,cancelled,,,,,,
             """,
-    })
+        },
+    )
     built = Built(raw)
     orders = built.sql("select order_id, amount, source_row from staging.int_orders order by order_id").rows()
     assert orders == [("d1", 10.0, 2), ("d2", 12.0, 4), ("d3", 5.0, 5), ("u1", 5.0, 7)]
@@ -278,7 +298,10 @@ def test_repeated_column_is_a_clear_error(tmp_path: Path) -> None:
 def test_carried_plan_and_mrr_skip_events_that_contradict_the_lifecycle(tmp_path: Path) -> None:
     # p2 is quarantined (already subscribed): the renewal after it keeps p1's plan, MRR and spell.
     # Events before 1970 have negative instants; the lifecycle must read them the same way.
-    raw = write_raw(tmp_path, {"subscription_events.csv": """
+    raw = write_raw(
+        tmp_path,
+        {
+            "subscription_events.csv": """
         event_id,customer_id,occurred_at,event_type,plan,price,billing_period,currency,channel,segment
         p1,c1,2024-01-05T00:00:00Z,subscribed,basic,20,month,,,
         p2,c1,2024-01-20T00:00:00Z,subscribed,pro,50,month,,,
@@ -290,7 +313,9 @@ def test_carried_plan_and_mrr_skip_events_that_contradict_the_lifecycle(tmp_path
         q3,c2,1969-12-20T00:00:00Z,cancelled,,,,,,
         q4,c2,1969-12-25T00:00:00Z,subscribed,basic,10,month,,,
         q5,c2,1970-01-10T00:00:00Z,expired,,,,,,
-        """})
+        """
+        },
+    )
     built = Built(raw, as_of="2024-04-01T00:00:00Z")
     states = built.sql("""
         select event_id, spell_number, plan_after, mrr_before, mrr_after, movement
@@ -307,7 +332,8 @@ def test_carried_plan_and_mrr_skip_events_that_contradict_the_lifecycle(tmp_path
         ("q5", 1, None, 10.0, 0.0, "involuntary_churn"),
     ]
     trial_cancellations = built.sql(
-        "select event_id from staging.int_subscription_event_states where is_trial_cancellation").rows()
+        "select event_id from staging.int_subscription_event_states where is_trial_cancellation"
+    ).rows()
     assert trial_cancellations == [("q2",)]
     quarantined = built.sql("select source_row, reason from marts.quarantine order by source_row").rows()
     assert quarantined == [
@@ -341,26 +367,31 @@ def test_row_numbers_follow_the_file_across_many_row_groups(tmp_path: Path, unre
 
 @pytest.mark.parametrize("marker", ["NULL", "null", "\\N", " None ", "N/A", "#n/a"])
 def test_null_markers_are_missing_values(tmp_path: Path, marker: str) -> None:
-    raw = write_raw(tmp_path, {
-        "orders.csv": f"""
+    raw = write_raw(
+        tmp_path,
+        {
+            "orders.csv": f"""
             order_id,customer_id,ordered_at,amount,channel
             o1,c1,2024-01-05T00:00:00Z,10,{marker}
             o2,{marker},2024-01-06T00:00:00Z,10,ads
             {marker},c2,2024-01-06T00:00:00Z,10,ads
             o3,c3,{marker},10,ads
             """,
-        "subscription_events.csv": f"""
+            "subscription_events.csv": f"""
             event_id,customer_id,occurred_at,event_type,plan,price,segment
             e1,c1,2024-01-05T00:00:00Z,subscribed,basic,20,{marker}
             e2,{marker},2024-01-05T00:00:00Z,subscribed,basic,20,smb
             {marker},c2,2024-01-05T00:00:00Z,subscribed,basic,20,smb
             e3,c3,2024-01-05T00:00:00Z,subscribed,{marker},20,smb
             """,
-    })
+        },
+    )
     built = Built(raw)
     assert _reasons(built, "orders") == {"missing customer_id": 1, "missing order_id": 1, "missing ordered_at": 1}
     assert _reasons(built, "subscription_events") == {
-        "missing customer_id": 1, "missing event_id": 1, "missing plan for subscribed": 1,
+        "missing customer_id": 1,
+        "missing event_id": 1,
+        "missing plan for subscribed": 1,
     }
     assert built.sql("select customer_id, channel from staging.int_orders").rows() == [("c1", "unknown")]
     assert built.sql("select customer_id, segment from staging.int_subscription_events").rows() == [("c1", "unknown")]

@@ -6,20 +6,28 @@ MRR carried through the earlier loaded events, the movement and the next loaded 
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta, timezone
-from pathlib import Path
 import tempfile
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
+from conftest import Built
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from conftest import Built
-
-TYPES = ["trial_started", "subscribed", "reactivated", "renewed", "plan_changed",
-         "price_changed", "payment_failed", "cancelled", "expired"]
+TYPES = [
+    "trial_started",
+    "subscribed",
+    "reactivated",
+    "renewed",
+    "plan_changed",
+    "price_changed",
+    "payment_failed",
+    "cancelled",
+    "expired",
+]
 SETS_PLAN = {"subscribed", "reactivated", "plan_changed", "price_changed"}
 CHURNS = {"cancelled", "expired"}
-EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
+EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 # few distinct instants, so that ties in time (and in time and type) are common
 event = st.tuples(
@@ -36,12 +44,16 @@ def _events(customers: list[list[tuple]]) -> list[dict]:
     rows = []
     for c, history in enumerate(customers):
         for i, (kind, day, hour, plan, price) in enumerate(history):
-            rows.append({
-                "event_id": f"e{c:02d}_{i}", "customer_id": f"c{c:02d}", "type": kind,
-                "at": EPOCH + timedelta(days=day, hours=hour),
-                "plan": plan if kind in SETS_PLAN else None,
-                "mrr": float(price) if kind in SETS_PLAN else None,
-            })
+            rows.append(
+                {
+                    "event_id": f"e{c:02d}_{i}",
+                    "customer_id": f"c{c:02d}",
+                    "type": kind,
+                    "at": EPOCH + timedelta(days=day, hours=hour),
+                    "plan": plan if kind in SETS_PLAN else None,
+                    "mrr": float(price) if kind in SETS_PLAN else None,
+                }
+            )
     return rows
 
 
@@ -107,7 +119,13 @@ def _reference(rows: list[dict]) -> tuple[dict, dict]:
                 movement = None
             following = loaded[index + 1][0]["at"] if index + 1 < len(loaded) else None
             carried[e["event_id"]] = (
-                before, spells, None if before or kind in CHURNS else plan, mrr_before, mrr_after, movement, following,
+                before,
+                spells,
+                None if before or kind in CHURNS else plan,
+                mrr_before,
+                mrr_after,
+                movement,
+                following,
             )
             previous = (e, before)
     return reasons, carried
@@ -130,10 +148,12 @@ def test_lifecycle_matches_the_reference_state_machine(customers: list[list[tupl
         raw = Path(name)
         (raw / "subscription_events.csv").write_text(_csv(rows), encoding="utf-8")
         built = Built(raw, as_of="2000-01-01T00:00:00Z")
-        got_reasons = dict(built.sql(
-            "select event_id, lifecycle_error from staging.int_subscription_events_lifecycle").iter_rows())
+        got_reasons = dict(
+            built.sql("select event_id, lifecycle_error from staging.int_subscription_events_lifecycle").iter_rows()
+        )
         got_carried = {
-            row[0]: row[1:] for row in built.sql("""
+            row[0]: row[1:]
+            for row in built.sql("""
                 select event_id, is_before_first_subscribed, spell_number, plan_after, mrr_before, mrr_after,
                     movement, next_event_at
                 from staging.int_subscription_event_states

@@ -9,7 +9,6 @@ import signal
 import subprocess
 import sys
 import textwrap
-import time
 from pathlib import Path
 
 import dagster as dg
@@ -17,11 +16,12 @@ import duckdb
 import polars as pl
 import pytest
 
+from churn_pipeline.defs.resources import Warehouse
 from churn_pipeline.lib.adapters import AdapterError, load_adapter
+from churn_pipeline.lib.build_area import build_path, start_build
 from churn_pipeline.lib.generate import GeneratorConfig, generate
 from churn_pipeline.lib.identifiers import IdentifierError, qualified, validate_identifier
-from churn_pipeline.lib.publish import OutputPathError, copy_ahead, output_path, staged_path, start_build, write_out
-from churn_pipeline.resources import Warehouse
+from churn_pipeline.lib.output_files import OutputPathError, output_path
 
 CLI = [sys.executable, "-m", "churn_pipeline.cli"]
 TABLES = ["cohort_retention", "retention_curve", "high_risk_months", "churn_by_month", "churn_by_channel"]
@@ -35,8 +35,17 @@ def raw(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 def _args(raw: Path, workdir: Path, *extra: str) -> list[str]:
-    return [*CLI, "run", "--raw-dir", str(raw), "--warehouse", str(workdir / "w.duckdb"),
-            "--output-dir", str(workdir / "marts"), *extra]
+    return [
+        *CLI,
+        "run",
+        "--raw-dir",
+        str(raw),
+        "--warehouse",
+        str(workdir / "w.duckdb"),
+        "--output-dir",
+        str(workdir / "marts"),
+        *extra,
+    ]
 
 
 def _run(raw: Path, workdir: Path, *extra: str) -> subprocess.CompletedProcess:
@@ -83,8 +92,9 @@ READER = textwrap.dedent(
 def test_a_reader_holding_the_warehouse_never_blocks_a_run(raw: Path, tmp_path: Path) -> None:
     assert _run(raw, tmp_path, "--as-of", "2023-10-15T00:00:00Z").returncode == 0
     stop = tmp_path / "stop"
-    reader = subprocess.Popen([sys.executable, "-c", READER, str(tmp_path / "w.duckdb"), str(stop)],
-                              stdout=subprocess.PIPE, text=True)
+    reader = subprocess.Popen(
+        [sys.executable, "-c", READER, str(tmp_path / "w.duckdb"), str(stop)], stdout=subprocess.PIPE, text=True
+    )
     assert reader.stdout.readline().strip() == "ready"
     result = _run(raw, tmp_path)  # the whole history this time
     stop.touch()
@@ -115,8 +125,8 @@ def test_kill_9_at_any_point_then_rerun_equals_a_clean_run(raw: Path, clean: Pat
     assert rerun.returncode == 0, rerun.stderr
     for table, frame in _outputs(tmp_path).items():
         assert frame.equals(_outputs(clean)[table]), table
-    assert not staged_path(tmp_path / "w.duckdb").exists()
-    assert not (tmp_path / "marts" / ".staging").exists()
+    assert not build_path(tmp_path / "w.duckdb").exists()
+    assert not (tmp_path / "marts" / ".build").exists()
     assert not list((tmp_path / "marts").glob(".*tmp"))
 
 
@@ -142,28 +152,22 @@ def test_a_failing_blocking_check_publishes_nothing(raw: Path, clean: Path, tmp_
         """Stands in for any blocking check that fails."""
         return dg.AssetCheckResult(passed=False, severity=dg.AssetCheckSeverity.ERROR, description="saw 3 bad months")
 
-    from churn_pipeline.assets.checks import asset_checks
-    from churn_pipeline.assets.churn import churn_assets
-    from churn_pipeline.assets.cohorts import cohort_assets
-    from churn_pipeline.assets.ingest import raw_assets
-    from churn_pipeline.assets.models import model_assets
-    from churn_pipeline.assets.outputs import churn_report, published
-
-    failing = dg.Definitions(
-        assets=[*raw_assets, *model_assets, *cohort_assets, *churn_assets, churn_report, published],
-        asset_checks=[*asset_checks, churn_is_implausible],
-        jobs=[dg.define_asset_job("all", selection=dg.AssetSelection.all())],
-        resources={"pipeline": defs.resources["pipeline"], "warehouse": defs.resources["warehouse"]},
-        executor=dg.in_process_executor,
-    )
-    run_config = {"resources": {
-        "pipeline": {"config": {"raw_dir": str(raw), "output_dir": str(workdir / "marts"), "as_of": "2023-10-15T00:00:00Z"}},
-        "warehouse": {"config": {"database": str(workdir / "w.duckdb")}},
-    }}
+    failing = dg.Definitions.merge(defs(), dg.Definitions(asset_checks=[churn_is_implausible]))
+    run_config = {
+        "resources": {
+            "pipeline": {"config": {"raw_dir": str(raw), "output_dir": str(workdir / "marts"), "as_of": "2023-10-15T00:00:00Z"}},
+            "warehouse": {"config": {"database": str(workdir / "w.duckdb")}},
+        }
+    }
     with dg.DagsterInstance.ephemeral() as instance:
-        result = failing.resolve_job_def("all").execute_in_process(run_config=run_config, instance=instance, raise_on_error=False)
-    evaluations = {e.event_specific_data.check_name: e.event_specific_data for e in result.all_events
-                   if e.event_type_value == "ASSET_CHECK_EVALUATION"}
+        result = failing.resolve_job_def("churn_pipeline_job").execute_in_process(
+            run_config=run_config, instance=instance, raise_on_error=False
+        )
+    evaluations = {
+        e.event_specific_data.check_name: e.event_specific_data
+        for e in result.all_events
+        if e.event_type_value == "ASSET_CHECK_EVALUATION"
+    }
     assert evaluations["churn_is_implausible"].passed is False
     from churn_pipeline.cli import _failure_line
 
@@ -172,16 +176,22 @@ def test_a_failing_blocking_check_publishes_nothing(raw: Path, clean: Path, tmp_
     materialized = {e.asset_key for e in result.all_events if e.event_type_value == "ASSET_MATERIALIZATION"}
     assert dg.AssetKey(["marts", "churn_by_month"]) in materialized
     assert dg.AssetKey(["published"]) not in materialized
-    after = {p.name: p.read_bytes() for p in sorted(workdir.rglob("*")) if p.is_file() and ".staging" not in p.parts
-             and not p.name.startswith((".w.duckdb.build", ".w.duckdb.lock"))}  # the run's own scratch and lock
+    after = {
+        p.name: p.read_bytes()
+        for p in sorted(workdir.rglob("*"))
+        if p.is_file() and ".build" not in p.parts and not p.name.startswith((".w.duckdb.build", ".w.duckdb.lock"))
+    }  # the run's own scratch and lock
     assert after == before
 
 
 def test_a_failing_check_says_how_many_rows_failed_and_shows_the_first() -> None:
-    from churn_pipeline.assets.checks import _result
+    from churn_pipeline.defs.checks import _result
 
-    failing = _result([("orders", "2024-01-01", 2, 1), ("orders", "2024-02-01", 3, 0)], ["basis", "month", "start", "end"],
-                      "months break the customer identity")
+    failing = _result(
+        [("orders", "2024-01-01", 2, 1), ("orders", "2024-02-01", 3, 0)],
+        ["basis", "month", "start", "end"],
+        "months break the customer identity",
+    )
     assert not failing.passed
     assert failing.description == "2 months break the customer identity; first: basis=orders, month=2024-01-01, start=2, end=1"
     assert _result([], ["basis"], "anything").passed
@@ -206,8 +216,12 @@ def test_output_paths_stay_inside_the_output_directory(tmp_path: Path, table: st
 def test_hostile_source_names_are_refused_before_anything_runs(source: str, tmp_path: Path) -> None:
     with pytest.raises(AdapterError):
         load_adapter(source)
-    result = subprocess.run([*CLI, "run", "--source", source, "--raw-dir", str(tmp_path), "--warehouse", str(tmp_path / "w.duckdb")],
-                            capture_output=True, text=True, timeout=120)
+    result = subprocess.run(
+        [*CLI, "run", "--source", source, "--raw-dir", str(tmp_path), "--warehouse", str(tmp_path / "w.duckdb")],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert result.returncode == 2 and len(result.stderr.strip().splitlines()) == 1
     assert not (tmp_path / "w.duckdb").exists()
 
@@ -239,13 +253,25 @@ def test_the_analyst_connection_cannot_write_read_files_or_change_settings(clean
 
 
 def test_churn_pipeline_sql_prints_csv_and_refuses_writes(clean: Path) -> None:
-    ok = subprocess.run([*CLI, "sql", "select basis, count(*) as months from marts.churn_by_month group by 1 order by 1",
-                         "--warehouse", str(clean / "w.duckdb"), "--format", "csv"], capture_output=True, text=True)
+    ok = subprocess.run(
+        [
+            *CLI,
+            "sql",
+            "select basis, count(*) as months from marts.churn_by_month group by 1 order by 1",
+            "--warehouse",
+            str(clean / "w.duckdb"),
+            "--format",
+            "csv",
+        ],
+        capture_output=True,
+        text=True,
+    )
     assert ok.returncode == 0, ok.stderr
     lines = ok.stdout.splitlines()
     assert lines[0] == "basis,months" and [line.split(",")[0] for line in lines[1:]] == ["orders", "subscription"]
-    refused = subprocess.run([*CLI, "sql", "drop table marts.churn_by_month", "--warehouse", str(clean / "w.duckdb")],
-                             capture_output=True, text=True)
+    refused = subprocess.run(
+        [*CLI, "sql", "drop table marts.churn_by_month", "--warehouse", str(clean / "w.duckdb")], capture_output=True, text=True
+    )
     assert refused.returncode == 1
     assert refused.stderr.startswith("churn-pipeline: query failed:") and len(refused.stderr.strip().splitlines()) == 1
     for query, count in [("select 1; select 2", 2), ("", 0), ("create table t (a int); select 1", 2)]:
@@ -257,21 +283,21 @@ def test_churn_pipeline_sql_prints_csv_and_refuses_writes(clean: Path) -> None:
 
 
 @pytest.mark.parametrize("memory_limit", ["1GB", None])
-def test_steps_share_one_database_and_a_polars_step_gets_the_memory_duckdb_cached(tmp_path: Path, memory_limit: str | None) -> None:
-    warehouse = Warehouse(database=str(tmp_path / "w.duckdb"), memory_limit=memory_limit)
-    cached = "select sum(memory_usage_bytes) from duckdb_memory()"
-    limit = "select current_setting('memory_limit')"
-    expected_limit = duckdb.connect().execute(f"set memory_limit = '{memory_limit}'" if memory_limit else "select 1").execute(limit).fetchone()[0]
+def test_steps_share_one_database_with_the_configured_settings(tmp_path: Path, memory_limit: str | None) -> None:
+    warehouse = Warehouse(database=str(tmp_path / "w.duckdb"), memory_limit=memory_limit, threads=1)
+    limit = "select current_setting('memory_limit'), current_setting('threads'), current_setting('TimeZone')"
+    expected_limit = (
+        duckdb.connect()
+        .execute(f"set memory_limit = '{memory_limit}'" if memory_limit else "select 1")
+        .execute(limit)
+        .fetchone()[0]
+    )
     with warehouse.get_connection() as conn:
-        conn.execute("create table t as select range as i, md5(range::varchar) as s from range(5000000)")
-        assert conn.execute(cached).fetchone()[0] > 50_000_000
+        conn.execute("create table t as select range as i from range(1000)")
     try:
         with warehouse.get_connection() as conn:
-            assert conn.execute(cached).fetchone()[0] > 50_000_000  # a SQL step keeps what the last one cached
-        with warehouse.get_connection(release_cache=True) as conn:
-            assert conn.execute(cached).fetchone()[0] < 2_000_000  # a polars step starts with it evicted
-            assert conn.execute(limit).fetchone()[0] == expected_limit
-            assert conn.execute("select count(*) from t").fetchone()[0] == 5_000_000
+            assert conn.execute(limit).fetchone() == (expected_limit, 1, "UTC")
+            assert conn.execute("select count(*) from t").fetchone()[0] == 1000
     finally:
         warehouse.close_build()
     assert warehouse.build_path.exists() and not warehouse.build_path.with_name(warehouse.build_path.name + ".wal").exists()
@@ -283,42 +309,16 @@ def _warehouse_file(path: Path, rows: int) -> None:
     conn.close()
 
 
-def test_a_build_takes_the_copy_made_ahead_only_while_the_live_warehouse_is_the_one_copied(tmp_path: Path) -> None:
-    live = tmp_path / "w.duckdb"
-    _warehouse_file(live, 300_000)
-    copy_ahead(live)
-    assert start_build(live) == "copied ahead"
-    assert staged_path(live).read_bytes() == live.read_bytes()
-    assert duckdb.connect(str(staged_path(live))).execute("select count(*) from t").fetchone()[0] == 300_000
-
-    # another run publishes between the copy and this run's build: the copy is stale, so not used
-    copy_ahead(live)
-    newer = tmp_path / "newer.duckdb"
-    _warehouse_file(newer, 1_000)
-    os.replace(newer, live)
-    assert start_build(live) == "copied"
-    assert staged_path(live).read_bytes() == live.read_bytes()
-    assert start_build(tmp_path / "none.duckdb") == "new"
-
-
-def test_a_copy_made_ahead_leaves_no_file_when_its_process_is_killed(tmp_path: Path) -> None:
-    live = tmp_path / "w.duckdb"
-    _warehouse_file(live, 300_000)
-    script = f"from pathlib import Path; from churn_pipeline.lib.publish import copy_ahead; copy_ahead(Path({str(live)!r})); import os, signal; os.kill(os.getpid(), signal.SIGKILL)"
-    assert subprocess.run([sys.executable, "-c", script]).returncode == -signal.SIGKILL
-    assert sorted(path.name for path in tmp_path.iterdir()) == ["w.duckdb"]
-
-
 def test_a_build_starts_from_a_copy_of_the_live_warehouse(tmp_path: Path) -> None:
     live = tmp_path / "w.duckdb"
     conn = duckdb.connect(str(live))
     conn.execute("create table t as select * from range(1000) as r(i)")
     conn.close()
-    staged_path(live).write_bytes(b"a crashed run's leftover")
+    build_path(live).write_bytes(b"a crashed run's leftover")
 
-    start_build(live)
-    assert staged_path(live).read_bytes() == live.read_bytes()
-    write_out(tmp_path / "gone.duckdb")  # flushing a file that is already gone is not an error
+    assert start_build(live) == "copied"
+    assert build_path(live).read_bytes() == live.read_bytes()
+    assert start_build(tmp_path / "none.duckdb") == "new"
 
 
 WRITER = textwrap.dedent(

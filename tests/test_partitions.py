@@ -8,32 +8,42 @@ import os
 import shutil
 import threading
 import time
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 import dagster as dg
 import duckdb
 import polars as pl
 import pytest
+from conftest import Built, write_raw
 
 from churn_pipeline.cli import main
 from churn_pipeline.lib.generate import GeneratorConfig, generate
 from churn_pipeline.lib.months import end_of_month, month_keys
-from churn_pipeline.lib.publish import lock_path
+from churn_pipeline.lib.run_lock import lock_path
 from churn_pipeline.lib.settings import SettingsError
-from conftest import Built, write_raw
 
-TABLES = ["cohort_retention", "retention_curve", "high_risk_months", "churn_by_cohort", "churn_by_channel",
-          "churn_by_segment", "churn_by_month", "churn_by_quarter", "churn_reactivation", "churn_by_price_change"]
+TABLES = [
+    "cohort_retention",
+    "retention_curve",
+    "high_risk_months",
+    "churn_by_cohort",
+    "churn_by_channel",
+    "churn_by_segment",
+    "churn_by_month",
+    "churn_by_quarter",
+    "churn_reactivation",
+    "churn_by_price_change",
+]
 
 
 def test_month_keys_and_the_instant_a_month_closes() -> None:
     assert month_keys("2023-11", "2024-02") == ("2023-11", "2023-12", "2024-01", "2024-02")
-    assert end_of_month("2024-12", "UTC") == datetime(2025, 1, 1, tzinfo=timezone.utc)
+    assert end_of_month("2024-12", "UTC") == datetime(2025, 1, 1, tzinfo=UTC)
     # New York is UTC-4 in summer (EDT), UTC-5 in winter (EST)
-    assert end_of_month("2024-05", "America/New_York") == datetime(2024, 6, 1, 4, tzinfo=timezone.utc)
-    assert end_of_month("2024-10", "America/New_York") == datetime(2024, 11, 1, 4, tzinfo=timezone.utc)
-    assert end_of_month("2024-11", "America/New_York") == datetime(2024, 12, 1, 5, tzinfo=timezone.utc)
+    assert end_of_month("2024-05", "America/New_York") == datetime(2024, 6, 1, 4, tzinfo=UTC)
+    assert end_of_month("2024-10", "America/New_York") == datetime(2024, 11, 1, 4, tzinfo=UTC)
+    assert end_of_month("2024-11", "America/New_York") == datetime(2024, 12, 1, 5, tzinfo=UTC)
     with pytest.raises(SettingsError, match="backwards"):
         month_keys("2024-03", "2024-01")
     with pytest.raises(SettingsError, match="YYYY-MM"):
@@ -43,16 +53,18 @@ def test_month_keys_and_the_instant_a_month_closes() -> None:
 def test_the_schedule_requests_the_month_that_just_closed() -> None:
     from churn_pipeline.definitions import defs
 
-    schedule = defs.resolve_schedule_def("monthly_churn_schedule")
+    schedule = defs().resolve_schedule_def("monthly_churn_schedule")
     assert schedule.cron_schedule == "0 6 2 * *"
-    tick = dg.build_schedule_context(scheduled_execution_time=datetime(2024, 7, 2, 6, tzinfo=timezone.utc))
+    tick = dg.build_schedule_context(scheduled_execution_time=datetime(2024, 7, 2, 6, tzinfo=UTC))
     requests = schedule.evaluate_tick(tick).run_requests
     assert [request.partition_key for request in requests] == ["2024-06"]
 
 
 def test_a_delivery_month_is_a_half_open_window_in_the_reporting_zone(tmp_path: Path) -> None:
-    write_raw(tmp_path / "2024-05", {
-        "orders.csv": """
+    write_raw(
+        tmp_path / "2024-05",
+        {
+            "orders.csv": """
             order_id,customer_id,ordered_at,amount
             first_instant,c1,2024-05-01T00:00:00-04:00,10
             last_second,c1,2024-05-31T23:59:59-04:00,10
@@ -60,13 +72,18 @@ def test_a_delivery_month_is_a_half_open_window_in_the_reporting_zone(tmp_path: 
             april_in_new_york,c3,2024-05-01T03:59:59Z,10
             may_in_new_york_june_in_utc,c4,2024-06-01T03:59:59Z,10
         """,
-    })
+        },
+    )
     built = Built(tmp_path, timezone="America/New_York")
     loaded = set(built.sql("select order_id from staging.int_orders")["order_id"])
     assert loaded == {"first_instant", "last_second", "may_in_new_york_june_in_utc"}
-    quarantined = dict(built.sql("select json_extract_string(raw_values, '$.order_id') as id, reason from marts.quarantine").iter_rows())
-    assert quarantined == {"june_in_new_york": "ordered_at outside its delivery month",
-                           "april_in_new_york": "ordered_at outside its delivery month"}
+    quarantined = dict(
+        built.sql("select json_extract_string(raw_values, '$.order_id') as id, reason from marts.quarantine").iter_rows()
+    )
+    assert quarantined == {
+        "june_in_new_york": "ordered_at outside its delivery month",
+        "april_in_new_york": "ordered_at outside its delivery month",
+    }
     assert set(built.sql("select distinct source_file from raw.orders")["source_file"]) == {"2024-05/orders.csv"}
 
 
@@ -78,8 +95,9 @@ def monthly_raw(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 def _run(raw: Path, workdir: Path, *extra: str) -> int:
-    return main(["run", "--raw-dir", str(raw), "--warehouse", str(workdir / "w.duckdb"),
-                 "--output-dir", str(workdir / "marts"), *extra])
+    return main(
+        ["run", "--raw-dir", str(raw), "--warehouse", str(workdir / "w.duckdb"), "--output-dir", str(workdir / "marts"), *extra]
+    )
 
 
 def _tables(workdir: Path) -> dict[str, pl.DataFrame]:
@@ -181,8 +199,11 @@ def test_month_mistakes_get_one_line(monthly_raw: Path, tmp_path: Path, capsys: 
     shutil.copytree(monthly_raw, raw)
     shutil.rmtree(raw / "2023-04")
     assert _run(raw, tmp_path / "w", "--month", "2023-04") == 2
-    assert capsys.readouterr().err.strip().endswith(
-        f"month 2023-04: {raw / '2023-04'} has no orders* or subscription_events* files (.csv, .csv.gz or .parquet)")
+    assert (
+        capsys.readouterr()
+        .err.strip()
+        .endswith(f"month 2023-04: {raw / '2023-04'} has no orders* or subscription_events* files (.csv, .csv.gz or .parquet)")
+    )
     assert _run(raw, tmp_path / "w", "--month", "2022-06") == 2
     assert "--month: 2022-06 is not a closed month partition" in capsys.readouterr().err
     assert _run(raw, tmp_path / "w", "--months", "2023-01-2023-03") == 2
@@ -226,7 +247,7 @@ def test_a_file_still_being_written_is_retried(monthly_raw: Path, tmp_path: Path
 
     def keep_appending() -> None:  # a slow writer: the rest of the file, a line every few milliseconds
         with target.open("a", encoding="utf-8") as handle:
-            for line in lines[len(lines) // 2:]:
+            for line in lines[len(lines) // 2 :]:
                 handle.write(line)
                 handle.flush()
                 time.sleep(0.004)

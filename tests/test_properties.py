@@ -3,16 +3,16 @@ mix of bad rows reconciles (raw rows = loaded + quarantined, each with a reason)
 
 from __future__ import annotations
 
-from pathlib import Path
 import tempfile
+from pathlib import Path
 
 import polars as pl
 import pytest
+from conftest import Built
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from churn_pipeline.lib.generate import GeneratorConfig, generate
-from conftest import Built
 
 PROPERTY_SETTINGS = settings(max_examples=12, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 
@@ -24,8 +24,10 @@ def rows(tmp_path_factory: pytest.TempPathFactory) -> dict[str, pl.DataFrame]:
     generate(directory, GeneratorConfig(customers=150, months=8, seed=3, messy_share=0.02))
     frames = {}
     for source in ("orders", "subscription_events"):
-        parts = [pl.read_csv(p, infer_schema=False) if p.suffix == ".csv" else pl.read_parquet(p).cast(pl.String)
-                 for p in sorted(directory.glob(f"{source}_part*"))]
+        parts = [
+            pl.read_csv(p, infer_schema=False) if p.suffix == ".csv" else pl.read_parquet(p).cast(pl.String)
+            for p in sorted(directory.glob(f"{source}_part*"))
+        ]
         frames[source] = pl.concat(parts, how="vertical_relaxed")
     return frames
 
@@ -69,11 +71,13 @@ bad_field = st.one_of(
     st.text(st.characters(codec="utf-8", exclude_categories=["Cs"]), max_size=12),
 )
 # what can go wrong in a whole line, as bytes: the parser's rejects
-bad_line = st.sampled_from([
-    b"o-extra,c1,2024-01-05T00:00:00Z,1,USD,ads,surplus\n",  # too many columns
-    b"o-short,c1\n",  # too few
-    b"o-bytes,c1,2024-01-05T00:00:00Z,\xff\xfe,USD,ads\n",  # invalid UTF-8
-])
+bad_line = st.sampled_from(
+    [
+        b"o-extra,c1,2024-01-05T00:00:00Z,1,USD,ads,surplus\n",  # too many columns
+        b"o-short,c1\n",  # too few
+        b"o-bytes,c1,2024-01-05T00:00:00Z,\xff\xfe,USD,ads\n",  # invalid UTF-8
+    ]
+)
 
 
 def _csv_field(value: str) -> bytes:
@@ -92,9 +96,7 @@ def _csv_field(value: str) -> bytes:
 def test_any_bad_rows_reconcile(
     good: int, field_faults: list, line_faults: list, duplicates: list, unterminated_tail: bool, bom: bool
 ) -> None:
-    records = [
-        [part.format(i=i, c=i % 7, m=1 + i % 3, d=i % 9, a=10 + i) for part in GOOD_ORDER] for i in range(good)
-    ]
+    records = [[part.format(i=i, c=i % 7, m=1 + i % 3, d=i % 9, a=10 + i) for part in GOOD_ORDER] for i in range(good)]
     for row, column, value in field_faults:
         if row < good:
             records[row][column] = value

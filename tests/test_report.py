@@ -19,11 +19,11 @@ from pathlib import Path
 import duckdb
 import polars as pl
 import pytest
+from conftest import run_job
 
 from churn_pipeline.lib.generate import GeneratorConfig, generate
 from churn_pipeline.lib.report import BASES, SECTIONS, retention_heatmap
 from churn_pipeline.lib.table_docs import TABLES, markdown
-from conftest import run_job
 
 ROOT = Path(__file__).resolve().parent.parent
 ARTIFACTS = ROOT / "test-artifacts"
@@ -38,8 +38,12 @@ def run(tmp_path_factory: pytest.TempPathFactory) -> Path:
     # a hostile channel name must reach the page as text, never as markup
     orders = sorted(raw.glob("orders_part1*"))[0]
     frame = pl.read_csv(orders, infer_schema=False)
-    frame = frame.with_columns(pl.when(pl.int_range(pl.len()) % 9 == 0).then(pl.lit("<script>alert(1)</script>"))
-                               .otherwise(pl.col("channel")).alias("channel"))
+    frame = frame.with_columns(
+        pl.when(pl.int_range(pl.len()) % 9 == 0)
+        .then(pl.lit("<script>alert(1)</script>"))
+        .otherwise(pl.col("channel"))
+        .alias("channel")
+    )
     frame.write_csv(orders)
     workdir = tmp_path_factory.mktemp("run")
     result = run_job(raw, workdir)
@@ -78,9 +82,11 @@ def _html_table_after(page: str, marker: str) -> list[list[str]]:
 def test_the_report_numbers_are_the_published_tables_numbers(run: Path) -> None:
     page = _report(run)
     with duckdb.connect(str(run / "warehouse.duckdb"), read_only=True) as conn:
-        raw = {s: conn.sql(f"select count(*) from raw.{s}").fetchall()[0][0]
-               + conn.sql("select count(*) from raw.csv_rejects where source = $s", params={"s": s}).fetchall()[0][0]
-               for s in ("orders", "subscription_events", "fx_rates")}
+        raw = {
+            s: conn.sql(f"select count(*) from raw.{s}").fetchall()[0][0]
+            + conn.sql("select count(*) from raw.csv_rejects where source = $s", params={"s": s}).fetchall()[0][0]
+            for s in ("orders", "subscription_events", "fx_rates")
+        }
         quarantined = dict(conn.sql("select source, count(*) from marts.quarantine group by 1").fetchall())
     quality = {row[0]: [int(v) for v in row[1:]] for row in _html_table_after(page, 'id="data-quality"') if row}
     for source, count in raw.items():
@@ -127,8 +133,14 @@ def test_the_report_in_a_headless_browser(run: Path) -> None:
     with sync_playwright() as playwright:
         browser = playwright.chromium.launch(
             executable_path=CHROMIUM,
-            args=["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
-                  "--disable-sync", "--no-first-run"],
+            args=[
+                "--no-sandbox",
+                "--disable-gpu",
+                "--disable-background-networking",
+                "--disable-component-update",
+                "--disable-sync",
+                "--no-first-run",
+            ],
         )
         page = browser.new_page(viewport={"width": 1100, "height": 900})
         page.on("console", lambda message: errors.append(message.text) if message.type == "error" else None)
@@ -136,7 +148,9 @@ def test_the_report_in_a_headless_browser(run: Path) -> None:
         page.on("request", lambda request: requests.append(request.url))
         page.goto(url, wait_until="load")
         sections = page.eval_on_selector_all("[data-section]", "nodes => nodes.map(n => n.dataset.section)")
-        charts = page.eval_on_selector_all("figure.chart svg", "nodes => nodes.filter(n => n.getBoundingClientRect().height > 50).length")
+        charts = page.eval_on_selector_all(
+            "figure.chart svg", "nodes => nodes.filter(n => n.getBoundingClientRect().height > 50).length"
+        )
         ARTIFACTS.mkdir(exist_ok=True)
         page.screenshot(path=str(ARTIFACTS / "churn_report.png"), full_page=True)
         browser.close()
@@ -148,8 +162,9 @@ def test_the_report_in_a_headless_browser(run: Path) -> None:
 
 
 def test_docs_tables_md_is_generated_from_code() -> None:
-    assert (ROOT / "docs" / "tables.md").read_text(encoding="utf-8") == markdown(), \
+    assert (ROOT / "docs" / "tables.md").read_text(encoding="utf-8") == markdown(), (
         "docs/tables.md is stale: python -m churn_pipeline.lib.table_docs > docs/tables.md"
+    )
 
 
 def test_table_docs_match_the_published_files(run: Path) -> None:
@@ -174,14 +189,17 @@ def _free_port() -> int:
 def test_the_dagster_webserver_lists_every_asset_check_and_schedule(tmp_path: Path) -> None:
     from churn_pipeline.definitions import defs
 
-    graph = defs.resolve_asset_graph()
+    graph = defs().resolve_asset_graph()
     expected_assets = {key.to_user_string() for key in graph.get_all_asset_keys()}
     expected_checks = {(key.asset_key.to_user_string(), key.name) for key in graph.asset_check_keys}
     port = _free_port()
     env = {**os.environ, "DAGSTER_HOME": str(tmp_path)}
     server = subprocess.Popen(
         [str(Path(sys.executable).parent / "dagster-webserver"), "-w", "workspace.yaml", "-h", "127.0.0.1", "-p", str(port)],
-        cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        cwd=ROOT,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
     )
     query = """{ assetNodes { assetKey { path } description groupName assetChecksOrError { ... on AssetChecks { checks { name } } } }
                  repositoriesOrError { ... on RepositoryConnection { nodes { schedules { name cronSchedule } } } } }"""
@@ -189,8 +207,11 @@ def test_the_dagster_webserver_lists_every_asset_check_and_schedule(tmp_path: Pa
         deadline, answer = time.monotonic() + 120, None
         while time.monotonic() < deadline and answer is None:
             try:
-                request = urllib.request.Request(f"http://127.0.0.1:{port}/graphql", data=json.dumps({"query": query}).encode(),
-                                                 headers={"Content-Type": "application/json"})
+                request = urllib.request.Request(
+                    f"http://127.0.0.1:{port}/graphql",
+                    data=json.dumps({"query": query}).encode(),
+                    headers={"Content-Type": "application/json"},
+                )
                 body = json.loads(urllib.request.urlopen(request, timeout=10).read())
                 if body.get("data", {}).get("assetNodes"):
                     answer = body["data"]
@@ -204,8 +225,11 @@ def test_the_dagster_webserver_lists_every_asset_check_and_schedule(tmp_path: Pa
     assert {"/".join(node["assetKey"]["path"]) for node in nodes} == expected_assets
     assert all(node["description"] for node in nodes), "every asset explains itself"
     assert {node["groupName"] for node in nodes} >= {"ingest", "staging", "intermediate", "marts", "cohorts", "churn", "outputs"}
-    checks = {("/".join(node["assetKey"]["path"]), check["name"]) for node in nodes
-              for check in node["assetChecksOrError"].get("checks", [])}
+    checks = {
+        ("/".join(node["assetKey"]["path"]), check["name"])
+        for node in nodes
+        for check in node["assetChecksOrError"].get("checks", [])
+    }
     assert checks == expected_checks
     schedules = [s for repository in answer["repositoriesOrError"]["nodes"] for s in repository["schedules"]]
     assert schedules == [{"name": "monthly_churn_schedule", "cronSchedule": "0 6 2 * *"}]
@@ -232,12 +256,14 @@ def test_the_analyst_examples_run_and_agree_with_the_tables(run: Path) -> None:
 
 def test_a_long_history_heatmap_labels_every_cohort_it_can_and_starts_at_the_first() -> None:
     cohorts = [date(2020 + m // 12, m % 12 + 1, 1) for m in range(30)]
-    frame = pl.DataFrame({
-        "basis": "orders",
-        "cohort_month": [c for i, c in enumerate(cohorts) for _ in range(30 - i)],
-        "months_since_signup": [k for i in range(30) for k in range(30 - i)],
-        "retention_rate": [1.0 / (k + 1) for i in range(30) for k in range(30 - i)],
-    })
+    frame = pl.DataFrame(
+        {
+            "basis": "orders",
+            "cohort_month": [c for i, c in enumerate(cohorts) for _ in range(30 - i)],
+            "months_since_signup": [k for i in range(30) for k in range(30 - i)],
+            "retention_rate": [1.0 / (k + 1) for i in range(30) for k in range(30 - i)],
+        }
+    )
     fig = retention_heatmap(frame, "orders")
     ax = fig.axes[0]
     # 30 cohorts and 30 months: every 2nd cohort (15 <= 24 labels) and every 3rd month (10 <= 13)

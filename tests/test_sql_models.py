@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
@@ -57,7 +57,8 @@ def test_a_post_hook_runs_after_the_build_in_the_same_transaction(tmp_path: Path
     conn.execute("create schema staging")
     conn.execute("create table staging.t as select * from range(4) as r(amount)")
     scaled = _model(
-        tmp_path, "scaled",
+        tmp_path,
+        "scaled",
         "-- x\nselect amount from staging.t;\n-- post_hook: scale the odd amounts\n"
         "update {{ this }} set amount = amount * $factor where amount % 2 = 1;\n",
     )
@@ -81,13 +82,30 @@ def test_a_post_hook_runs_after_the_build_in_the_same_transaction(tmp_path: Path
 def test_shipped_views_and_the_macros_a_view_may_not_call() -> None:
     views = [model for model in load_models() if model.materialized == "view"]
     assert [model.name for model in views] == [
-        "int_mrr_segments", "int_observed_subscription_events", "int_orders", "int_subscription_event_states",
+        "int_mrr_segments",
+        "int_observed_subscription_events",
+        "int_orders",
+        "int_subscription_event_states",
         "int_subscription_events",
     ]
     assert macro_names() == {
-        "parse_instant", "utc_offset", "earlier_occurrence", "local_instant", "clean_text",
-        "month_of", "seconds_between", "months_between", "parse_number",
-        "lifecycle_event_types", "lifecycle_key", "key_rank", "plan_after", "mrr_after", "mrr_before", "lifecycle_movement",
+        "parse_instant",
+        "utc_offset",
+        "earlier_occurrence",
+        "local_instant",
+        "clean_text",
+        "unless_null_marker",
+        "month_of",
+        "seconds_between",
+        "months_between",
+        "parse_number",
+        "lifecycle_event_types",
+        "lifecycle_key",
+        "key_rank",
+        "plan_after",
+        "mrr_after",
+        "mrr_before",
+        "lifecycle_movement",
     }
 
 
@@ -106,12 +124,13 @@ def test_month_of_around_month_boundaries(zone: str) -> None:
     local = ZoneInfo(zone)
     instants = []
     for year, month in [(1969, 1), (1970, 1), (2024, 3), (2024, 4), (2024, 11), (2025, 1)]:
-        midnight = datetime(year, month, 1, tzinfo=local).astimezone(timezone.utc)
+        midnight = datetime(year, month, 1, tzinfo=local).astimezone(UTC)
         instants += [midnight - timedelta(microseconds=1), midnight, midnight + timedelta(hours=12)]
     expected = [instant.astimezone(local).date().replace(day=1) for instant in instants]
     conn = _macro_connection()
     got = conn.execute(
-        "select month_of(instant, $zone) from unnest($instants::timestamptz[]) as t(instant)", {"zone": zone, "instants": instants}
+        "select month_of(instant, $zone) from unnest($instants::timestamptz[]) as t(instant)",
+        {"zone": zone, "instants": instants},
     ).fetchall()
     assert [row[0] for row in got] == expected
     assert conn.execute("select month_of(null::timestamptz, $zone)", {"zone": zone}).fetchall() == [(None,)]
@@ -138,9 +157,12 @@ def test_seconds_between_counts_second_boundaries_as_date_diff_does() -> None:
 @pytest.mark.parametrize(
     "zone, day",
     [
-        ("America/New_York", "2024-03-10"), ("America/New_York", "2024-11-03"),
-        ("Europe/Berlin", "2024-03-31"), ("Europe/Berlin", "2024-10-27"),
-        ("Australia/Lord_Howe", "2024-04-07"), ("Australia/Lord_Howe", "2024-10-06"),  # clocks move 30 minutes
+        ("America/New_York", "2024-03-10"),
+        ("America/New_York", "2024-11-03"),
+        ("Europe/Berlin", "2024-03-31"),
+        ("Europe/Berlin", "2024-10-27"),
+        ("Australia/Lord_Howe", "2024-04-07"),
+        ("Australia/Lord_Howe", "2024-10-06"),  # clocks move 30 minutes
     ],
 )
 def test_naive_times_in_a_repeated_or_skipped_hour_follow_one_rule(zone: str, day: str) -> None:
@@ -149,15 +171,18 @@ def test_naive_times_in_a_repeated_or_skipped_hour_follow_one_rule(zone: str, da
     the offset before the gap)."""
     start = datetime.fromisoformat(day)
     local_times = [start + timedelta(minutes=15 * i) for i in range(96)] + [start + timedelta(hours=2, minutes=29, seconds=59)]
-    expected = [t.replace(tzinfo=ZoneInfo(zone), fold=0).astimezone(timezone.utc) for t in local_times]
+    expected = [t.replace(tzinfo=ZoneInfo(zone), fold=0).astimezone(UTC) for t in local_times]
     conn = _macro_connection()
     got = conn.execute(
         "select parse_instant(t, $zone) from unnest($times::varchar[]) as u(t)",
         {"zone": zone, "times": [t.isoformat() for t in local_times]},
     ).fetchall()
     assert [row[0] for row in got] == expected
-    repeated = [t for t in local_times if t.replace(tzinfo=ZoneInfo(zone), fold=0).utcoffset()
-                != t.replace(tzinfo=ZoneInfo(zone), fold=1).utcoffset()]
+    repeated = [
+        t
+        for t in local_times
+        if t.replace(tzinfo=ZoneInfo(zone), fold=0).utcoffset() != t.replace(tzinfo=ZoneInfo(zone), fold=1).utcoffset()
+    ]
     assert repeated  # the day has a repeated or a skipped stretch
 
 

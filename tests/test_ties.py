@@ -13,11 +13,11 @@ from pathlib import Path
 
 import polars as pl
 import pytest
+from conftest import Built
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from churn_pipeline.lib.generate import GeneratorConfig, generate
-from conftest import Built
 
 AS_OF = "2024-01-10T00:00:00Z"
 
@@ -96,8 +96,10 @@ def rounded(tmp_path_factory: pytest.TempPathFactory) -> dict[str, pl.DataFrame]
     generate(directory, GeneratorConfig(customers=150, months=8, seed=11, messy_share=0.0))
     frames = {}
     for source, (column, suffix, kept) in ROUNDING.items():
-        parts = [pl.read_csv(p, infer_schema=False) if p.suffix == ".csv" else pl.read_parquet(p).cast(pl.String)
-                 for p in sorted(directory.glob(f"{source}_part*"))]
+        parts = [
+            pl.read_csv(p, infer_schema=False) if p.suffix == ".csv" else pl.read_parquet(p).cast(pl.String)
+            for p in sorted(directory.glob(f"{source}_part*"))
+        ]
         frame = pl.concat(parts, how="vertical_relaxed")
         frames[source] = frame.with_columns(pl.col(column).str.slice(0, kept) + suffix)
     return frames

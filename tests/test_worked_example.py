@@ -12,22 +12,35 @@ import duckdb
 import polars as pl
 import pyarrow.parquet as pq
 import pytest
-
 from conftest import run_job
 
 AS_OF = "2024-07-10T00:00:00Z"
 
 # cohort, months_since_signup: cohort_size, active_customers, revenue
 SUBSCRIPTION_COHORTS = {
-    ("2024-01", 0): (2, 1, 20), ("2024-01", 1): (2, 0, 0), ("2024-01", 2): (2, 1, 20),
-    ("2024-01", 3): (2, 1, 20), ("2024-01", 4): (2, 1, 20), ("2024-01", 5): (2, 1, 20),
-    ("2024-02", 0): (2, 2, 70), ("2024-02", 1): (2, 2, 40), ("2024-02", 2): (2, 1, 20),
-    ("2024-02", 3): (2, 1, 20), ("2024-02", 4): (2, 1, 20),
-    ("2024-03", 0): (1, 1, 20), ("2024-03", 1): (1, 1, 20), ("2024-03", 2): (1, 1, 20), ("2024-03", 3): (1, 1, 20),
+    ("2024-01", 0): (2, 1, 20),
+    ("2024-01", 1): (2, 0, 0),
+    ("2024-01", 2): (2, 1, 20),
+    ("2024-01", 3): (2, 1, 20),
+    ("2024-01", 4): (2, 1, 20),
+    ("2024-01", 5): (2, 1, 20),
+    ("2024-02", 0): (2, 2, 70),
+    ("2024-02", 1): (2, 2, 40),
+    ("2024-02", 2): (2, 1, 20),
+    ("2024-02", 3): (2, 1, 20),
+    ("2024-02", 4): (2, 1, 20),
+    ("2024-03", 0): (1, 1, 20),
+    ("2024-03", 1): (1, 1, 20),
+    ("2024-03", 2): (1, 1, 20),
+    ("2024-03", 3): (1, 1, 20),
 }
 ORDER_COHORTS = {
-    ("2024-01", 0): (2, 2, 60), ("2024-01", 1): (2, 0, 0), ("2024-01", 2): (2, 1, 30),
-    ("2024-01", 3): (2, 0, 0), ("2024-01", 4): (2, 1, 25), ("2024-01", 5): (2, 0, 0),
+    ("2024-01", 0): (2, 2, 60),
+    ("2024-01", 1): (2, 0, 0),
+    ("2024-01", 2): (2, 1, 30),
+    ("2024-01", 3): (2, 0, 0),
+    ("2024-01", 4): (2, 1, 25),
+    ("2024-01", 5): (2, 0, 0),
 }
 # months_since_signup: at_risk, churned, survival
 CURVE = {
@@ -49,7 +62,9 @@ def _cells(frame: pl.DataFrame, basis: str) -> dict[tuple[str, int], tuple[int, 
     rows = frame.filter(pl.col("basis") == basis).iter_rows(named=True)
     return {
         (row["cohort_month"].strftime("%Y-%m"), row["months_since_signup"]): (
-            row["cohort_size"], row["active_customers"], row["revenue"]
+            row["cohort_size"],
+            row["active_customers"],
+            row["revenue"],
         )
         for row in rows
     }
@@ -72,9 +87,7 @@ def test_cohort_retention_rates(published: Path) -> None:
     ).row(0, named=True)
     assert row["retention_rate"] == pytest.approx(1.0)
     assert row["revenue_retention"] == pytest.approx(40 / 70)
-    january_k1 = frame.filter(
-        (pl.col("basis") == "orders") & (pl.col("months_since_signup") == 1)
-    ).row(0, named=True)
+    january_k1 = frame.filter((pl.col("basis") == "orders") & (pl.col("months_since_signup") == 1)).row(0, named=True)
     assert january_k1["retention_rate"] == 0
     assert january_k1["revenue_retention"] == 0
 
@@ -114,10 +127,15 @@ def _table(published: Path, name: str) -> pl.DataFrame:
 
 def test_churn_by_cohort(published: Path) -> None:
     frame = _table(published, "churn_by_cohort")
-    got = {(r["basis"], r["cohort_month"].strftime("%Y-%m")): (r["customers_churned"], r["customer_months"]) for r in frame.iter_rows(named=True)}
+    got = {
+        (r["basis"], r["cohort_month"].strftime("%Y-%m")): (r["customers_churned"], r["customer_months"])
+        for r in frame.iter_rows(named=True)
+    }
     assert got == {
-        ("subscription", "2024-01"): (2, 3), ("subscription", "2024-02"): (1, 8),
-        ("subscription", "2024-03"): (0, 4), ("orders", "2024-01"): (2, 9),
+        ("subscription", "2024-01"): (2, 3),
+        ("subscription", "2024-02"): (1, 8),
+        ("subscription", "2024-03"): (0, 4),
+        ("orders", "2024-01"): (2, 9),
     }
     january = frame.filter((pl.col("basis") == "subscription") & (pl.col("cohort_month") == date(2024, 1, 1))).row(0, named=True)
     assert january["monthly_churn_rate"] == pytest.approx(2 / 3)
@@ -126,7 +144,10 @@ def test_churn_by_cohort(published: Path) -> None:
 
 def test_churn_by_channel(published: Path) -> None:
     frame = _table(published, "churn_by_channel").filter(pl.col("basis") == "subscription")
-    got = {r["channel"]: (r["customers"], r["customers_churned"], r["customer_months"], r["retention_m3"]) for r in frame.iter_rows(named=True)}
+    got = {
+        r["channel"]: (r["customers"], r["customers_churned"], r["customer_months"], r["retention_m3"])
+        for r in frame.iter_rows(named=True)
+    }
     assert got == {"ads": (1, 1, 2, 0.0), "organic": (2, 1, 6, 0.5), "referral": (1, 1, 3, 0.0), "unknown": (1, 0, 4, 1.0)}
     unknown = frame.filter(pl.col("channel") == "unknown").row(0, named=True)
     assert unknown["retention_m6"] is None  # all its customers censored by then
@@ -143,8 +164,12 @@ SUBSCRIPTION_MONTHS = {
     "2024-06": ((3, 0, 0, 0, 3), (0, 0, 0, 0, 0), (0, 0)),
 }
 ORDER_MONTHS = {
-    "2024-01": (0, 2, 0, 0, 2), "2024-02": (2, 0, 0, 0, 2), "2024-03": (2, 0, 0, 0, 2),
-    "2024-04": (2, 0, 0, 1, 1), "2024-05": (1, 0, 1, 1, 1), "2024-06": (1, 0, 0, 0, 1),
+    "2024-01": (0, 2, 0, 0, 2),
+    "2024-02": (2, 0, 0, 0, 2),
+    "2024-03": (2, 0, 0, 0, 2),
+    "2024-04": (2, 0, 0, 1, 1),
+    "2024-05": (1, 0, 1, 1, 1),
+    "2024-06": (1, 0, 0, 0, 1),
 }
 MOVES = ["customers_start", "new_customers", "reactivated", "churned", "customers_end"]
 MRR = ["new_mrr", "expansion_mrr", "contraction_mrr", "churned_mrr", "reactivation_mrr"]

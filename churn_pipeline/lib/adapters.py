@@ -22,7 +22,7 @@ from churn_pipeline.lib.duck import transaction
 from churn_pipeline.lib.identifiers import IdentifierError, validate_identifier
 from churn_pipeline.lib.ingest import FileLoad, RawInputError, _create_raw_table, _create_rejects_table, _csv_header, load_file
 from churn_pipeline.lib.raw_sources import RawSource, file_format, inside_raw_dir
-from churn_pipeline.lib.sql_models import SQL_ROOT, _PARAMETER, _code_only
+from churn_pipeline.lib.sql_models import _PARAMETER, SQL_ROOT, _code_only
 
 SOURCES_ROOT = SQL_ROOT / "sources"
 
@@ -93,8 +93,13 @@ def load_adapter(name: str) -> Adapter:
         for table, entry in spec.get("files", {}).items()
     )
     return Adapter(
-        name, root, spec.get("description", ""), spec.get("source_timezone"), spec.get("reporting_currency"),
-        files, dict(spec.get("options", {})),
+        name,
+        root,
+        spec.get("description", ""),
+        spec.get("source_timezone"),
+        spec.get("reporting_currency"),
+        files,
+        dict(spec.get("options", {})),
     )
 
 
@@ -158,7 +163,9 @@ def load_through_adapter(
             used = set(_PARAMETER.findall(code))
             missing = used - options.keys()
             if missing:
-                raise AdapterError(f"{adapter.name}/{contract.name}.sql uses ${', $'.join(sorted(missing))}, not in its [options]")
+                raise AdapterError(
+                    f"{adapter.name}/{contract.name}.sql uses ${', $'.join(sorted(missing))}, not in its [options]"
+                )
             columns = ", ".join(f"cast({c} as varchar)" for c in contract.columns)
             try:
                 conn.execute(

@@ -31,12 +31,14 @@ def _exposure(customers: pl.LazyFrame, by: list[str]) -> tuple[pl.LazyFrame, pl.
         pl.col("at_risk").sum().alias("customer_months"),
     )
     sizes = customers.group_by(by).agg(pl.len().cast(pl.Int64).alias("customers"))
-    frame = sizes.join(totals, on=by, how="left").with_columns(
-        pl.col("customers_churned", "customer_months").fill_null(0).cast(pl.Int64)
-    ).with_columns(
-        pl.when(pl.col("customer_months") > 0)
-        .then(pl.col("customers_churned") / pl.col("customer_months"))
-        .alias("monthly_churn_rate")
+    frame = (
+        sizes.join(totals, on=by, how="left")
+        .with_columns(pl.col("customers_churned", "customer_months").fill_null(0).cast(pl.Int64))
+        .with_columns(
+            pl.when(pl.col("customer_months") > 0)
+            .then(pl.col("customers_churned") / pl.col("customer_months"))
+            .alias("monthly_churn_rate")
+        )
     )
     return frame, table
 
@@ -51,8 +53,14 @@ def churn_by_cohort(customers: pl.LazyFrame, cohort_retention: pl.LazyFrame, las
     return (
         frame.rename({"customers": "cohort_size"})
         .join(retention, on=by, how="left")
-        .select(*by, "cohort_size", "customers_churned", "customer_months", "monthly_churn_rate",
-                *[f"retention_m{m}" for m in RETENTION_MONTHS])
+        .select(
+            *by,
+            "cohort_size",
+            "customers_churned",
+            "customer_months",
+            "monthly_churn_rate",
+            *[f"retention_m{m}" for m in RETENTION_MONTHS],
+        )
         .sort(by)
         .collect()
     )
@@ -101,9 +109,16 @@ def _group_table(customers: pl.LazyFrame, group: str) -> pl.DataFrame:
     retention = survival.survival_at(table, by, RETENTION_MONTHS)
     joined = frame.join(retention, on=by, how="left").sort(by).collect()
     return _versus_others(joined, group).select(
-        *by, "customers", "customers_churned", "customer_months", "monthly_churn_rate",
+        *by,
+        "customers",
+        "customers_churned",
+        "customer_months",
+        "monthly_churn_rate",
         *[f"retention_m{m}" for m in RETENTION_MONTHS],
-        "rate_ratio_vs_others", "rate_ratio_ci_low", "rate_ratio_ci_high", "p_value_vs_others",
+        "rate_ratio_vs_others",
+        "rate_ratio_ci_low",
+        "rate_ratio_ci_high",
+        "p_value_vs_others",
     )
 
 
@@ -119,10 +134,14 @@ def value_tiers(customers: pl.LazyFrame) -> pl.LazyFrame:
     q1, q2, q3 = (value.quantile(q, "nearest").over("basis") for q in (0.25, 0.5, 0.75))
     fmt = lambda e: e.round(2).cast(pl.String)  # noqa: E731
     return customers.with_columns(
-        pl.when(value.is_null()).then(pl.lit("unknown"))
-        .when(value <= q1).then(pl.lit("Q1 (<= ") + fmt(q1) + pl.lit(")"))
-        .when(value <= q2).then(pl.lit("Q2 (<= ") + fmt(q2) + pl.lit(")"))
-        .when(value <= q3).then(pl.lit("Q3 (<= ") + fmt(q3) + pl.lit(")"))
+        pl.when(value.is_null())
+        .then(pl.lit("unknown"))
+        .when(value <= q1)
+        .then(pl.lit("Q1 (<= ") + fmt(q1) + pl.lit(")"))
+        .when(value <= q2)
+        .then(pl.lit("Q2 (<= ") + fmt(q2) + pl.lit(")"))
+        .when(value <= q3)
+        .then(pl.lit("Q3 (<= ") + fmt(q3) + pl.lit(")"))
         .otherwise(pl.lit("Q4 (> ") + fmt(q3) + pl.lit(")"))
         .alias("value_tier")
     )
@@ -143,8 +162,9 @@ def churn_by_segment(customers: pl.LazyFrame, last_complete_month: date) -> pl.D
         .lazy()
     )
     frames = [
-        _group_table(observed.with_columns(pl.col(dimension).alias("value")), "value")
-        .with_columns(pl.lit(dimension).alias("dimension"))
+        _group_table(observed.with_columns(pl.col(dimension).alias("value")), "value").with_columns(
+            pl.lit(dimension).alias("dimension")
+        )
         for dimension in SEGMENT_DIMENSIONS
     ]
     metrics = [c for c in frames[0].columns if c not in ("basis", "value", "dimension")]
@@ -162,11 +182,16 @@ class BenchmarkBands:
 
     def expression(self, rate: pl.Expr) -> pl.Expr:
         return (
-            pl.when(rate.is_null()).then(None)
-            .when(rate <= self.healthy).then(pl.lit("healthy"))
-            .when(rate <= self.acceptable_while_young).then(pl.lit("acceptable while young"))
-            .when(rate <= self.typical).then(pl.lit("typical, worth work"))
-            .when(rate <= self.high).then(pl.lit("high"))
+            pl.when(rate.is_null())
+            .then(None)
+            .when(rate <= self.healthy)
+            .then(pl.lit("healthy"))
+            .when(rate <= self.acceptable_while_young)
+            .then(pl.lit("acceptable while young"))
+            .when(rate <= self.typical)
+            .then(pl.lit("typical, worth work"))
+            .when(rate <= self.high)
+            .then(pl.lit("high"))
             .otherwise(pl.lit("emergency"))
         )
 
@@ -176,7 +201,7 @@ def _trend(churned: np.ndarray, at_start: np.ndarray, window: int, alpha: float)
     directions, p_values = [], []
     for end in range(len(churned)):
         start = end - window + 1
-        d, n = churned[max(start, 0): end + 1], at_start[max(start, 0): end + 1]
+        d, n = churned[max(start, 0) : end + 1], at_start[max(start, 0) : end + 1]
         if start < 0 or (n <= 0).any() or d.sum() == 0 or d.sum() == n.sum():
             directions.append(None)
             p_values.append(None)
@@ -223,12 +248,36 @@ def churn_by_month(movements: pl.DataFrame, bands: BenchmarkBands = BenchmarkBan
             columns[f"trend_{window}m_p_value"] = pl.Series(p_values, dtype=pl.Float64)
         parts.append(part.with_columns(**columns))
     columns = [
-        "basis", "month", "customers_start", "new_customers", "reactivated", "churned", "voluntary_churned",
-        "involuntary_churned", "downgrade_churned", "customers_end", "customer_churn_rate", "benchmark_band",
-        "trend_3m", "trend_3m_p_value", "trend_6m", "trend_6m_p_value",
-        "mrr_start", "new_mrr", "expansion_mrr", "contraction_mrr", "churned_mrr", "reactivation_mrr", "mrr_end",
-        "gross_mrr_churn_rate", "net_mrr_churn_rate", "trials_started", "trials_converted",
-        "revenue", "new_customer_revenue", "existing_customer_revenue",
+        "basis",
+        "month",
+        "customers_start",
+        "new_customers",
+        "reactivated",
+        "churned",
+        "voluntary_churned",
+        "involuntary_churned",
+        "downgrade_churned",
+        "customers_end",
+        "customer_churn_rate",
+        "benchmark_band",
+        "trend_3m",
+        "trend_3m_p_value",
+        "trend_6m",
+        "trend_6m_p_value",
+        "mrr_start",
+        "new_mrr",
+        "expansion_mrr",
+        "contraction_mrr",
+        "churned_mrr",
+        "reactivation_mrr",
+        "mrr_end",
+        "gross_mrr_churn_rate",
+        "net_mrr_churn_rate",
+        "trials_started",
+        "trials_converted",
+        "revenue",
+        "new_customer_revenue",
+        "existing_customer_revenue",
     ]
     if not parts:  # no complete month yet
         trend_columns = {f"trend_{w}m": pl.String for w in (3, 6)} | {f"trend_{w}m_p_value": pl.Float64 for w in (3, 6)}
@@ -237,9 +286,22 @@ def churn_by_month(movements: pl.DataFrame, bands: BenchmarkBands = BenchmarkBan
 
 
 SUMMED = [
-    "new_customers", "reactivated", "churned", "voluntary_churned", "involuntary_churned", "downgrade_churned",
-    "new_mrr", "expansion_mrr", "contraction_mrr", "churned_mrr", "reactivation_mrr",
-    "trials_started", "trials_converted", "revenue", "new_customer_revenue", "existing_customer_revenue",
+    "new_customers",
+    "reactivated",
+    "churned",
+    "voluntary_churned",
+    "involuntary_churned",
+    "downgrade_churned",
+    "new_mrr",
+    "expansion_mrr",
+    "contraction_mrr",
+    "churned_mrr",
+    "reactivation_mrr",
+    "trials_started",
+    "trials_converted",
+    "revenue",
+    "new_customer_revenue",
+    "existing_customer_revenue",
 ]
 
 
@@ -251,16 +313,13 @@ def churn_by_quarter(monthly: pl.DataFrame, bands: BenchmarkBands = BenchmarkBan
     = 1 - (1 - quarterly rate)^(1/3) for comparing with the monthly bands.
     """
     frame = monthly.with_columns(pl.col("month").dt.truncate("1q").alias("quarter")).sort("basis", "month")
-    quarterly = (
-        frame.group_by("basis", "quarter", maintain_order=True)
-        .agg(
-            pl.len().alias("_months"),
-            pl.col("customers_start").first(),
-            pl.col("customers_end").last(),
-            pl.col("mrr_start").first(),
-            pl.col("mrr_end").last(),
-            *[pl.when(pl.col(c).is_null().all()).then(None).otherwise(pl.col(c).sum()).alias(c) for c in SUMMED],
-        )
+    quarterly = frame.group_by("basis", "quarter", maintain_order=True).agg(
+        pl.len().alias("_months"),
+        pl.col("customers_start").first(),
+        pl.col("customers_end").last(),
+        pl.col("mrr_start").first(),
+        pl.col("mrr_end").last(),
+        *[pl.when(pl.col(c).is_null().all()).then(None).otherwise(pl.col(c).sum()).alias(c) for c in SUMMED],
     )
     return (
         quarterly.filter(pl.col("_months") == 3)
@@ -277,7 +336,7 @@ RETURN_WINDOWS = (30, 60, 90)
 
 
 def churn_reactivation(returns: pl.LazyFrame, customers: pl.LazyFrame) -> pl.DataFrame:
-    """"Satisfied" churn: of churned customers, the share back within 30/60/90 days.
+    """ "Satisfied" churn: of churned customers, the share back within 30/60/90 days.
 
     One row per basis, dimension (`all`, `cohort`, `channel`) and value. A churn counts in
     the N-day share only when N days after it are observed (churned_at + N days <= as_of),
@@ -305,7 +364,10 @@ def churn_reactivation(returns: pl.LazyFrame, customers: pl.LazyFrame) -> pl.Dat
         days.mean().alias("mean_days_to_return"),
     ]
     frames = [
-        labelled.group_by("basis", dimension).agg(aggregations).rename({dimension: "value"}).with_columns(pl.lit(dimension).alias("dimension"))
+        labelled.group_by("basis", dimension)
+        .agg(aggregations)
+        .rename({dimension: "value"})
+        .with_columns(pl.lit(dimension).alias("dimension"))
         for dimension in ("all", "cohort", "channel")
     ]
     frame = pl.concat(frames).collect()
@@ -318,9 +380,14 @@ def churn_reactivation(returns: pl.LazyFrame, customers: pl.LazyFrame) -> pl.Dat
     return (
         frame.with_columns(shares)
         .select(
-            "basis", "dimension", "value", "churns", "returned_ever",
+            "basis",
+            "dimension",
+            "value",
+            "churns",
+            "returned_ever",
             *[c for w in RETURN_WINDOWS for c in (f"churns_observed_{w}d", f"returned_{w}d", f"returned_within_{w}d_share")],
-            "median_days_to_return", "mean_days_to_return",
+            "median_days_to_return",
+            "mean_days_to_return",
         )
         .with_columns(pl.selectors.float().round(6))
         .sort("basis", "dimension", "value")

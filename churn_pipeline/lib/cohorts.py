@@ -73,9 +73,7 @@ def cohort_retention(customers: pl.LazyFrame, activity: pl.LazyFrame, last_compl
             pl.col("revenue").first().over(COHORT_KEYS, order_by=K).alias("_month0_revenue"),
         )
         .with_columns(
-            pl.when(pl.col("_month0_revenue") != 0)
-            .then(pl.col("revenue") / pl.col("_month0_revenue"))
-            .alias("revenue_retention")
+            pl.when(pl.col("_month0_revenue") != 0).then(pl.col("revenue") / pl.col("_month0_revenue")).alias("revenue_retention")
         )
         .select(
             "basis",

@@ -10,6 +10,8 @@ import duckdb
 import polars as pl
 from polars.io.plugins import register_io_source
 
+from churn_pipeline.lib.identifiers import qualified
+
 
 def scalar(conn: duckdb.DuckDBPyConnection, sql: str, parameters: Any = None) -> Any:
     rows = conn.execute(sql, parameters).fetchall() if parameters is not None else conn.execute(sql).fetchall()
@@ -32,6 +34,15 @@ def transaction(conn: duckdb.DuckDBPyConnection) -> Iterator[None]:
         raise
 
 
+def write_table(conn: duckdb.DuckDBPyConnection, schema: str, table: str, frame: pl.DataFrame) -> None:
+    """Replace `schema.table` with the frame's rows (handed over as Arrow)."""
+    conn.register("frame_to_write", frame.to_arrow())
+    try:
+        conn.execute(f"create or replace table {qualified(schema, table)} as select * from frame_to_write")
+    finally:
+        conn.unregister("frame_to_write")
+
+
 def scan_table(conn: duckdb.DuckDBPyConnection, table: str) -> pl.LazyFrame:
     """A warehouse table as a lazy polars frame that reads only the columns the plan uses.
 
@@ -40,7 +51,9 @@ def scan_table(conn: duckdb.DuckDBPyConnection, table: str) -> pl.LazyFrame:
     """
     schema = conn.table(table).limit(0).pl().schema
 
-    def batches(columns: list[str] | None, predicate: pl.Expr | None, n_rows: int | None, batch_size: int | None) -> Iterator[pl.DataFrame]:
+    def batches(
+        columns: list[str] | None, predicate: pl.Expr | None, n_rows: int | None, batch_size: int | None
+    ) -> Iterator[pl.DataFrame]:
         cursor = conn.cursor()
         relation = cursor.table(table)
         if columns is not None:

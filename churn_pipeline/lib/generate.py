@@ -144,10 +144,22 @@ def _subscriptions(config: GeneratorConfig, rng: np.random.Generator, months: _M
     react_at = churn_at + rng.integers(15, 121, n) * DAY
     reactivates = churned & (rng.random(n) < 0.20) & (react_at < months.end)
     return {
-        "m0": m0, "signup": signup, "channel": channel, "segment": segment, "plan": plan, "price": price,
-        "changes": changes & (change_at < np.where(churned, churn_at, months.end)), "change_at": change_at,
-        "plan_after": plan_after, "p_time": np.int64(p_time), "basic_at_p": basic_at_p, "churn_at": churn_at,
-        "churned": churned, "involuntary": involuntary, "react_at": react_at, "reactivates": reactivates,
+        "m0": m0,
+        "signup": signup,
+        "channel": channel,
+        "segment": segment,
+        "plan": plan,
+        "price": price,
+        "changes": changes & (change_at < np.where(churned, churn_at, months.end)),
+        "change_at": change_at,
+        "plan_after": plan_after,
+        "p_time": np.int64(p_time),
+        "basic_at_p": basic_at_p,
+        "churn_at": churn_at,
+        "churned": churned,
+        "involuntary": involuntary,
+        "react_at": react_at,
+        "reactivates": reactivates,
     }
 
 
@@ -157,7 +169,11 @@ def _event_frame(customer: np.ndarray, at: np.ndarray, kind: str, **columns: obj
     for name in ("plan", "price", "billing_period", "channel", "segment"):
         value = columns.get(name)
         frame = frame.with_columns(
-            (pl.Series(name, value) if isinstance(value, np.ndarray) else pl.lit(value, dtype=pl.String if name != "price" else pl.Float64)).alias(name)
+            (
+                pl.Series(name, value)
+                if isinstance(value, np.ndarray)
+                else pl.lit(value, dtype=pl.String if name != "price" else pl.Float64)
+            ).alias(name)
         )
     return frame
 
@@ -169,12 +185,26 @@ def _subscription_events(config: GeneratorConfig, rng: np.random.Generator, mont
     plan_name, period = PLANS[s["plan"]], PLAN_PERIOD[s["plan"]]
     end_first = np.where(s["churned"], s["churn_at"], months.end)
     frames = [
-        _event_frame(ids, s["signup"], "subscribed", plan=plan_name, price=s["price"], billing_period=period,
-                     channel=CHANNELS[s["channel"]], segment=SEGMENTS[s["segment"]]),
+        _event_frame(
+            ids,
+            s["signup"],
+            "subscribed",
+            plan=plan_name,
+            price=s["price"],
+            billing_period=period,
+            channel=CHANNELS[s["channel"]],
+            segment=SEGMENTS[s["segment"]],
+        ),
     ]
     trial = rng.random(n) < 0.40
-    frames.append(_event_frame(ids[trial], s["signup"][trial] - rng.integers(3, 15, trial.sum()) * DAY, "trial_started",
-                               channel=CHANNELS[s["channel"][trial]]))
+    frames.append(
+        _event_frame(
+            ids[trial],
+            s["signup"][trial] - rng.integers(3, 15, trial.sum()) * DAY,
+            "trial_started",
+            channel=CHANNELS[s["channel"][trial]],
+        )
+    )
     # renewals on each billing anniversary while the first spell lasts
     step = np.where(s["plan"] == 2, 12, 1)
     counts = np.maximum(((end_first - s["signup"]) // (DAY * 30.44 * step)).astype(np.int64), 0)
@@ -188,12 +218,28 @@ def _subscription_events(config: GeneratorConfig, rng: np.random.Generator, mont
     frames.append(_event_frame(who[recovered], renew_at[recovered] - 2 * DAY, "payment_failed"))
     # plan changes: upgrades basic -> pro, downgrades to basic
     c = s["changes"]
-    frames.append(_event_frame(ids[c], s["change_at"][c], "plan_changed", plan=PLANS[s["plan_after"][c]],
-                               price=PLAN_PRICE[s["plan_after"][c]], billing_period="month"))
+    frames.append(
+        _event_frame(
+            ids[c],
+            s["change_at"][c],
+            "plan_changed",
+            plan=PLANS[s["plan_after"][c]],
+            price=PLAN_PRICE[s["plan_after"][c]],
+            billing_period="month",
+        )
+    )
     # the business raises basic from 20 to 25 for everyone on it at the price-change time
     alive_at_p = s["basic_at_p"] & (end_first > s["p_time"])
-    frames.append(_event_frame(ids[alive_at_p], np.full(alive_at_p.sum(), s["p_time"]), "price_changed",
-                               plan="basic", price=25.0, billing_period="month"))
+    frames.append(
+        _event_frame(
+            ids[alive_at_p],
+            np.full(alive_at_p.sum(), s["p_time"]),
+            "price_changed",
+            plan="basic",
+            price=25.0,
+            billing_period="month",
+        )
+    )
     vol = s["churned"] & ~s["involuntary"]
     inv = s["involuntary"]
     frames.append(_event_frame(ids[vol], s["churn_at"][vol], "cancelled"))
@@ -202,9 +248,19 @@ def _subscription_events(config: GeneratorConfig, rng: np.random.Generator, mont
     frames.append(_event_frame(ids[inv], s["churn_at"][inv], "expired"))
     r = s["reactivates"]
     final_plan = np.where(c & (s["change_at"] < s["churn_at"]), s["plan_after"], s["plan"])[r]
-    frames.append(_event_frame(ids[r], s["react_at"][r], "reactivated", plan=PLANS[final_plan],
-                               price=PLAN_PRICE[final_plan], billing_period=PLAN_PERIOD[final_plan]))
-    events = pl.concat(frames, how="vertical_relaxed").with_columns(pl.format(config.id_prefix + "s{}", "customer").alias("customer_id"))
+    frames.append(
+        _event_frame(
+            ids[r],
+            s["react_at"][r],
+            "reactivated",
+            plan=PLANS[final_plan],
+            price=PLAN_PRICE[final_plan],
+            billing_period=PLAN_PERIOD[final_plan],
+        )
+    )
+    events = pl.concat(frames, how="vertical_relaxed").with_columns(
+        pl.format(config.id_prefix + "s{}", "customer").alias("customer_id")
+    )
     # trialists who never subscribe; half cancel during the trial
     trialists = int(n * 0.25)
     t_start = _uniform_between(rng, np.full(trialists, months.start(np.array([0]))[0]), np.full(trialists, months.end - 15 * DAY))
@@ -218,7 +274,11 @@ def _subscription_events(config: GeneratorConfig, rng: np.random.Generator, mont
         how="vertical_relaxed",
     ).with_columns(pl.format(config.id_prefix + "t{}", "customer").alias("customer_id"))
     events = pl.concat([events, trials], how="vertical_relaxed").filter(pl.col("at") < months.end)
-    return events.sort("at", "customer_id").with_row_index("n").with_columns(pl.format(config.id_prefix + "e{}", pl.col("n") + 1).alias("event_id"))
+    return (
+        events.sort("at", "customer_id")
+        .with_row_index("n")
+        .with_columns(pl.format(config.id_prefix + "e{}", pl.col("n") + 1).alias("event_id"))
+    )
 
 
 def _orders(config: GeneratorConfig, rng: np.random.Generator, months: _Months) -> pl.DataFrame:
@@ -242,9 +302,7 @@ def _orders(config: GeneratorConfig, rng: np.random.Generator, months: _Months) 
     at = np.concatenate(times)
     amount = np.round(rng.lognormal(3.5, 0.6, len(who)), 2)
     amount = np.where(eur[who], np.round(amount / 1.1, 2), amount)
-    orders = pl.DataFrame(
-        {"customer": who, "at": at, "amount": amount, "eur": eur[who], "first_channel": CHANNELS[channel][who]}
-    )
+    orders = pl.DataFrame({"customer": who, "at": at, "amount": amount, "eur": eur[who], "first_channel": CHANNELS[channel][who]})
     refunded = orders.filter(pl.Series(rng.random(orders.height) < 0.03))
     refunds = refunded.with_columns(
         (pl.col("at") + pl.Series(rng.integers(1, 21, refunded.height) * DAY)).alias("at"),
@@ -272,9 +330,12 @@ def _timestamps(frame: pl.DataFrame, rng: np.random.Generator) -> pl.Expr:
     instant = pl.from_epoch(pl.col("at"), time_unit="s")
     fmt = "%Y-%m-%dT%H:%M:%S"
     return (
-        pl.when(style == 0).then(instant.dt.strftime(fmt) + "Z")
-        .when(style == 1).then((instant - pl.duration(hours=5)).dt.strftime(fmt) + "-05:00")
-        .when(style == 2).then((instant + pl.duration(hours=9)).dt.strftime(fmt) + "+09:00")
+        pl.when(style == 0)
+        .then(instant.dt.strftime(fmt) + "Z")
+        .when(style == 1)
+        .then((instant - pl.duration(hours=5)).dt.strftime(fmt) + "-05:00")
+        .when(style == 2)
+        .then((instant + pl.duration(hours=9)).dt.strftime(fmt) + "+09:00")
         .otherwise(instant.dt.strftime("%Y-%m-%d %H:%M:%S"))
     )
 
@@ -286,12 +347,45 @@ def _messy_events(events: pl.DataFrame, count: int, rng: np.random.Generator) ->
     base = events.head(0)
     bad = [
         ("duplicate event_id", sample),
-        ("unparseable occurred_at", sample.with_columns(pl.lit("not a time").alias("occurred_at"), pl.format("{}-badtime", "event_id").alias("event_id"))),
-        ("unknown event_type", sample.with_columns(pl.lit("upgraded").alias("event_type"), pl.format("{}-badtype", "event_id").alias("event_id"))),
-        ("missing customer_id", sample.with_columns(pl.lit(None, pl.String).alias("customer_id"), pl.format("{}-nocust", "event_id").alias("event_id"))),
-        ("negative price", sample.with_columns(pl.lit("plan_changed").alias("event_type"), pl.lit("basic").alias("plan"), pl.lit(-5.0).alias("price"), pl.format("{}-negprice", "event_id").alias("event_id"))),
-        ("no fx rate for currency XYZ", sample.with_columns(pl.lit("plan_changed").alias("event_type"), pl.lit("basic").alias("plan"), pl.lit(20.0).alias("price"), pl.lit("XYZ").alias("currency"), pl.format("{}-xyz", "event_id").alias("event_id"))),
-        ("renewed before the customer's first subscribed", sample.with_columns(pl.format("{}-ghost", "customer_id").alias("customer_id"), pl.format("{}-ghost", "event_id").alias("event_id"))),
+        (
+            "unparseable occurred_at",
+            sample.with_columns(pl.lit("not a time").alias("occurred_at"), pl.format("{}-badtime", "event_id").alias("event_id")),
+        ),
+        (
+            "unknown event_type",
+            sample.with_columns(pl.lit("upgraded").alias("event_type"), pl.format("{}-badtype", "event_id").alias("event_id")),
+        ),
+        (
+            "missing customer_id",
+            sample.with_columns(
+                pl.lit(None, pl.String).alias("customer_id"), pl.format("{}-nocust", "event_id").alias("event_id")
+            ),
+        ),
+        (
+            "negative price",
+            sample.with_columns(
+                pl.lit("plan_changed").alias("event_type"),
+                pl.lit("basic").alias("plan"),
+                pl.lit(-5.0).alias("price"),
+                pl.format("{}-negprice", "event_id").alias("event_id"),
+            ),
+        ),
+        (
+            "no fx rate for currency XYZ",
+            sample.with_columns(
+                pl.lit("plan_changed").alias("event_type"),
+                pl.lit("basic").alias("plan"),
+                pl.lit(20.0).alias("price"),
+                pl.lit("XYZ").alias("currency"),
+                pl.format("{}-xyz", "event_id").alias("event_id"),
+            ),
+        ),
+        (
+            "renewed before the customer's first subscribed",
+            sample.with_columns(
+                pl.format("{}-ghost", "customer_id").alias("customer_id"), pl.format("{}-ghost", "event_id").alias("event_id")
+            ),
+        ),
     ]
     frames = [frame.select(base.columns) if frame.height else base for _, frame in bad]
     return pl.concat(frames, how="vertical_relaxed"), {reason: frame.height for reason, frame in bad}
@@ -302,10 +396,26 @@ def _messy_orders(orders: pl.DataFrame, count: int, rng: np.random.Generator) ->
     sample = orders.sample(min(per, orders.height), seed=int(rng.integers(1 << 30)))
     bad = [
         ("duplicate order_id", sample),
-        ("unparseable amount", sample.with_columns(pl.lit("twelve").alias("amount"), pl.format("{}-badamt", "order_id").alias("order_id"))),
-        ("unparseable ordered_at", sample.with_columns(pl.lit("2024-13-45T99:00:00Z").alias("ordered_at"), pl.format("{}-badtime", "order_id").alias("order_id"))),
-        ("missing customer_id", sample.with_columns(pl.lit(None, pl.String).alias("customer_id"), pl.format("{}-nocust", "order_id").alias("order_id"))),
-        ("no fx rate for currency XYZ", sample.with_columns(pl.lit("XYZ").alias("currency"), pl.format("{}-xyz", "order_id").alias("order_id"))),
+        (
+            "unparseable amount",
+            sample.with_columns(pl.lit("twelve").alias("amount"), pl.format("{}-badamt", "order_id").alias("order_id")),
+        ),
+        (
+            "unparseable ordered_at",
+            sample.with_columns(
+                pl.lit("2024-13-45T99:00:00Z").alias("ordered_at"), pl.format("{}-badtime", "order_id").alias("order_id")
+            ),
+        ),
+        (
+            "missing customer_id",
+            sample.with_columns(
+                pl.lit(None, pl.String).alias("customer_id"), pl.format("{}-nocust", "order_id").alias("order_id")
+            ),
+        ),
+        (
+            "no fx rate for currency XYZ",
+            sample.with_columns(pl.lit("XYZ").alias("currency"), pl.format("{}-xyz", "order_id").alias("order_id")),
+        ),
     ]
     return pl.concat([frame for _, frame in bad], how="vertical_relaxed"), {reason: frame.height for reason, frame in bad}
 
@@ -324,7 +434,13 @@ def generate(out: Path, config: GeneratorConfig) -> dict[str, int]:
     rng = np.random.default_rng(config.seed)
     months = _Months(config.start, config.months)
     out.mkdir(parents=True, exist_ok=True)
-    for old in [*out.glob("subscription_events*"), *out.glob("orders*"), *out.glob("fx_rates*"), *out.glob("*/subscription_events*"), *out.glob("*/orders*")]:
+    for old in [
+        *out.glob("subscription_events*"),
+        *out.glob("orders*"),
+        *out.glob("fx_rates*"),
+        *out.glob("*/subscription_events*"),
+        *out.glob("*/orders*"),
+    ]:
         old.unlink()
 
     events = _subscription_events(config, rng, months)
@@ -333,11 +449,23 @@ def generate(out: Path, config: GeneratorConfig) -> dict[str, int]:
         pl.col("price").cast(pl.String),
         pl.lit("").alias("currency"),
         _utc_month(),
-    ).select("event_id", "customer_id", "occurred_at", "event_type", "plan", "price", "billing_period", "currency", "channel", "segment", "_month")
-    orders = _orders(config, rng, months)
-    orders = orders.with_columns(_timestamps(orders, rng).alias("ordered_at"), pl.col("amount").cast(pl.String), _utc_month()).select(
-        "order_id", "customer_id", "ordered_at", "amount", "currency", "channel", "_month"
+    ).select(
+        "event_id",
+        "customer_id",
+        "occurred_at",
+        "event_type",
+        "plan",
+        "price",
+        "billing_period",
+        "currency",
+        "channel",
+        "segment",
+        "_month",
     )
+    orders = _orders(config, rng, months)
+    orders = orders.with_columns(
+        _timestamps(orders, rng).alias("ordered_at"), pl.col("amount").cast(pl.String), _utc_month()
+    ).select("order_id", "customer_id", "ordered_at", "amount", "currency", "channel", "_month")
     manifest: dict[str, dict[str, int]] = {"subscription_events": {}, "orders": {}}
     if config.messy_share > 0:
         bad_events, manifest["subscription_events"] = _messy_events(events, int(events.height * config.messy_share), rng)

@@ -44,7 +44,9 @@ def first_testable_month(basis: str, inactivity_days: int) -> int:
     )
 
 
-def _baseline(k: int, months: np.ndarray, hazard: np.ndarray, at_risk: np.ndarray, usable: np.ndarray, w: int) -> tuple[float, float] | None:
+def _baseline(
+    k: int, months: np.ndarray, hazard: np.ndarray, at_risk: np.ndarray, usable: np.ndarray, w: int
+) -> tuple[float, float] | None:
     """Predicted hazard at month k from its neighbours, and the variance of that prediction."""
     near = usable & (np.abs(months - k) <= w) & (months != k)
     if not near.any():
@@ -114,7 +116,9 @@ def high_risk_months(curve: pl.DataFrame, settings: HighRiskSettings, inactivity
         eligible = months >= first
         flagged_before = np.zeros(len(months), dtype=bool)
         for _ in range(5):
-            baseline, p_raw, notes = _test_months(months, at_risk, churned, hazard, eligible & ~flagged_before, eligible, first, settings)
+            baseline, p_raw, notes = _test_months(
+                months, at_risk, churned, hazard, eligible & ~flagged_before, eligible, first, settings
+            )
             flagged = _flags(hazard, baseline, p_raw, settings)
             if (flagged == flagged_before).all():
                 break
@@ -143,9 +147,17 @@ def high_risk_months(curve: pl.DataFrame, settings: HighRiskSettings, inactivity
     if not frames:
         return pl.DataFrame(
             schema={
-                "basis": pl.String, "months_since_signup": pl.Int32, "at_risk": pl.Int64, "churned": pl.Int64,
-                "hazard": pl.Float64, "baseline_hazard": pl.Float64, "lift": pl.Float64, "p_value": pl.Float64,
-                "p_value_unadjusted": pl.Float64, "is_high_risk": pl.Boolean, "note": pl.String,
+                "basis": pl.String,
+                "months_since_signup": pl.Int32,
+                "at_risk": pl.Int64,
+                "churned": pl.Int64,
+                "hazard": pl.Float64,
+                "baseline_hazard": pl.Float64,
+                "lift": pl.Float64,
+                "p_value": pl.Float64,
+                "p_value_unadjusted": pl.Float64,
+                "is_high_risk": pl.Boolean,
+                "note": pl.String,
             }
         )
     return pl.concat(frames)

@@ -128,7 +128,9 @@ def input_versions(conn: duckdb.DuckDBPyConnection, schema: str, table: str) -> 
 
 
 def builds(conn: duckdb.DuckDBPyConnection, model: str) -> dict[str, MonthBuild]:
-    found = rows(conn, f"select delivery_month, input_version, output_version, build_key from {BUILDS} where model = $m", {"m": model})
+    found = rows(
+        conn, f"select delivery_month, input_version, output_version, build_key from {BUILDS} where model = $m", {"m": model}
+    )
     return {month: MonthBuild(*versions) for month, *versions in found}
 
 
@@ -206,4 +208,3 @@ def check_columns(conn: duckdb.DuckDBPyConnection, table: str, name: str, unique
     missing = [column for column in ("delivery_month", *unique_key) if column not in columns]
     if missing:
         raise ValueError(f"{name}: an incremental model's table needs the column(s) {', '.join(missing)}")
-

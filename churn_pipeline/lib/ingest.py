@@ -18,13 +18,25 @@ import duckdb
 
 from churn_pipeline.lib.duck import scalar, transaction
 from churn_pipeline.lib.incremental import (
-    TOP_LEVEL, ensure_bookkeeping, forget_delivery_versions, month_version, record_delivery_versions,
+    TOP_LEVEL,
+    ensure_bookkeeping,
+    forget_delivery_versions,
+    month_version,
+    record_delivery_versions,
 )
 from churn_pipeline.lib.raw_sources import (
-    MONTH_FOLDER, SOURCES, RawInputError, RawSource, delivery_month, file_format, relative_name,
+    MONTH_FOLDER,
+    SOURCES,
+    RawInputError,
+    RawSource,
+    delivery_month,
+    file_format,
+    relative_name,
 )
 
-RAW_REJECTS_COLUMNS = "source varchar, source_file varchar, source_row bigint, error_type varchar, raw_line varchar, delivery_month varchar"
+RAW_REJECTS_COLUMNS = (
+    "source varchar, source_file varchar, source_row bigint, error_type varchar, raw_line varchar, delivery_month varchar"
+)
 
 
 class RawFileChanged(OSError):
@@ -61,11 +73,15 @@ def check_raw_dir(raw_dir: Path, months: tuple[str, ...] | None = None) -> None:
     events = [source for source in SOURCES if source.name != "fx_rates"]
     if months is None:
         if not any(source.files(raw_dir) for source in events):
-            raise RawInputError(f"raw directory {raw_dir} has no orders* or subscription_events* files (.csv, .csv.gz or .parquet)")
+            raise RawInputError(
+                f"raw directory {raw_dir} has no orders* or subscription_events* files (.csv, .csv.gz or .parquet)"
+            )
         return
     for month in months:
         if not any(delivery_month(path, raw_dir) == month for source in events for path in source.files(raw_dir, (month,))):
-            raise RawInputError(f"month {month}: {raw_dir / month} has no orders* or subscription_events* files (.csv, .csv.gz or .parquet)")
+            raise RawInputError(
+                f"month {month}: {raw_dir / month} has no orders* or subscription_events* files (.csv, .csv.gz or .parquet)"
+            )
 
 
 def _label(path: Path) -> str:
@@ -80,11 +96,15 @@ def _map_columns(source: RawSource, path: Path, header: list[str]) -> dict[str, 
         key = written.strip().lower()
         if key in source.columns:
             if key in mapping:
-                raise RawInputError(f"{_label(path)}: column {key!r} appears more than once (columns are matched case-insensitively)")
+                raise RawInputError(
+                    f"{_label(path)}: column {key!r} appears more than once (columns are matched case-insensitively)"
+                )
             mapping[key] = written
     for column in source.required:
         if column not in mapping:
-            raise RawInputError(f"{_label(path)}: required column {column!r} is missing (found: {', '.join(header) or 'no columns'})")
+            raise RawInputError(
+                f"{_label(path)}: required column {column!r} is missing (found: {', '.join(header) or 'no columns'})"
+            )
     return mapping
 
 
@@ -149,8 +169,7 @@ def _load_csv(conn: duckdb.DuckDBPyConnection, source: RawSource, path: Path, na
         {"path": str(path), "columns": positional},
     )
     select = ", ".join(
-        f"{by_key[column]} as {column}" if column in mapping else f"null::varchar as {column}"
-        for column in source.columns
+        f"{by_key[column]} as {column}" if column in mapping else f"null::varchar as {column}" for column in source.columns
     )
     loaded = scalar(conn, "select count(*) from csv_file")
     rejected = scalar(conn, "select count(distinct line) from csv_file_rejects")
@@ -256,7 +275,11 @@ def load_source(
             _create_raw_table(conn, source)
             conn.execute("delete from raw.csv_rejects where source = $source", {"source": source.name})
         else:
-            if not scalar(conn, "select count(*) from information_schema.tables where table_schema = 'raw' and table_name = $t", {"t": source.name}):
+            if not scalar(
+                conn,
+                "select count(*) from information_schema.tables where table_schema = 'raw' and table_name = $t",
+                {"t": source.name},
+            ):
                 _create_raw_table(conn, source)
             conn.execute(f"alter table raw.{source.name} add column if not exists delivery_month varchar")
             # top-level files (delivery_month null) are reloaded with every month

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import date, datetime, time, timezone
+from datetime import UTC, date, datetime, time
 from zoneinfo import ZoneInfo
 
 import polars as pl
@@ -45,9 +45,7 @@ def month_keys(first: str, last: str) -> tuple[str, ...]:
     count = (end.year - start.year) * 12 + end.month - start.month + 1
     if count < 1:
         raise SettingsError(f"--months: {first}..{last} runs backwards")
-    return tuple(
-        f"{start.year + (start.month - 1 + i) // 12:04d}-{(start.month - 1 + i) % 12 + 1:02d}" for i in range(count)
-    )
+    return tuple(f"{start.year + (start.month - 1 + i) // 12:04d}-{(start.month - 1 + i) % 12 + 1:02d}" for i in range(count))
 
 
 def end_of_month(key: str, tz: str) -> datetime:
@@ -57,4 +55,4 @@ def end_of_month(key: str, tz: str) -> datetime:
     """
     month = parse_month(key)
     following = date(month.year + month.month // 12, month.month % 12 + 1, 1)
-    return datetime.combine(following, time(0), tzinfo=ZoneInfo(tz)).astimezone(timezone.utc)
+    return datetime.combine(following, time(0), tzinfo=ZoneInfo(tz)).astimezone(UTC)

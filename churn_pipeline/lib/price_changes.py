@@ -23,8 +23,8 @@ import numpy as np
 import polars as pl
 
 from churn_pipeline.lib import survival
-from churn_pipeline.lib.probability import binom_cdf, binom_sf, normal_sf
 from churn_pipeline.lib.months import months_between
+from churn_pipeline.lib.probability import binom_cdf, binom_sf, normal_sf
 
 KEYS = ["plan", "change_month", "change_kind"]
 
@@ -65,7 +65,10 @@ def _new_signup_exposure(customers: pl.LazyFrame, changes: pl.LazyFrame, window:
         .with_columns(
             pl.when(
                 (pl.col("signup_plan") == pl.col("plan"))
-                & (pl.col("signup_mrr").round(2) == pl.when(pl.col("period") == "before").then(pl.col("old_price")).otherwise(pl.col("new_price")))
+                & (
+                    pl.col("signup_mrr").round(2)
+                    == pl.when(pl.col("period") == "before").then(pl.col("old_price")).otherwise(pl.col("new_price"))
+                )
             )
             .then(pl.lit("affected"))
             .when(pl.col("signup_plan") != pl.col("plan"))
@@ -76,8 +79,10 @@ def _new_signup_exposure(customers: pl.LazyFrame, changes: pl.LazyFrame, window:
     )
     by = [*KEYS, "role", "period"]
     table = survival.life_table(labelled, by).filter(pl.col("months_since_signup") < window)
-    affected_counts = labelled.filter((pl.col("role") == "affected") & (pl.col("period") == "after")).group_by(KEYS).agg(
-        pl.len().cast(pl.Int64).alias("customers_affected")
+    affected_counts = (
+        labelled.filter((pl.col("role") == "affected") & (pl.col("period") == "after"))
+        .group_by(KEYS)
+        .agg(pl.len().cast(pl.Int64).alias("customers_affected"))
     )
     return (
         table.group_by(by)
@@ -124,54 +129,94 @@ def churn_by_price_change(existing_exposure: pl.LazyFrame, customers: pl.LazyFra
         *KEYS, "old_price", "new_price", "customers_affected", "role", "period", "customer_months", "churned"
     )
     # collected once (subscription customers, the columns used): each plan below would scan the warehouse
-    subscribers = customers.filter(pl.col("basis") == "subscription").select(
-        "basis", "cohort_month", "signup_plan", "signup_mrr", "first_churn_lifetime_month", "last_observed_lifetime_month"
-    ).collect().lazy()
+    subscribers = (
+        customers.filter(pl.col("basis") == "subscription")
+        .select(
+            "basis", "cohort_month", "signup_plan", "signup_mrr", "first_churn_lifetime_month", "last_observed_lifetime_month"
+        )
+        .collect()
+        .lazy()
+    )
     changes = _signup_price_changes(subscribers).collect().lazy()
     new = _new_signup_exposure(subscribers, changes, window).select(
         *KEYS, "old_price", "new_price", "customers_affected", "role", "period", "customer_months", "churned"
     )
-    long = pl.concat([existing, new], how="vertical_relaxed").with_columns(
-        pl.col("customer_months", "churned").cast(pl.Int64), pl.col("customers_affected").cast(pl.Int64)
-    ).collect()
-    columns = ["churned_affected_before", "customer_months_affected_before", "churned_affected_after",
-               "customer_months_affected_after", "churned_unaffected_before", "customer_months_unaffected_before",
-               "churned_unaffected_after", "customer_months_unaffected_after"]
+    long = (
+        pl.concat([existing, new], how="vertical_relaxed")
+        .with_columns(pl.col("customer_months", "churned").cast(pl.Int64), pl.col("customers_affected").cast(pl.Int64))
+        .collect()
+    )
+    columns = [
+        "churned_affected_before",
+        "customer_months_affected_before",
+        "churned_affected_after",
+        "customer_months_affected_after",
+        "churned_unaffected_before",
+        "customer_months_unaffected_before",
+        "churned_unaffected_after",
+        "customer_months_unaffected_after",
+    ]
     if long.is_empty():
-        wide = pl.DataFrame(schema={"plan": pl.String, "change_month": pl.Date, "change_kind": pl.String,
-                                    "old_price": pl.Float64, "new_price": pl.Float64, "customers_affected": pl.Int64,
-                                    **{c: pl.Int64 for c in columns}})
+        wide = pl.DataFrame(
+            schema={
+                "plan": pl.String,
+                "change_month": pl.Date,
+                "change_kind": pl.String,
+                "old_price": pl.Float64,
+                "new_price": pl.Float64,
+                "customers_affected": pl.Int64,
+                **{c: pl.Int64 for c in columns},
+            }
+        )
     else:
         wide = long.pivot(
-            on=["role", "period"], index=[*KEYS, "old_price", "new_price", "customers_affected"],
-            values=["churned", "customer_months"], separator="_",
+            on=["role", "period"],
+            index=[*KEYS, "old_price", "new_price", "customers_affected"],
+            values=["churned", "customer_months"],
+            separator="_",
         )
         wide = wide.rename({c: c.replace('{"', "").replace('","', "_").replace('"}', "") for c in wide.columns})
         for column in columns:
             if column not in wide.columns:
                 wide = wide.with_columns(pl.lit(0, pl.Int64).alias(column))
-    frame = wide.with_columns(
-        ((pl.col("new_price") - pl.col("old_price")) / pl.col("old_price")).alias("price_change_pct"),
-        _rate("affected", "before").alias("churn_rate_before"),
-        _rate("affected", "after").alias("churn_rate_after"),
-        _rate("unaffected", "before").alias("unaffected_churn_rate_before"),
-        _rate("unaffected", "after").alias("unaffected_churn_rate_after"),
-    ).with_columns(
-        pl.when(pl.col("churn_rate_before") > 0).then(pl.col("churn_rate_after") / pl.col("churn_rate_before")).alias("lift"),
-        pl.when(pl.col("unaffected_churn_rate_before") > 0)
-        .then(pl.col("unaffected_churn_rate_after") / pl.col("unaffected_churn_rate_before"))
-        .alias("unaffected_lift"),
-    ).with_columns(
-        pl.when(pl.col("unaffected_lift") > 0).then(pl.col("lift") / pl.col("unaffected_lift")).alias("relative_lift"),
-        pl.lit(window, pl.Int32).alias("window_months"),
+    frame = (
+        wide.with_columns(
+            ((pl.col("new_price") - pl.col("old_price")) / pl.col("old_price")).alias("price_change_pct"),
+            _rate("affected", "before").alias("churn_rate_before"),
+            _rate("affected", "after").alias("churn_rate_after"),
+            _rate("unaffected", "before").alias("unaffected_churn_rate_before"),
+            _rate("unaffected", "after").alias("unaffected_churn_rate_after"),
+        )
+        .with_columns(
+            pl.when(pl.col("churn_rate_before") > 0).then(pl.col("churn_rate_after") / pl.col("churn_rate_before")).alias("lift"),
+            pl.when(pl.col("unaffected_churn_rate_before") > 0)
+            .then(pl.col("unaffected_churn_rate_after") / pl.col("unaffected_churn_rate_before"))
+            .alias("unaffected_lift"),
+        )
+        .with_columns(
+            pl.when(pl.col("unaffected_lift") > 0).then(pl.col("lift") / pl.col("unaffected_lift")).alias("relative_lift"),
+            pl.lit(window, pl.Int32).alias("window_months"),
+        )
     )
     return (
         _rate_tests(frame)
         .select(
-            *KEYS, "old_price", "new_price", "price_change_pct", "customers_affected", "window_months",
-            "churn_rate_before", "churn_rate_after", "lift",
-            "unaffected_churn_rate_before", "unaffected_churn_rate_after", "unaffected_lift", "relative_lift",
-            "p_value", "p_value_after_vs_before", *columns,
+            *KEYS,
+            "old_price",
+            "new_price",
+            "price_change_pct",
+            "customers_affected",
+            "window_months",
+            "churn_rate_before",
+            "churn_rate_after",
+            "lift",
+            "unaffected_churn_rate_before",
+            "unaffected_churn_rate_after",
+            "unaffected_lift",
+            "relative_lift",
+            "p_value",
+            "p_value_after_vs_before",
+            *columns,
         )
         .with_columns(pl.selectors.float().round(6))
         .sort(*KEYS)

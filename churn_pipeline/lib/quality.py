@@ -26,4 +26,6 @@ def reconciliation(conn: duckdb.DuckDBPyConnection) -> pl.DataFrame:
 
 
 def quarantine_reasons(conn: duckdb.DuckDBPyConnection) -> pl.DataFrame:
-    return conn.sql("select source, reason, count(*) as rows from marts.quarantine group by all order by source, rows desc, reason").pl()
+    return conn.sql(
+        "select source, reason, count(*) as rows from marts.quarantine group by all order by source, rows desc, reason"
+    ).pl()

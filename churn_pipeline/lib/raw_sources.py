@@ -40,7 +40,8 @@ class RawSource:
         """
         folders = [raw_dir]
         folders += sorted(
-            path for path in raw_dir.iterdir()
+            path
+            for path in raw_dir.iterdir()
             if path.is_dir() and MONTH_FOLDER.match(path.name) and (months is None or path.name in months)
         )
         found = [

@@ -13,20 +13,27 @@ import matplotlib
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
-from matplotlib.collections import PolyCollection  # noqa: E402
 import numpy as np  # noqa: E402
 import polars as pl  # noqa: E402
+from matplotlib.collections import PolyCollection  # noqa: E402
 
 from churn_pipeline.lib.churn_tables import BenchmarkBands  # noqa: E402
 from churn_pipeline.lib.table_docs import TABLES_BY_NAME  # noqa: E402
 
 # margins are set per chart in inches: a layout engine measured every label on every draw
 # and took half the report's time
-plt.rcParams.update({"figure.constrained_layout.use": False, "svg.fonttype": "none", "font.size": 9, "axes.spines.top": False, "axes.spines.right": False,
-                     "svg.hashsalt": "churn_pipeline"})  # fixed ids: same tables, same bytes
+plt.rcParams.update(
+    {
+        "figure.constrained_layout.use": False,
+        "svg.fonttype": "none",
+        "font.size": 9,
+        "axes.spines.top": False,
+        "axes.spines.right": False,
+        "svg.hashsalt": "churn_pipeline",
+    }
+)  # fixed ids: same tables, same bytes
 BASES = ("subscription", "orders")
-SECTIONS = ("cohort-heatmap", "retention-curve", "hazard", "channel", "segment", "price-changes", "monthly",
-            "reactivation")
+SECTIONS = ("cohort-heatmap", "retention-curve", "hazard", "channel", "segment", "price-changes", "monthly", "reactivation")
 
 
 @dataclass(frozen=True)
@@ -46,7 +53,7 @@ def _svg(fig: plt.Figure) -> str:
     buffer = io.StringIO()
     fig.savefig(buffer, format="svg", metadata={"Date": None, "Creator": None})
     text = buffer.getvalue()
-    return text[text.index("<svg"):]
+    return text[text.index("<svg") :]
 
 
 def svg_markdown(svg: str, alt: str) -> str:
@@ -70,16 +77,26 @@ def _label_inches(labels: list[str]) -> float:
     return 0.25 + 0.07 * max((len(str(label)) for label in labels), default=4)
 
 
-def _bars(ax: plt.Axes, x: np.ndarray, height: np.ndarray, bottom: np.ndarray | float = 0.0, width: float = 0.8,
-          horizontal: bool = False, **style) -> None:
+def _bars(
+    ax: plt.Axes,
+    x: np.ndarray,
+    height: np.ndarray,
+    bottom: np.ndarray | float = 0.0,
+    width: float = 0.8,
+    horizontal: bool = False,
+    **style,
+) -> None:
     """Bars as one collection, like `ax.bar` / `ax.barh` draw them but one artist instead of a
     Rectangle per bar (the monthly chart drew 120 of them); a NaN height draws no bar."""
     x = np.asarray(x, dtype=float)
     low = np.broadcast_to(np.asarray(bottom, dtype=float), x.shape)
     high = low + np.nan_to_num(np.asarray(height, dtype=float))
     side_a, side_b = x - width / 2, x + width / 2
-    corners = [(low, side_a), (high, side_a), (high, side_b), (low, side_b)] if horizontal else \
-              [(side_a, low), (side_a, high), (side_b, high), (side_b, low)]
+    corners = (
+        [(low, side_a), (high, side_a), (high, side_b), (low, side_b)]
+        if horizontal
+        else [(side_a, low), (side_a, high), (side_b, high), (side_b, low)]
+    )
     bars = PolyCollection(np.stack([np.column_stack(corner) for corner in corners], axis=1), linewidths=0, **style)
     (bars.sticky_edges.x if horizontal else bars.sticky_edges.y).append(0)  # no margin below the baseline, as ax.bar
     ax.add_collection(bars)
@@ -100,6 +117,7 @@ def _num(value: float | None, digits: int = 2) -> str:
 
 # --- charts -------------------------------------------------------------------------------
 
+
 def retention_heatmap(cohort_retention: pl.DataFrame, basis: str, value: str = "retention_rate") -> plt.Figure | None:
     frame = cohort_retention.filter(pl.col("basis") == basis)
     if frame.is_empty():
@@ -117,8 +135,9 @@ def retention_heatmap(cohort_retention: pl.DataFrame, basis: str, value: str = "
     if months <= 13 and len(cohorts) <= 24:  # numbers in cells while they stay legible (and cheap to draw)
         for (i, k), v in np.ndenumerate(grid):
             if np.isfinite(v):
-                ax.text(k, i, f"{v * 100:.0f}", ha="center", va="center", fontsize=6.5,
-                        color="white" if v > 0.6 * vmax else "black")
+                ax.text(
+                    k, i, f"{v * 100:.0f}", ha="center", va="center", fontsize=6.5, color="white" if v > 0.6 * vmax else "black"
+                )
     rows = range(0, len(cohorts), _tick_step(len(cohorts), 24))
     ax.set_yticks(rows, [cohorts[i].strftime("%Y-%m") for i in rows])
     ax.set_xticks(range(0, months, _tick_step(months, 13)))
@@ -135,8 +154,15 @@ def retention_curve_chart(curve: pl.DataFrame, basis: str) -> plt.Figure | None:
     fig, ax = plt.subplots(figsize=(7, 3))
     _margins(fig, left=0.75, bottom=0.5)
     k = frame["months_since_signup"].to_numpy()
-    ax.fill_between(k, frame["survival_ci_low"].to_numpy(), frame["survival_ci_high"].to_numpy(), step="post",
-                    alpha=0.25, color="tab:blue", label="95 % band")
+    ax.fill_between(
+        k,
+        frame["survival_ci_low"].to_numpy(),
+        frame["survival_ci_high"].to_numpy(),
+        step="post",
+        alpha=0.25,
+        color="tab:blue",
+        label="95 % band",
+    )
     ax.step(k, frame["survival"].to_numpy(), where="post", color="tab:blue", label="survival (Kaplan-Meier)")
     ax.set_ylim(0, 1.02)
     ax.set_xlabel("months since signup")
@@ -154,11 +180,16 @@ def hazard_chart(high_risk: pl.DataFrame, basis: str) -> plt.Figure | None:
     k = frame["months_since_signup"].to_numpy()
     flagged = frame["is_high_risk"].fill_null(False).to_numpy()
     _bars(ax, k, frame["hazard"].to_numpy(), facecolors=np.where(flagged, "tab:red", "tab:gray"), label="hazard")
-    ax.plot(k, _floats(frame["baseline_hazard"]), color="black", lw=1, marker=".",
-            label="baseline from neighbouring months")
+    ax.plot(k, _floats(frame["baseline_hazard"]), color="black", lw=1, marker=".", label="baseline from neighbouring months")
     for month in k[flagged]:
-        ax.annotate("high risk", (month, frame.filter(pl.col("months_since_signup") == month)["hazard"].item()),
-                    ha="center", va="bottom", color="tab:red", fontsize=8)
+        ax.annotate(
+            "high risk",
+            (month, frame.filter(pl.col("months_since_signup") == month)["hazard"].item()),
+            ha="center",
+            va="bottom",
+            color="tab:red",
+            fontsize=8,
+        )
     ax.set_xlabel("months since signup")
     ax.set_ylabel("share churning in the month")
     ax.legend(frameon=False)
@@ -194,14 +225,19 @@ def rate_ratio_chart(frame: pl.DataFrame, label: str) -> plt.Figure | None:
 def price_change_chart(changes: pl.DataFrame) -> plt.Figure | None:
     if changes.is_empty():
         return None
-    labels = [f"{p} {m:%Y-%m}\n{kind.replace('_', ' ')}" for p, m, kind in changes.select("plan", "change_month", "change_kind").iter_rows()]
+    labels = [
+        f"{p} {m:%Y-%m}\n{kind.replace('_', ' ')}"
+        for p, m, kind in changes.select("plan", "change_month", "change_kind").iter_rows()
+    ]
     x = np.arange(changes.height)
     fig, ax = plt.subplots(figsize=(max(5, 1.6 * changes.height), 3))
     _margins(fig, left=0.75, bottom=0.6)
-    for offset, column, color, name in [(-0.3, "churn_rate_before", "tab:gray", "affected, before"),
-                                        (-0.1, "churn_rate_after", "tab:red", "affected, after"),
-                                        (0.1, "unaffected_churn_rate_before", "lightsteelblue", "other plans, before"),
-                                        (0.3, "unaffected_churn_rate_after", "tab:blue", "other plans, after")]:
+    for offset, column, color, name in [
+        (-0.3, "churn_rate_before", "tab:gray", "affected, before"),
+        (-0.1, "churn_rate_after", "tab:red", "affected, after"),
+        (0.1, "unaffected_churn_rate_before", "lightsteelblue", "other plans, before"),
+        (0.3, "unaffected_churn_rate_after", "tab:blue", "other plans, after"),
+    ]:
         _bars(ax, x + offset, _floats(changes[column]), width=0.2, facecolors=color, label=name)
     ax.set_xticks(x, labels)
     ax.set_ylabel("monthly churn rate")
@@ -236,14 +272,29 @@ def monthly_chart(monthly: pl.DataFrame, basis: str, bands: BenchmarkBands) -> p
     else:
         new = frame["new_customer_revenue"].fill_null(0).to_numpy()
         _bars(top, x, new, facecolors="tab:green", label="new customers")
-        _bars(top, x, frame["existing_customer_revenue"].fill_null(0).to_numpy(), new, facecolors="tab:blue",
-              label="existing customers")
+        _bars(
+            top,
+            x,
+            frame["existing_customer_revenue"].fill_null(0).to_numpy(),
+            new,
+            facecolors="tab:blue",
+            label="existing customers",
+        )
         top.set_ylabel("revenue")
     top.legend(frameon=False, fontsize=7, ncols=3, loc="lower left")
     top.axhline(0, color="black", lw=0.6)
     rate = _floats(frame["customer_churn_rate"])
-    limits = [0, bands.healthy, bands.acceptable_while_young, bands.typical, bands.high, max(0.2, float(np.nanmax(rate)) * 1.1 if np.isfinite(rate).any() else 0.2)]
-    for (low, high), color in zip(zip(limits, limits[1:]), ["#e3f3e3", "#f0f6dc", "#fbf3d9", "#fbe3d0", "#f8d0d0"]):
+    limits = [
+        0,
+        bands.healthy,
+        bands.acceptable_while_young,
+        bands.typical,
+        bands.high,
+        max(0.2, float(np.nanmax(rate)) * 1.1 if np.isfinite(rate).any() else 0.2),
+    ]
+    for (low, high), color in zip(
+        zip(limits, limits[1:], strict=False), ["#e3f3e3", "#f0f6dc", "#fbf3d9", "#fbe3d0", "#f8d0d0"], strict=True
+    ):
         bottom.axhspan(low, high, color=color, lw=0)
     bottom.plot(x, rate, color="black", marker=".", label="customer churn rate")
     bottom.set_ylim(0, limits[-1])
@@ -264,8 +315,15 @@ def reactivation_chart(reactivation: pl.DataFrame, basis: str) -> plt.Figure | N
     fig, ax = plt.subplots(figsize=(7, 0.8 + 0.35 * frame.height))
     _margins(fig, left=_label_inches(labels), bottom=0.5, top=0.1)
     for offset, window, color in [(-0.25, 30, "#c6dbef"), (0, 60, "#6baed6"), (0.25, 90, "#2171b5")]:
-        _bars(ax, y + offset, _floats(frame[f"returned_within_{window}d_share"]), width=0.25, horizontal=True,
-              facecolors=color, label=f"back within {window} days")
+        _bars(
+            ax,
+            y + offset,
+            _floats(frame[f"returned_within_{window}d_share"]),
+            width=0.25,
+            horizontal=True,
+            facecolors=color,
+            label=f"back within {window} days",
+        )
     ax.set_yticks(y, labels)
     ax.invert_yaxis()
     ax.xaxis.set_major_formatter(matplotlib.ticker.PercentFormatter(1.0))
@@ -275,6 +333,7 @@ def reactivation_chart(reactivation: pl.DataFrame, basis: str) -> plt.Figure | N
 
 
 # --- the page -----------------------------------------------------------------------------
+
 
 def _table(frame: pl.DataFrame, formats: dict[str, callable] | None = None) -> str:
     formats = formats or {}
@@ -318,8 +377,10 @@ def _latest_month_text(monthly: pl.DataFrame, basis: str) -> str:
     if frame.is_empty():
         return ""
     last = frame.row(-1, named=True)
-    return (f"<p>{last['month']:%B %Y}: churn {_pct(last['customer_churn_rate'])} ({html.escape(str(last['benchmark_band']))}); "
-            f"3-month trend {html.escape(str(last['trend_3m'] or 'n/a'))}, 6-month trend {html.escape(str(last['trend_6m'] or 'n/a'))}.</p>")
+    return (
+        f"<p>{last['month']:%B %Y}: churn {_pct(last['customer_churn_rate'])} ({html.escape(str(last['benchmark_band']))}); "
+        f"3-month trend {html.escape(str(last['trend_3m'] or 'n/a'))}, 6-month trend {html.escape(str(last['trend_6m'] or 'n/a'))}.</p>"
+    )
 
 
 def render(inputs: ReportInputs, bands: BenchmarkBands = BenchmarkBands(), key_charts: dict[str, str] | None = None) -> str:
@@ -337,31 +398,101 @@ def render(inputs: ReportInputs, bands: BenchmarkBands = BenchmarkBands(), key_c
         revenue_label = "net order revenue" if basis == "orders" else "MRR"
         segments = t["churn_by_segment"].filter(pl.col("basis") == basis)
         segment_figures = "".join(
-            _figure("segment", rate_ratio_chart(segments.filter(pl.col("dimension") == d), "value"),
-                    f"Churn by {d.replace('_', ' ')} vs all other groups ({basis}), rate ratio with 95 % interval, {stamp}.")
+            _figure(
+                "segment",
+                rate_ratio_chart(segments.filter(pl.col("dimension") == d), "value"),
+                f"Churn by {d.replace('_', ' ')} vs all other groups ({basis}), rate ratio with 95 % interval, {stamp}.",
+            )
             for d in segments["dimension"].unique(maintain_order=True).to_list()
         ) or _figure("segment", None, f"Churn by segment ({basis}), {stamp}.")
-        price = (_figure("price-changes", price_change_chart(t["churn_by_price_change"]),
-                         f"Monthly churn before and after each detected price change, against customers on other plans, {stamp}.",
-                         _table(t["churn_by_price_change"].select("plan", "change_month", "change_kind", "old_price", "new_price",
-                                                                  "customers_affected", "lift", "relative_lift", "p_value"),
-                                {"old_price": _num, "new_price": _num, "lift": _num, "relative_lift": _num,
-                                 "p_value": lambda v: _num(v, 4)}))
-                 if basis == "subscription" else "")
+        price = (
+            _figure(
+                "price-changes",
+                price_change_chart(t["churn_by_price_change"]),
+                f"Monthly churn before and after each detected price change, against customers on other plans, {stamp}.",
+                _table(
+                    t["churn_by_price_change"].select(
+                        "plan",
+                        "change_month",
+                        "change_kind",
+                        "old_price",
+                        "new_price",
+                        "customers_affected",
+                        "lift",
+                        "relative_lift",
+                        "p_value",
+                    ),
+                    {"old_price": _num, "new_price": _num, "lift": _num, "relative_lift": _num, "p_value": lambda v: _num(v, 4)},
+                ),
+            )
+            if basis == "subscription"
+            else ""
+        )
         parts.append(f"""
 <section class="basis" id="{basis}">
 <h2>{basis.capitalize()} basis <small>(customers of {unit}s)</small></h2>
-{_figure("cohort-heatmap", retention_heatmap(t["cohort_retention"], basis), f"Share of each signup cohort active k months after signup ({basis}), {stamp}.", keep=keep)}
-{_figure("cohort-heatmap", retention_heatmap(t["cohort_retention"], basis, "revenue_retention"), f"Cohort {revenue_label} k months after signup as a share of month 0 ({basis}), {stamp}.")}
-{_figure("retention-curve", retention_curve_chart(t["retention_curve"], basis), f"Share of customers not yet churned by lifetime month, all cohorts pooled, with 95 % band ({basis}), {stamp}.")}
-{_figure("hazard", hazard_chart(t["high_risk_months"], basis), f"Churn hazard by lifetime month against the baseline of neighbouring months; red = high-risk month ({basis}), {stamp}.", _high_risk_text(t["high_risk_months"], basis), keep)}
-{_figure("channel", rate_ratio_chart(t["churn_by_channel"].filter(pl.col("basis") == basis), "channel"), f"Churn by acquisition channel vs all other channels, rate ratio with 95 % interval ({basis}), {stamp}.",
-         _table(t["churn_by_channel"].filter(pl.col("basis") == basis).select("channel", "customers", "monthly_churn_rate", "rate_ratio_vs_others", "p_value_vs_others"),
-                {"monthly_churn_rate": _pct, "rate_ratio_vs_others": _num, "p_value_vs_others": lambda v: _num(v, 4)}))}
+{
+            _figure(
+                "cohort-heatmap",
+                retention_heatmap(t["cohort_retention"], basis),
+                f"Share of each signup cohort active k months after signup ({basis}), {stamp}.",
+                keep=keep,
+            )
+        }
+{
+            _figure(
+                "cohort-heatmap",
+                retention_heatmap(t["cohort_retention"], basis, "revenue_retention"),
+                f"Cohort {revenue_label} k months after signup as a share of month 0 ({basis}), {stamp}.",
+            )
+        }
+{
+            _figure(
+                "retention-curve",
+                retention_curve_chart(t["retention_curve"], basis),
+                f"Share of customers not yet churned by lifetime month, all cohorts pooled, with 95 % band ({basis}), {stamp}.",
+            )
+        }
+{
+            _figure(
+                "hazard",
+                hazard_chart(t["high_risk_months"], basis),
+                f"Churn hazard by lifetime month against the baseline of neighbouring months; red = high-risk month ({basis}), {stamp}.",
+                _high_risk_text(t["high_risk_months"], basis),
+                keep,
+            )
+        }
+{
+            _figure(
+                "channel",
+                rate_ratio_chart(t["churn_by_channel"].filter(pl.col("basis") == basis), "channel"),
+                f"Churn by acquisition channel vs all other channels, rate ratio with 95 % interval ({basis}), {stamp}.",
+                _table(
+                    t["churn_by_channel"]
+                    .filter(pl.col("basis") == basis)
+                    .select("channel", "customers", "monthly_churn_rate", "rate_ratio_vs_others", "p_value_vs_others"),
+                    {"monthly_churn_rate": _pct, "rate_ratio_vs_others": _num, "p_value_vs_others": lambda v: _num(v, 4)},
+                ),
+            )
+        }
 {segment_figures}
 {price}
-{_figure("monthly", monthly_chart(t["churn_by_month"], basis, bands), f"Monthly {'MRR bridge' if basis == 'subscription' else 'revenue from new vs existing customers'} and customer churn rate on benchmark bands (green <= {bands.healthy:.0%}, red > {bands.high:.0%}) ({basis}), {stamp}.", _latest_month_text(t["churn_by_month"], basis), keep)}
-{_figure("reactivation", reactivation_chart(t["churn_reactivation"], basis), f"Share of churned customers back within 30, 60 and 90 days (satisfied churn), overall and by channel ({basis}), {stamp}.")}
+{
+            _figure(
+                "monthly",
+                monthly_chart(t["churn_by_month"], basis, bands),
+                f"Monthly {'MRR bridge' if basis == 'subscription' else 'revenue from new vs existing customers'} and customer churn rate on benchmark bands (green <= {bands.healthy:.0%}, red > {bands.high:.0%}) ({basis}), {stamp}.",
+                _latest_month_text(t["churn_by_month"], basis),
+                keep,
+            )
+        }
+{
+            _figure(
+                "reactivation",
+                reactivation_chart(t["churn_reactivation"], basis),
+                f"Share of churned customers back within 30, 60 and 90 days (satisfied churn), overall and by channel ({basis}), {stamp}.",
+            )
+        }
 </section>""")
     quality = _table(inputs.data_quality)
     reasons = _table(inputs.quarantine_reasons) if not inputs.quarantine_reasons.is_empty() else "<p>No row was quarantined.</p>"
@@ -382,7 +513,7 @@ td:first-child, th:first-child {{ text-align: left; }} .high-risk li {{ color: #
 <h1>Churn report</h1>
 <p>{html.escape(stamp[0].upper() + stamp[1:])}. Every number comes from the published tables (<code>marts.*</code> and the Parquet files beside this report).</p>
 <nav><a href="#subscription">Subscription</a> · <a href="#orders">Orders</a> · <a href="#data-quality">Data quality</a></nav>
-{''.join(parts)}
+{"".join(parts)}
 <section id="data-quality" data-section="data-quality">
 <h2>Data quality</h2>
 <p>Raw rows = loaded + quarantined, for every source (a blocking check). Quarantined rows are in <code>marts.quarantine</code> with file, row and raw values.</p>

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
@@ -21,7 +21,9 @@ def parse_timezone(name: str, setting: str) -> str:
     try:
         ZoneInfo(name)
     except (ZoneInfoNotFoundError, ValueError):
-        raise SettingsError(f"{setting}: unknown time zone {name!r} (use an IANA name such as 'UTC' or 'Europe/London')") from None
+        raise SettingsError(
+            f"{setting}: unknown time zone {name!r} (use an IANA name such as 'UTC' or 'Europe/London')"
+        ) from None
     return name
 
 
@@ -35,8 +37,8 @@ def parse_as_of(value: str | None) -> datetime | None:
     except ValueError:
         raise SettingsError(f"--as-of: cannot read {value!r} as an ISO-8601 timestamp (e.g. 2024-07-10T00:00:00Z)") from None
     if parsed.tzinfo is None:
-        parsed = parsed.replace(tzinfo=timezone.utc)
-    return parsed.astimezone(timezone.utc)
+        parsed = parsed.replace(tzinfo=UTC)
+    return parsed.astimezone(UTC)
 
 
 @dataclass(frozen=True)

@@ -70,9 +70,7 @@ class SqlModel:
     @property
     def description(self) -> str:
         """The file's leading comment, which says what the table is."""
-        return " ".join(
-            line.removeprefix("--").strip() for line in _leading_comments(self.sql) if not _DIRECTIVE.match(line)
-        )
+        return " ".join(line.removeprefix("--").strip() for line in _leading_comments(self.sql) if not _DIRECTIVE.match(line))
 
     def render(self, incremental: bool = False) -> str:
         """The SQL to run: for an append (`incremental`) or for a full build."""
@@ -116,9 +114,7 @@ def parse_model(path: Path, layer: str) -> SqlModel:
         raise ValueError(f"{path.name}: materialized must be one of {', '.join(MATERIALIZATIONS)}, not {materialized!r}")
     if materialized == "incremental":
         source, unique_key = _incremental_directives(path, directives, references, code)
-        return SqlModel(
-            name, layer, path, sql, references, parameters, materialized, source, unique_key, post_hook
-        )
+        return SqlModel(name, layer, path, sql, references, parameters, materialized, source, unique_key, post_hook)
     appends = _INCREMENTAL_BLOCK.search(code) or APPEND_MONTHS in parameters
     if appends or directives.keys() & {"incremental_source", "unique_key"}:
         raise ValueError(
@@ -141,7 +137,7 @@ def _split_post_hook(text: str) -> tuple[str, str]:
     match = _POST_HOOK.search(text)
     if not match:
         return text.strip().rstrip(";"), ""
-    return text[: match.start()].strip().rstrip(";"), text[match.end():].strip().rstrip(";")
+    return text[: match.start()].strip().rstrip(";"), text[match.end() :].strip().rstrip(";")
 
 
 def _parameters_of(sql: str, bound: dict[str, object]) -> dict[str, object]:
@@ -170,11 +166,7 @@ def _incremental_directives(
 
 @cache
 def load_models(root: Path = SQL_ROOT) -> tuple[SqlModel, ...]:
-    models = [
-        parse_model(path, layer)
-        for layer in LAYER_SCHEMAS
-        for path in sorted((root / layer).glob("*.sql"))
-    ]
+    models = [parse_model(path, layer) for layer in LAYER_SCHEMAS for path in sorted((root / layer).glob("*.sql"))]
     names = [model.name for model in models]
     duplicates = {name for name in names if names.count(name) > 1}
     if duplicates:
@@ -269,7 +261,12 @@ def _run_incremental(
             else:
                 parameters = _parameters_of(append_sql, {**bound, APPEND_MONTHS: list(plan.months)})
                 touched = incremental.append(
-                    conn, model.table, append_sql, parameters, plan.months, model.unique_key,
+                    conn,
+                    model.table,
+                    append_sql,
+                    parameters,
+                    plan.months,
+                    model.unique_key,
                     after_insert=lambda: _run_post_hook(conn, model, bound),
                 )
             incremental.record_build(conn, model.table, inputs, previous, touched, key)

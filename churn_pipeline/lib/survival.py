@@ -76,7 +76,7 @@ def _log_log_band() -> list[pl.Expr]:
     s = pl.col("survival")
     log_s = s.log()
     # sd of log(-log S); undefined at S = 1 (no churn yet) and S = 0 (everyone churned)
-    sd = (pl.col("_greenwood").sqrt() / log_s.abs())
+    sd = pl.col("_greenwood").sqrt() / log_s.abs()
     interior = (s > 0) & (s < 1)
     low = pl.when(interior).then(s.pow((Z_95 * sd).exp())).otherwise(s)
     high = pl.when(interior).then(s.pow((-Z_95 * sd).exp())).otherwise(s)

@@ -61,7 +61,8 @@ MOVEMENTS = {
 
 TABLES: tuple[TableDoc, ...] = (
     TableDoc(
-        "cohort_retention", "basis, signup cohort, observed lifetime month",
+        "cohort_retention",
+        "basis, signup cohort, observed lifetime month",
         "How many of each signup cohort are still active k months later, and how much revenue they hold.",
         {
             **BASIS,
@@ -75,7 +76,8 @@ TABLES: tuple[TableDoc, ...] = (
         },
     ),
     TableDoc(
-        "retention_curve", "basis, lifetime month",
+        "retention_curve",
+        "basis, lifetime month",
         "Kaplan-Meier survival to first churn, pooled over all cohorts, with a 95 % band.",
         {
             **BASIS,
@@ -89,7 +91,8 @@ TABLES: tuple[TableDoc, ...] = (
         },
     ),
     TableDoc(
-        "high_risk_months", "basis, lifetime month with customers at risk",
+        "high_risk_months",
+        "basis, lifetime month with customers at risk",
         "Lifetime months whose churn hazard stands out from their neighbours (the month-five spike).",
         {
             **BASIS,
@@ -106,7 +109,8 @@ TABLES: tuple[TableDoc, ...] = (
         },
     ),
     TableDoc(
-        "churn_by_cohort", "basis, signup cohort",
+        "churn_by_cohort",
+        "basis, signup cohort",
         "Each cohort's exposure-based monthly churn and its retention at 1, 3, 6 and 12 months.",
         {
             **BASIS,
@@ -120,7 +124,8 @@ TABLES: tuple[TableDoc, ...] = (
         },
     ),
     TableDoc(
-        "churn_by_channel", "basis, acquisition channel",
+        "churn_by_channel",
+        "basis, acquisition channel",
         "Churn by acquisition channel, each compared with all other channels.",
         {
             **BASIS,
@@ -131,7 +136,8 @@ TABLES: tuple[TableDoc, ...] = (
         },
     ),
     TableDoc(
-        "churn_by_segment", "basis, dimension, value",
+        "churn_by_segment",
+        "basis, dimension, value",
         "Churn by customer type or industry (`segment`), signup plan and value tier at signup.",
         {
             **BASIS,
@@ -143,7 +149,8 @@ TABLES: tuple[TableDoc, ...] = (
         },
     ),
     TableDoc(
-        "churn_by_price_change", "detected price change (subscription)",
+        "churn_by_price_change",
+        "detected price change (subscription)",
         "Churn before and after each price change, against customers the change did not touch.",
         {
             "plan": "the plan whose price changed",
@@ -174,43 +181,95 @@ TABLES: tuple[TableDoc, ...] = (
         },
     ),
     TableDoc(
-        "churn_by_month", "basis, complete calendar month",
+        "churn_by_month",
+        "basis, complete calendar month",
         "Monthly customer movements, the MRR bridge, churn rates graded against SaaS benchmarks, and their trend.",
         {
             **BASIS,
             "month": "calendar month (first day, reporting time zone)",
-            **{k: MOVEMENTS[k] for k in (
-                "customers_start", "new_customers", "reactivated", "churned", "voluntary_churned",
-                "involuntary_churned", "downgrade_churned", "customers_end", "customer_churn_rate", "benchmark_band")},
+            **{
+                k: MOVEMENTS[k]
+                for k in (
+                    "customers_start",
+                    "new_customers",
+                    "reactivated",
+                    "churned",
+                    "voluntary_churned",
+                    "involuntary_churned",
+                    "downgrade_churned",
+                    "customers_end",
+                    "customer_churn_rate",
+                    "benchmark_band",
+                )
+            },
             "trend_3m": "`rising`, `falling` or `flat` churn over the last 3 months including this one (Cochran-Armitage at 5 %)",
             "trend_3m_p_value": "that test's two-sided p-value",
             "trend_6m": "the same over the last 6 months",
             "trend_6m_p_value": "that test's two-sided p-value",
-            **{k: MOVEMENTS[k] for k in (
-                "mrr_start", "new_mrr", "expansion_mrr", "contraction_mrr", "churned_mrr", "reactivation_mrr", "mrr_end",
-                "gross_mrr_churn_rate", "net_mrr_churn_rate", "trials_started", "trials_converted", "revenue",
-                "new_customer_revenue", "existing_customer_revenue")},
+            **{
+                k: MOVEMENTS[k]
+                for k in (
+                    "mrr_start",
+                    "new_mrr",
+                    "expansion_mrr",
+                    "contraction_mrr",
+                    "churned_mrr",
+                    "reactivation_mrr",
+                    "mrr_end",
+                    "gross_mrr_churn_rate",
+                    "net_mrr_churn_rate",
+                    "trials_started",
+                    "trials_converted",
+                    "revenue",
+                    "new_customer_revenue",
+                    "existing_customer_revenue",
+                )
+            },
         },
     ),
     TableDoc(
-        "churn_by_quarter", "basis, complete calendar quarter",
+        "churn_by_quarter",
+        "basis, complete calendar quarter",
         "churn_by_month over complete quarters: flows summed, stocks from the first and last month, rates recomputed.",
         {
             **BASIS,
             "quarter": "calendar quarter (its first day)",
-            **{k: MOVEMENTS[k] for k in (
-                "customers_start", "customers_end", "mrr_start", "mrr_end", "new_customers", "reactivated", "churned",
-                "voluntary_churned", "involuntary_churned", "downgrade_churned", "new_mrr", "expansion_mrr",
-                "contraction_mrr", "churned_mrr", "reactivation_mrr", "trials_started", "trials_converted", "revenue",
-                "new_customer_revenue", "existing_customer_revenue", "customer_churn_rate", "gross_mrr_churn_rate",
-                "net_mrr_churn_rate")},
+            **{
+                k: MOVEMENTS[k]
+                for k in (
+                    "customers_start",
+                    "customers_end",
+                    "mrr_start",
+                    "mrr_end",
+                    "new_customers",
+                    "reactivated",
+                    "churned",
+                    "voluntary_churned",
+                    "involuntary_churned",
+                    "downgrade_churned",
+                    "new_mrr",
+                    "expansion_mrr",
+                    "contraction_mrr",
+                    "churned_mrr",
+                    "reactivation_mrr",
+                    "trials_started",
+                    "trials_converted",
+                    "revenue",
+                    "new_customer_revenue",
+                    "existing_customer_revenue",
+                    "customer_churn_rate",
+                    "gross_mrr_churn_rate",
+                    "net_mrr_churn_rate",
+                )
+            },
             "monthly_equivalent_churn_rate": "1 - (1 - customer_churn_rate)^(1/3): the quarter's churn per month",
             "benchmark_band": "monthly_equivalent_churn_rate graded as in churn_by_month",
         },
     ),
     TableDoc(
-        "churn_reactivation", "basis, dimension (cohort or channel), value",
-        "\"Satisfied\" churn: how many churned customers come back, and how soon.",
+        "churn_reactivation",
+        "basis, dimension (cohort or channel), value",
+        '"Satisfied" churn: how many churned customers come back, and how soon.',
         {
             **BASIS,
             "dimension": "`all`, `cohort` or `channel`",
@@ -231,7 +290,8 @@ TABLES: tuple[TableDoc, ...] = (
         },
     ),
     TableDoc(
-        "quarantine", "raw row that was not loaded",
+        "quarantine",
+        "raw row that was not loaded",
         "Every raw row that was not loaded, with where it came from and why (docs/ingestion.md lists every reason).",
         {
             "source": "`orders`, `subscription_events` or `fx_rates`",
@@ -259,8 +319,14 @@ def markdown() -> str:
     ]
     for table in TABLES:
         where = "`marts." + table.name + "`" + (f", `{table.name}.parquet`" if table.parquet else " (warehouse only)")
-        lines += [f"## {table.name}", "", f"{table.description} One row per {table.grain}. In {where}.", "",
-                  "| column | meaning |", "|---|---|"]
+        lines += [
+            f"## {table.name}",
+            "",
+            f"{table.description} One row per {table.grain}. In {where}.",
+            "",
+            "| column | meaning |",
+            "|---|---|",
+        ]
         lines += [f"| `{column}` | {meaning.replace('|', '&#124;')} |" for column, meaning in table.columns.items()]
         lines.append("")
     return "\n".join(lines)

@@ -65,8 +65,6 @@ typed as not materialized (
         upper(coalesce(clean_text(currency), $reporting_currency)) as currency,
         coalesce(lower(clean_text(channel)), 'unknown') as channel,
         clean_text(channel) is null as channel_missing,
-        clean_text(order_id) is null as missing_order_id,
-        clean_text(customer_id) is null as missing_customer_id,
         clean_text(ordered_at) is null as missing_ordered_at,
         clean_text(amount) is null as missing_amount,
         source_file,
@@ -98,8 +96,8 @@ checked as not materialized (
     select
         *,
         case
-            when missing_order_id then 'missing order_id'
-            when missing_customer_id then 'missing customer_id'
+            when order_id is null then 'missing order_id'
+            when customer_id is null then 'missing customer_id'
             when missing_ordered_at then 'missing ordered_at'
             when missing_amount then 'missing amount'
             when ordered_at is null then 'unparseable ordered_at'

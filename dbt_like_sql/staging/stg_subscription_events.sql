@@ -69,11 +69,7 @@ typed as not materialized (
         upper(coalesce(clean_text(currency), $reporting_currency)) as currency,
         coalesce(lower(clean_text(channel)), 'unknown') as channel,
         coalesce(lower(clean_text(segment)), 'unknown') as segment,
-        lower(clean_text(event_type)) in ('subscribed', 'reactivated', 'plan_changed', 'price_changed') as sets_plan,
-        clean_text(event_id) is null as missing_event_id,
-        clean_text(customer_id) is null as missing_customer_id,
         clean_text(occurred_at) is null as missing_occurred_at,
-        clean_text(event_type) is null as missing_event_type,
         clean_text(price) is not null as has_price,
         source_file,
         source_row,
@@ -86,6 +82,7 @@ typed as not materialized (
 with_rate as not materialized (
     select
         typed.*,
+        typed.event_type in ('subscribed', 'reactivated', 'plan_changed', 'price_changed') as sets_plan,
         case
             when typed.currency = $reporting_currency then 1.0
             else coalesce(fx_month.rate_to_reporting, fx_any.rate_to_reporting)
@@ -104,10 +101,10 @@ checked as not materialized (
     select
         *,
         case
-            when missing_event_id then 'missing event_id'
-            when missing_customer_id then 'missing customer_id'
+            when event_id is null then 'missing event_id'
+            when customer_id is null then 'missing customer_id'
             when missing_occurred_at then 'missing occurred_at'
-            when missing_event_type then 'missing event_type'
+            when event_type is null then 'missing event_type'
             when occurred_at is null then 'unparseable occurred_at'
             -- a file in a YYYY-MM folder holds that month only: [month start, next month start) in $timezone
             when delivery_month is not null and strftime(month_of(occurred_at, $timezone), '%Y-%m') <> delivery_month

@@ -1,6 +1,5 @@
 """Materialization metadata that reads well in the Dagster UI, plus CLI progress lines."""
 
-
 import logging
 from datetime import date, datetime
 
@@ -10,8 +9,12 @@ import polars as pl
 progress_log = logging.getLogger("churn_pipeline.progress")
 
 _DAGSTER_TYPES = {
-    pl.String: "string", pl.Int32: "int", pl.Int64: "bigint", pl.Float64: "double",
-    pl.Boolean: "boolean", pl.Date: "date",
+    pl.String: "string",
+    pl.Int32: "int",
+    pl.Int64: "bigint",
+    pl.Float64: "double",
+    pl.Boolean: "boolean",
+    pl.Date: "date",
 }
 
 

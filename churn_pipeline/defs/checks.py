@@ -1,18 +1,17 @@
 """Blocking asset checks: a wrong number never reaches the tables downstream of a failure."""
 
-
 import dagster as dg
 
-from churn_pipeline.assets.cohorts import QUARANTINE, marts
+from churn_pipeline.defs.asset_keys import QUARANTINE, marts
+from churn_pipeline.defs.resources import Warehouse
 from churn_pipeline.lib.duck import rows
 from churn_pipeline.lib.quality import LOADED_TABLES, reconciliation
-from churn_pipeline.resources import Warehouse
 
 
 def _result(failures: list[tuple], columns: list[str], what: str) -> dg.AssetCheckResult:
     sample = "\n".join("| " + " | ".join(str(v) for v in row) + " |" for row in failures[:10])
     table = f"| {' | '.join(columns)} |\n|{'---|' * len(columns)}\n{sample}" if failures else "none"
-    first = ", ".join(f"{column}={value}" for column, value in zip(columns, failures[0])) if failures else ""
+    first = ", ".join(f"{column}={value}" for column, value in zip(columns, failures[0], strict=True)) if failures else ""
     return dg.AssetCheckResult(
         passed=not failures,
         severity=dg.AssetCheckSeverity.ERROR,
@@ -21,7 +20,9 @@ def _result(failures: list[tuple], columns: list[str], what: str) -> dg.AssetChe
     )
 
 
-@dg.asset_check(asset=QUARANTINE, blocking=True, additional_deps=[dg.AssetKey(["staging", t.split(".")[1]]) for t in LOADED_TABLES.values()])
+@dg.asset_check(
+    asset=QUARANTINE, blocking=True, additional_deps=[dg.AssetKey(["staging", t.split(".")[1]]) for t in LOADED_TABLES.values()]
+)
 def raw_rows_reconcile(warehouse: Warehouse) -> dg.AssetCheckResult:
     """For every source, raw rows = loaded rows + quarantined rows."""
     with warehouse.get_connection() as conn:
@@ -160,7 +161,9 @@ def customer_identity_holds(warehouse: Warehouse) -> dg.AssetCheckResult:
             order by all
             """,
         )
-    return _result(failures, ["basis", "month", "start", "new", "reactivated", "churned", "end"], "months break the customer identity")
+    return _result(
+        failures, ["basis", "month", "start", "new", "reactivated", "churned", "end"], "months break the customer identity"
+    )
 
 
 @dg.asset_check(asset=marts("churn_by_month"), blocking=True)
@@ -177,8 +180,11 @@ def mrr_identity_holds(warehouse: Warehouse) -> dg.AssetCheckResult:
             order by all
             """,
         )
-    return _result(failures, ["month", "start", "new", "expansion", "reactivation", "contraction", "churned", "end"],
-                   "months break the MRR identity")
+    return _result(
+        failures,
+        ["month", "start", "new", "expansion", "reactivation", "contraction", "churned", "end"],
+        "months break the MRR identity",
+    )
 
 
 @dg.asset_check(asset=marts("churn_by_month"), blocking=True)
@@ -223,7 +229,9 @@ def customer_months_match_the_curve(warehouse: Warehouse) -> dg.AssetCheckResult
             where cohorts.months is distinct from curve.months or cohorts.churned is distinct from curve.churned
             """,
         )
-    return _result(failures, ["basis", "cohort months", "curve months", "cohort churns", "curve churns"], "bases that do not add up")
+    return _result(
+        failures, ["basis", "cohort months", "curve months", "cohort churns", "curve churns"], "bases that do not add up"
+    )
 
 
 asset_checks += [customer_identity_holds, mrr_identity_holds, months_chain, customer_months_match_the_curve]

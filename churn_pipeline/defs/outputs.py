@@ -6,15 +6,19 @@ import time
 import dagster as dg
 import polars as pl
 
-from churn_pipeline.assets.churn import churn_assets
-from churn_pipeline.assets.cohorts import QUARANTINE, cohort_assets, read_observation
-from churn_pipeline.assets.metadata import report
+from churn_pipeline.defs.asset_keys import QUARANTINE, marts
+from churn_pipeline.defs.metadata import report
+from churn_pipeline.defs.resources import PipelineConfig, Warehouse
 from churn_pipeline.lib import report as churn_report_html
-from churn_pipeline.lib.publish import output_path, publish_run, staging_dir, write_text_atomic
+from churn_pipeline.lib.build_area import build_dir
+from churn_pipeline.lib.observation import read_observation
+from churn_pipeline.lib.output_files import output_path, write_text_atomic
 from churn_pipeline.lib.quality import quarantine_reasons, reconciliation
-from churn_pipeline.resources import PipelineConfig, Warehouse
+from churn_pipeline.lib.release import release_build
+from churn_pipeline.lib.table_docs import TABLES
 
-PUBLISHED_TABLES = [asset.key for asset in [*cohort_assets, *churn_assets]]
+# the tables built by @mart (defs/cohorts.py, defs/churn.py): every documented table with a Parquet file
+PUBLISHED_TABLES = [marts(table.name) for table in TABLES if table.parquet]
 REPORT = dg.AssetKey(["churn_report"])
 
 
@@ -38,7 +42,7 @@ def churn_report(context: dg.AssetExecutionContext, pipeline: PipelineConfig, wa
         )
     key_charts: dict[str, str] = {}
     page = churn_report_html.render(inputs, key_charts=key_charts)
-    write_text_atomic(page, staging_dir(settings.output_dir), "churn_report", ".html")
+    write_text_atomic(page, build_dir(settings.output_dir), "churn_report", ".html")
     report(context, len(page), time.perf_counter() - started, unit="bytes")
     quality = inputs.data_quality
     return dg.MaterializeResult(
@@ -49,15 +53,21 @@ def churn_report(context: dg.AssetExecutionContext, pipeline: PipelineConfig, wa
             "as_of": str(observation.as_of),
             "data_quality": dg.MetadataValue.md(
                 "| source | raw rows | loaded | quarantined |\n|---|---|---|---|\n"
-                + "\n".join(f"| {s} | {r:,} | {l:,} | {q:,} |" for s, r, l, q in quality.rows())
+                + "\n".join(
+                    f"| {source} | {raw:,} | {loaded:,} | {quarantined:,} |"
+                    for source, raw, loaded, quarantined in quality.rows()
+                )
             ),
             **{f"chart: {title}": dg.MetadataValue.md(image) for title, image in key_charts.items()},
             "high_risk_months": dg.MetadataValue.md(
                 "\n".join(
                     f"- {b}: month {k} (lift {lift:.1f})"
-                    for b, k, lift in tables["high_risk_months"].filter(pl.col("is_high_risk")).select(
-                        "basis", "months_since_signup", "lift").rows()
-                ) or "none"
+                    for b, k, lift in tables["high_risk_months"]
+                    .filter(pl.col("is_high_risk"))
+                    .select("basis", "months_since_signup", "lift")
+                    .rows()
+                )
+                or "none"
             ),
         }
     )
@@ -73,7 +83,7 @@ def published(context: dg.AssetExecutionContext, pipeline: PipelineConfig, wareh
     """The run's warehouse, Parquet files and report, swapped in atomically once every blocking check upstream has passed."""
     started = time.perf_counter()
     warehouse.close_build()
-    files = publish_run(warehouse.live_path, pipeline.settings().output_dir)
+    files = release_build(warehouse.live_path, pipeline.settings().output_dir)
     report(context, len(files), time.perf_counter() - started, "the warehouse, each Parquet table and the report", unit="files")
     return dg.MaterializeResult(
         metadata={

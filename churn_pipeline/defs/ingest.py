@@ -1,20 +1,20 @@
 """Raw ingestion: every orders*, subscription_events* and fx_rates* file into `raw.*`, as text."""
 
-
 import time
 import warnings
 
 import dagster as dg
 import duckdb
 
-from churn_pipeline.assets.metadata import note, report
+from churn_pipeline.defs.metadata import note, report
+from churn_pipeline.defs.partitions import monthly_partitions
+from churn_pipeline.defs.resources import PipelineConfig, Warehouse
 from churn_pipeline.lib.adapters import load_adapter, load_through_adapter
 from churn_pipeline.lib.duck import scalar
 from churn_pipeline.lib.ingest import RawFileChanged, load_source
 from churn_pipeline.lib.raw_sources import SOURCES, RawSource
 from churn_pipeline.lib.settings import SettingsError
-from churn_pipeline.partitions import monthly_partitions
-from churn_pipeline.resources import PipelineConfig, Warehouse
+
 
 def _is_transient(exc: BaseException) -> bool:
     """A file still being written, or a lock another process will release."""
@@ -54,9 +54,13 @@ def _define_raw_asset(source: RawSource) -> dg.AssetsDefinition:
             with warehouse.get_connection() as conn:
                 if pipeline.source:
                     if months:
-                        raise SettingsError(f"source {pipeline.source}: adapters load whole files; run it without a month partition")
+                        raise SettingsError(
+                            f"source {pipeline.source}: adapters load whole files; run it without a month partition"
+                        )
                     adapter = load_adapter(pipeline.source)
-                    loads = load_through_adapter(conn, adapter, source, settings.raw_dir, adapter.options(pipeline.source_options))
+                    loads = load_through_adapter(
+                        conn, adapter, source, settings.raw_dir, adapter.options(pipeline.source_options)
+                    )
                 else:
                     loads = load_source(conn, source, settings.raw_dir, months)
                 loaded = scalar(conn, f"select count(*) from raw.{source.name}")
@@ -73,7 +77,7 @@ def _define_raw_asset(source: RawSource) -> dg.AssetsDefinition:
             if load.ignored_columns:
                 note(context, f"{load.file}: extra columns ignored: {', '.join(load.ignored_columns)}")
         files = "\n".join(
-            f"| {l.file} | {l.rows_loaded} | {l.rows_rejected} | {', '.join(l.ignored_columns)} |" for l in loads
+            f"| {load.file} | {load.rows_loaded} | {load.rows_rejected} | {', '.join(load.ignored_columns)} |" for load in loads
         )
         return dg.MaterializeResult(
             metadata={
@@ -82,7 +86,7 @@ def _define_raw_asset(source: RawSource) -> dg.AssetsDefinition:
                 "source_rows_read": read,
                 "files": dg.MetadataValue.md(f"| file | rows | unreadable | extra columns ignored |\n|---|---|---|---|\n{files}"),
                 "ignored_columns": dg.MetadataValue.json(
-                    {l.file: list(l.ignored_columns) for l in loads if l.ignored_columns}
+                    {load.file: list(load.ignored_columns) for load in loads if load.ignored_columns}
                 ),
                 "raw_dir": dg.MetadataValue.path(str(settings.raw_dir)),
                 "source_adapter": pipeline.source or "none (contract layout)",

@@ -1,15 +1,14 @@
 """One Dagster asset per SQL model file in dbt_like_sql/; dependencies come from the SQL."""
 
-
 import time
 
 import dagster as dg
 
-from churn_pipeline.assets.ingest import raw_asset_key
-from churn_pipeline.assets.metadata import report
+from churn_pipeline.defs.asset_keys import raw as raw_asset_key
+from churn_pipeline.defs.metadata import report
+from churn_pipeline.defs.resources import PipelineConfig, Warehouse
 from churn_pipeline.lib.raw_sources import SOURCES
 from churn_pipeline.lib.sql_models import SqlModel, load_models, run_model
-from churn_pipeline.resources import PipelineConfig, Warehouse
 
 # raw tables and the ingestion assets that write them
 _RAW_TABLE_ASSETS = {source.name: [raw_asset_key(source.name)] for source in SOURCES}

@@ -1,6 +1,5 @@
 """Dagster resources: the pipeline settings and the DuckDB warehouse."""
 
-
 import logging
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -8,12 +7,14 @@ from pathlib import Path
 
 import dagster as dg
 import duckdb
+from filelock import FileLock
 from pydantic import PrivateAttr
 
+from churn_pipeline.defs.partitions import run_months
+from churn_pipeline.lib.build_area import build_path, clean_output_leftovers, start_build
 from churn_pipeline.lib.months import end_of_month
-from churn_pipeline.lib.publish import acquire_run_lock, clean_output_leftovers, release_run_lock, staged_path, start_build
+from churn_pipeline.lib.run_lock import acquire_run_lock
 from churn_pipeline.lib.settings import HighRiskSettings, PipelineSettings, check_warehouse_settings, parse_as_of
-from churn_pipeline.partitions import run_months
 
 progress_log = logging.getLogger("churn_pipeline.progress")
 
@@ -95,7 +96,7 @@ class PipelineConfig(dg.ConfigurableResource):
 
 
 class Warehouse(dg.ConfigurableResource):
-    """The DuckDB warehouse. A run writes to a staged copy beside the live file; the
+    """The DuckDB warehouse. A run writes to a build copy beside the live file; the
     `published` asset swaps it in atomically once every blocking check has passed, so
     analysts reading the live file are never blocked and never see half a refresh."""
 
@@ -106,7 +107,7 @@ class Warehouse(dg.ConfigurableResource):
     lock_timeout_seconds: float = 600.0
     """How long a run waits for another run on the same warehouse to finish."""
 
-    _lock: int | None = PrivateAttr(default=None)
+    _lock: FileLock | None = PrivateAttr(default=None)
     _database: duckdb.DuckDBPyConnection | None = PrivateAttr(default=None)
 
     @property
@@ -115,7 +116,7 @@ class Warehouse(dg.ConfigurableResource):
 
     @property
     def build_path(self) -> Path:
-        return staged_path(self.live_path)
+        return build_path(self.live_path)
 
     def setup_for_execution(self, context: dg.InitResourceContext) -> None:
         check_warehouse_settings(self.memory_limit, self.threads, self.temp_directory)
@@ -130,31 +131,28 @@ class Warehouse(dg.ConfigurableResource):
     def teardown_after_execution(self, context: dg.InitResourceContext) -> None:
         self.close_build()
         if self._lock is not None:
-            release_run_lock(self._lock)
+            self._lock.release()
             self._lock = None
 
     def close_build(self) -> None:
-        """Close the staged warehouse (it checkpoints); the next connection opens it again."""
+        """Close the build warehouse (it checkpoints); the next connection opens it again."""
         if self._database is not None:
             self._database.close()
             self._database = None
 
     @contextmanager
-    def get_connection(self, release_cache: bool = False) -> Iterator[duckdb.DuckDBPyConnection]:
-        """A cursor on the run's staged warehouse. `release_cache`: for a step that builds polars
-        frames, first evict the pages DuckDB cached in earlier steps, so that memory is polars'."""
+    def get_connection(self) -> Iterator[duckdb.DuckDBPyConnection]:
+        """A cursor on the run's build warehouse; every step of a run shares one database instance."""
         if self._database is None:
             if not self.build_path.exists():
                 start_build(self.live_path)
-            # one database instance for the whole run: opening one costs ~20 ms, ~45 steps open one each
             self._database = duckdb.connect(str(self.build_path))
-            self._set_memory_limit()
+            if self.memory_limit:
+                self._database.execute("set memory_limit = $value", {"value": self.memory_limit})
             if self.threads:
                 self._database.execute("set threads = $value", {"value": self.threads})
             if self.temp_directory:
                 self._database.execute("set temp_directory = $value", {"value": self.temp_directory})
-        elif release_cache:
-            self._drop_cached_pages()
         conn = self._database.cursor()
         try:
             conn.execute("set TimeZone = 'UTC'")
@@ -162,19 +160,11 @@ class Warehouse(dg.ConfigurableResource):
         finally:
             conn.close()
 
-    def _drop_cached_pages(self) -> None:
-        """Evict the table pages DuckDB keeps from earlier steps (they are on disk). DuckDB has no
-        statement for it; lowering the limit evicts. Not after every step: a SQL step reads what the
-        one before wrote, and evicting ~40 times cost 0.5-0.75 s of a 25 s one-month run."""
-        try:
-            self._database.execute("set memory_limit = '1MB'")
-        except duckdb.Error:
-            pass  # something still pinned: keep the cache, nothing is lost
-        finally:
-            self._set_memory_limit()
 
-    def _set_memory_limit(self) -> None:
-        if self.memory_limit:
-            self._database.execute("set memory_limit = $value", {"value": self.memory_limit})
-        else:
-            self._database.execute("reset memory_limit")
+@dg.definitions
+def resources() -> dg.Definitions:
+    # one DuckDB writer at a time: steps run one after another in the run's process
+    return dg.Definitions(
+        resources={"pipeline": PipelineConfig(), "warehouse": Warehouse()},
+        executor=dg.in_process_executor,
+    )

@@ -2,7 +2,7 @@
 
 import dagster as dg
 
-from churn_pipeline.partitions import SCHEDULE_DAY, SCHEDULE_HOUR
+from churn_pipeline.defs.partitions import SCHEDULE_DAY, SCHEDULE_HOUR
 
 churn_job = dg.define_asset_job(
     name="churn_pipeline_job",

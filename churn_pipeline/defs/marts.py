@@ -1,0 +1,95 @@
+"""Published tables built by polars: `@mart` turns a function that returns a table's frame into
+an asset that writes it to the warehouse's `marts` schema and to Parquet, with its metadata."""
+
+import inspect
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from datetime import date
+
+import dagster as dg
+import duckdb
+import polars as pl
+
+from churn_pipeline.defs.asset_keys import marts
+from churn_pipeline.defs.metadata import column_schema, observation_metadata, report
+from churn_pipeline.defs.resources import PipelineConfig, Warehouse
+from churn_pipeline.lib.build_area import build_dir
+from churn_pipeline.lib.duck import scan_table, write_table
+from churn_pipeline.lib.identifiers import validate_identifier
+from churn_pipeline.lib.observation import Observation, read_observation
+from churn_pipeline.lib.output_files import output_path, write_parquet
+from churn_pipeline.lib.settings import CONTRACT_VERSION, PipelineSettings
+from churn_pipeline.lib.table_docs import TABLES_BY_NAME
+
+
+@dataclass(frozen=True)
+class MartInputs:
+    """What a mart's function reads: the run's warehouse, settings and observation window."""
+
+    conn: duckdb.DuckDBPyConnection
+    settings: PipelineSettings
+    observation: Observation
+
+    @property
+    def last_complete_month(self) -> date:
+        return self.observation.last_complete_month or date(1, 1, 1)
+
+    def scan(self, table: str) -> pl.LazyFrame:
+        """A warehouse table as a lazy frame that reads only the columns the plan uses."""
+        return scan_table(self.conn, table)
+
+    def read(self, table: str) -> pl.DataFrame:
+        """A small warehouse table (an aggregate or another mart), whole."""
+        schema, _, name = table.partition(".")
+        return self.conn.sql(f"select * from {validate_identifier(schema)}.{validate_identifier(name)}").pl()
+
+
+def _parquet_metadata(settings: PipelineSettings, observation: Observation) -> dict[str, str]:
+    return {
+        "churn_pipeline.contract_version": CONTRACT_VERSION,
+        "churn_pipeline.as_of": observation.as_of.isoformat() if observation.as_of else "",
+        "churn_pipeline.last_complete_month": str(observation.last_complete_month or ""),
+        "churn_pipeline.reporting_timezone": settings.timezone,
+    }
+
+
+def mart(
+    *, deps: Sequence[dg.AssetKey], group_name: str, preview: Callable[[pl.DataFrame], str]
+) -> Callable[[Callable[[MartInputs], pl.DataFrame]], dg.AssetsDefinition]:
+    """The asset `marts/<function name>`, described by the function's docstring."""
+
+    def decorator(build: Callable[[MartInputs], pl.DataFrame]) -> dg.AssetsDefinition:
+        table = build.__name__
+
+        @dg.asset(
+            key=marts(table),
+            deps=deps,
+            group_name=group_name,
+            kinds={"polars", "duckdb", "parquet"},
+            description=inspect.getdoc(build),
+        )
+        def published_table(
+            context: dg.AssetExecutionContext, pipeline: PipelineConfig, warehouse: Warehouse
+        ) -> dg.MaterializeResult:
+            started = time.perf_counter()
+            settings = pipeline.settings()
+            with warehouse.get_connection() as conn:
+                observation = read_observation(conn)
+                frame = build(MartInputs(conn, settings, observation))
+                write_table(conn, "marts", table, frame)
+            write_parquet(frame, build_dir(settings.output_dir), table, _parquet_metadata(settings, observation))
+            report(context, frame.height, time.perf_counter() - started)
+            return dg.MaterializeResult(
+                metadata={
+                    "dagster/row_count": frame.height,
+                    "dagster/column_schema": column_schema(frame, TABLES_BY_NAME[table].columns),
+                    **observation_metadata(observation.as_of, observation.last_complete_month),
+                    "parquet": dg.MetadataValue.path(str(output_path(settings.output_dir, table))),
+                    "preview": dg.MetadataValue.md(preview(frame)),
+                }
+            )
+
+        return published_table
+
+    return decorator
