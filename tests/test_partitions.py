@@ -258,7 +258,7 @@ def test_a_file_still_being_written_is_retried(monthly_raw: Path, tmp_path: Path
     writer.start()
     threading.Timer(4.0, stop.set).start()
     try:
-        result = run_job(raw, tmp_path / "work", retries=5, retry_wait_seconds=2)
+        result = run_job(raw, tmp_path / "work")
     finally:
         stop.set()
         writer.join()

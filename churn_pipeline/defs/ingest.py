@@ -6,6 +6,7 @@ import warnings
 import dagster as dg
 import duckdb
 
+from churn_pipeline.defs.asset_keys import raw
 from churn_pipeline.defs.metadata import note, report
 from churn_pipeline.defs.partitions import monthly_partitions
 from churn_pipeline.defs.resources import PipelineConfig, Warehouse
@@ -21,8 +22,8 @@ def _is_transient(exc: BaseException) -> bool:
     return isinstance(exc, RawFileChanged) or (isinstance(exc, duckdb.IOException) and "lock" in str(exc).lower())
 
 
-def raw_asset_key(source: str) -> dg.AssetKey:
-    return dg.AssetKey(["raw", source])
+# a file still being written, or a lock another process will release: retried 2, 4, 8 and 16 s later
+TRANSIENT_RETRIES = dg.RetryPolicy(max_retries=4, delay=2, backoff=dg.Backoff.EXPONENTIAL)
 
 
 def _raw_asset(source: RawSource) -> dg.AssetsDefinition:
@@ -34,7 +35,7 @@ def _raw_asset(source: RawSource) -> dg.AssetsDefinition:
 
 def _define_raw_asset(source: RawSource) -> dg.AssetsDefinition:
     @dg.asset(
-        key=raw_asset_key(source.name),
+        key=raw(source.name),
         group_name="ingest",
         kinds={"duckdb", "csv", "parquet"},
         description=(
@@ -45,6 +46,7 @@ def _define_raw_asset(source: RawSource) -> dg.AssetsDefinition:
         ),
         partitions_def=monthly_partitions,
         backfill_policy=dg.BackfillPolicy.single_run(),
+        retry_policy=TRANSIENT_RETRIES,
     )
     def raw_table(context: dg.AssetExecutionContext, pipeline: PipelineConfig, warehouse: Warehouse) -> dg.MaterializeResult:
         started = time.perf_counter()
@@ -66,9 +68,9 @@ def _define_raw_asset(source: RawSource) -> dg.AssetsDefinition:
                 loaded = scalar(conn, f"select count(*) from raw.{source.name}")
         except Exception as exc:
             if _is_transient(exc):
-                context.log.warning(f"{exc}; retrying in {pipeline.retry_wait_seconds:g}s")
-                raise dg.RetryRequested(max_retries=pipeline.retries, seconds_to_wait=pipeline.retry_wait_seconds) from exc
-            raise
+                context.log.warning(f"{exc}; retried by the step's retry policy")
+                raise
+            raise dg.Failure(str(exc), allow_retries=False) from exc
         read = sum(load.rows_loaded for load in loads)
         rejected = sum(load.rows_rejected for load in loads)
         via = f" via {pipeline.source} from {read:,} source rows" if pipeline.source else ""

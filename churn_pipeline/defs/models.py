@@ -4,15 +4,15 @@ import time
 
 import dagster as dg
 
-from churn_pipeline.defs.asset_keys import raw as raw_asset_key
+from churn_pipeline.defs.asset_keys import raw
 from churn_pipeline.defs.metadata import report
 from churn_pipeline.defs.resources import PipelineConfig, Warehouse
 from churn_pipeline.lib.raw_sources import SOURCES
 from churn_pipeline.lib.sql_models import SqlModel, load_models, run_model
 
 # raw tables and the ingestion assets that write them
-_RAW_TABLE_ASSETS = {source.name: [raw_asset_key(source.name)] for source in SOURCES}
-_RAW_TABLE_ASSETS["csv_rejects"] = [raw_asset_key(source.name) for source in SOURCES]
+_RAW_TABLE_ASSETS = {source.name: [raw(source.name)] for source in SOURCES}
+_RAW_TABLE_ASSETS["csv_rejects"] = [raw(source.name) for source in SOURCES]
 
 
 def model_asset_key(model: SqlModel) -> dg.AssetKey:

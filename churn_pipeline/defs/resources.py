@@ -40,10 +40,6 @@ class PipelineConfig(dg.ConfigurableResource):
     high_risk_alpha: float = 0.05
     full_refresh: bool = False
     """Rebuild the incremental models (staging, the lifecycle) instead of appending the changed months."""
-    retries: int = 3
-    """How often a step is retried after a transient failure (a raw file still being written)."""
-    retry_wait_seconds: float = 10.0
-
     _months: tuple[str, ...] | None = PrivateAttr(default=None)
 
     def setup_for_execution(self, context: dg.InitResourceContext) -> None:
