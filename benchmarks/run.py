@@ -8,7 +8,8 @@ users write today (retention counts only), and the full pipeline through the CLI
 all checks, the report). Optionally the incremental case: 36 monthly deliveries loaded, then
 one new month, against a full rebuild. With `--repeat N` every measurement runs N times, the
 peers and the pipeline taking turns, and the medians decide. Prints PASS/FAIL per target and
-appends a markdown section to docs/benchmarks.md.
+writes the markdown table to <work>/<scale>/results.md; `--update-docs` also puts it into
+docs/benchmarks.md's "Latest results", in place of that scale's previous table.
 """
 
 from __future__ import annotations
@@ -233,7 +234,7 @@ def run(scale: str, work: Path, incremental: bool, memory_limit: str | None, rep
     print(f"  {results['raw_rows']:,} raw rows, {results['raw_bytes'] / 1e9:.2f} GB of CSV", flush=True)
 
     if scale == "large":
-        # the tutorial script holds every row in pandas: 4.0 GB at medium, so ~40 GB here on a 24 GB machine
+        # the tutorial script holds every row in pandas: ten times medium's memory, more than this machine has
         results["skipped"] = ["pandas tutorial: it holds every raw row in memory (4.0 GB at medium, ~10x that here)"]
         print(f"  skipped: {results['skipped'][0]}", flush=True)
     # as pip does for an installed package; an editable install under PYTHONDONTWRITEBYTECODE
@@ -404,11 +405,29 @@ def markdown(results: dict) -> str:
     return "\n".join(lines) + "\n\n"
 
 
+DOCS = ROOT / "docs" / "benchmarks.md"
+
+
+def replace_latest(page: Path, scale: str, table: str) -> None:
+    """Put `table` between the page's `<!-- latest: scale -->` markers (added at the end if missing)."""
+    begin, end = f"<!-- latest: {scale} -->", f"<!-- /latest: {scale} -->"
+    text = page.read_text(encoding="utf-8")
+    block = f"{begin}\n{table.strip()}\n{end}"
+    if begin in text and end in text:
+        text = text[: text.index(begin)] + block + text[text.index(end) + len(end) :]
+    else:
+        text = text.rstrip() + "\n\n" + block + "\n"
+    page.write_text(text, encoding="utf-8")
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--scale", choices=list(SCALES), default="small")
     parser.add_argument("--work", default=str(ROOT / "benchmarks" / "out"), help="where data and outputs go (git-ignored)")
-    parser.add_argument("--report", default=str(ROOT / "docs" / "benchmarks.md"), help="markdown file to append to")
+    parser.add_argument("--report", default=None, help="markdown file for the table (default: <work>/<scale>/results.md)")
+    parser.add_argument(
+        "--update-docs", action="store_true", help="also replace this scale's table in docs/benchmarks.md's latest results"
+    )
     parser.add_argument("--incremental", action="store_true", help="also time one new month against a full rebuild (36 months)")
     parser.add_argument("--memory-limit", default=None, help="DuckDB memory_limit for the pipeline, e.g. 3GB")
     parser.add_argument("--repeat", type=int, default=1, help="rounds of every measurement, taking turns (medians are reported)")
@@ -416,11 +435,14 @@ def main() -> int:
     if args.repeat < 1:
         parser.error("--repeat must be at least 1")
     results = run(args.scale, Path(args.work), args.incremental, args.memory_limit, args.repeat)
-    report = Path(args.report)
+    table = markdown(results)
+    report = Path(args.report) if args.report else Path(args.work) / args.scale / "results.md"
     report.parent.mkdir(parents=True, exist_ok=True)
-    with report.open("a", encoding="utf-8") as out:
-        out.write(markdown(results))
-    print(f"appended to {report}")
+    report.write_text(table, encoding="utf-8")
+    print(f"wrote {report}")
+    if args.update_docs:
+        replace_latest(DOCS, args.scale, table)
+        print(f"updated the {args.scale} table in {DOCS}")
     return 0 if all(passed for _, passed in results["targets"]) else 1
 
 

@@ -8,45 +8,33 @@ import sys
 import time
 from pathlib import Path
 
+from pydantic import BaseModel
+
 from churn_pipeline.lib.adapters import AdapterError, check_adapter_inputs, load_adapter
 from churn_pipeline.lib.ingest import RawInputError, preflight
-from churn_pipeline.lib.settings import PipelineSettings, SettingsError, check_warehouse_settings, parse_as_of
+from churn_pipeline.lib.settings import PipelineSettings, SettingsError, WarehouseSettings, cli_flag, validated
+
+
+def _add_setting_flags(parser: argparse.ArgumentParser, model: type[BaseModel]) -> None:
+    """One flag per declared setting (lib/settings.py), typed and documented as declared."""
+    for name, field in model.model_fields.items():
+        flag, default = cli_flag(model, name), field.get_default()
+        shown = f" (default: {default})" if default not in (None, {}, False) else ""
+        help_text = f"{field.description}{shown}"
+        annotation = field.annotation
+        if annotation is bool:
+            parser.add_argument(flag, dest=name, action="store_true", help=help_text)
+        elif name == "source_options":
+            parser.add_argument(flag, dest=name, action="append", default=[], metavar="KEY=VALUE", help=help_text)
+        else:
+            kind = next((t for t in (int, float) if annotation in (t, t | None)), str)
+            parser.add_argument(flag, dest=name, type=kind, default=default, help=help_text)
 
 
 def _run_parser(sub: argparse._SubParsersAction) -> None:
     run = sub.add_parser("run", help="ingest raw files, build every model and publish every table")
-    run.add_argument(
-        "--raw-dir", default="data/raw", help="directory of orders*/subscription_events*/fx_rates* files (default: data/raw)"
-    )
-    run.add_argument("--warehouse", default="data/warehouse.duckdb", help="DuckDB file (default: data/warehouse.duckdb)")
-    run.add_argument("--output-dir", default="data/marts", help="where Parquet tables are written (default: data/marts)")
-    run.add_argument("--as-of", default=None, help="end of observation, ISO-8601 (default: the latest valid event or order)")
-    run.add_argument("--source", default=None, help="a source adapter in dbt_like_sql/sources/ (e.g. online_retail, foodie_fi)")
-    run.add_argument(
-        "--source-option", action="append", default=[], metavar="KEY=VALUE", help="override an adapter option (repeatable)"
-    )
-    run.add_argument("--timezone", default="UTC", help="reporting time zone for month buckets (default: UTC)")
-    run.add_argument(
-        "--source-timezone", default=None, help="time zone of naive raw timestamps (default: the adapter's, else UTC)"
-    )
-    run.add_argument("--reporting-currency", default=None, help="currency of published money (default: the adapter's, else USD)")
-    run.add_argument(
-        "--inactivity-days", type=int, default=90, help="orders basis: days without an order that make a churn (default: 90)"
-    )
-    run.add_argument("--downgrade-is-churn", action="store_true", help="subscription: a move to a cheaper plan counts as churn")
-    run.add_argument(
-        "--price-change-window", type=int, default=3, help="months before/after a price change to compare (default: 3)"
-    )
-    run.add_argument(
-        "--full-refresh",
-        action="store_true",
-        help="rebuild the incremental models from every loaded month instead of appending (as dbt's --full-refresh)",
-    )
-    run.add_argument("--memory-limit", default=None, help="DuckDB memory_limit, e.g. 4GB")
-    run.add_argument("--threads", type=int, default=None, help="DuckDB threads")
-    run.add_argument(
-        "--temp-dir", default=None, help="where DuckDB spills when memory runs short (default: beside the warehouse)"
-    )
+    _add_setting_flags(run, PipelineSettings)
+    _add_setting_flags(run, WarehouseSettings)
     months = run.add_mutually_exclusive_group()
     months.add_argument(
         "--month",
@@ -138,29 +126,23 @@ def command_sql(args: argparse.Namespace) -> int:
     return 0
 
 
-def run_config(args: argparse.Namespace) -> dict:
-    pipeline = {
-        "raw_dir": args.raw_dir,
-        "source": args.source,
-        "source_options": _source_options(args.source_option),
-        "output_dir": args.output_dir,
-        "as_of": args.as_of,
-        "timezone": args.timezone,
-        "source_timezone": args.source_timezone,
-        "reporting_currency": args.reporting_currency,
-        "inactivity_days": args.inactivity_days,
-        "downgrade_is_churn": args.downgrade_is_churn,
-        "price_change_window_months": args.price_change_window,
-        "full_refresh": args.full_refresh,
-    }
-    warehouse = {
-        "database": args.warehouse,
-        "memory_limit": args.memory_limit,
-        "threads": args.threads,
-        "temp_directory": args.temp_dir,
-    }
+def _settings(args: argparse.Namespace) -> tuple[PipelineSettings, WarehouseSettings]:
+    """The run's settings from its flags, each checked as declared (one line naming a wrong one)."""
+    values = {**vars(args), "source_options": _source_options(args.source_options)}
+    if args.source:
+        load_adapter(args.source).options(values["source_options"])
+    pipeline = validated(PipelineSettings, **{name: values[name] for name in PipelineSettings.model_fields})
+    warehouse = validated(WarehouseSettings, **{name: values[name] for name in WarehouseSettings.model_fields})
+    return pipeline, warehouse
+
+
+def run_config(pipeline: PipelineSettings, warehouse: WarehouseSettings) -> dict:
+    """The Dagster run config of the same settings: what the UI's launchpad would send."""
     return {
-        "resources": {"pipeline": {"config": pipeline}, "warehouse": {"config": warehouse}},
+        "resources": {
+            "pipeline": {"config": pipeline.model_dump(exclude_defaults=True)},
+            "warehouse": {"config": warehouse.model_dump(exclude_defaults=True)},
+        },
         "loggers": {"console": {"config": {"log_level": "ERROR"}}},
     }
 
@@ -173,17 +155,6 @@ def _source_options(pairs: list[str]) -> dict[str, str]:
             raise SettingsError(f"--source-option: {pair!r} is not KEY=VALUE")
         options[key.strip()] = value.strip()
     return options
-
-
-def _apply_adapter_defaults(args: argparse.Namespace) -> None:
-    """An adapter's source_timezone and reporting_currency apply unless given on the command line."""
-    adapter = load_adapter(args.source) if args.source else None
-    if args.source_timezone is None:
-        args.source_timezone = (adapter.source_timezone if adapter else None) or "UTC"
-    if args.reporting_currency is None:
-        args.reporting_currency = (adapter.reporting_currency if adapter else None) or "USD"
-    if adapter:
-        adapter.options(_source_options(args.source_option))
 
 
 def _failure_line(result) -> str:
@@ -233,28 +204,17 @@ def _partition_tags(months: tuple[str, ...] | None) -> dict[str, str]:
 
 
 def command_run(args: argparse.Namespace) -> int:
-    _source_options(args.source_option)
-    _apply_adapter_defaults(args)
-    PipelineSettings(
-        raw_dir=Path(args.raw_dir),
-        as_of=parse_as_of(args.as_of),
-        timezone=args.timezone,
-        source_timezone=args.source_timezone,
-        reporting_currency=args.reporting_currency,
-        inactivity_days=args.inactivity_days,
-        price_change_window_months=args.price_change_window,
-    )
-    check_warehouse_settings(args.memory_limit, args.threads, args.temp_dir)
+    pipeline, warehouse = _settings(args)
     months = _months(args)
     if args.source and months:
         raise SettingsError(f"--month: source {args.source} loads whole files; run it without --month/--months")
     files = (
-        check_adapter_inputs(load_adapter(args.source), Path(args.raw_dir))
+        check_adapter_inputs(load_adapter(args.source), pipeline.raw_path)
         if args.source
-        else preflight(Path(args.raw_dir), months)
+        else preflight(pipeline.raw_path, months)
     )
     scope = f" for {months[0]}..{months[-1]}" if months else ""
-    print(f"churn-pipeline: {len(files)} raw files in {args.raw_dir}{scope}", flush=True)
+    print(f"churn-pipeline: {len(files)} raw files in {pipeline.raw_dir}{scope}", flush=True)
 
     import dagster as dg
 
@@ -264,7 +224,7 @@ def command_run(args: argparse.Namespace) -> int:
     job = defs().resolve_job_def("churn_pipeline_job")
     with dg.DagsterInstance.ephemeral() as instance:
         result = job.execute_in_process(
-            run_config=run_config(args), instance=instance, raise_on_error=False, tags=_partition_tags(months)
+            run_config=run_config(pipeline, warehouse), instance=instance, raise_on_error=False, tags=_partition_tags(months)
         )
         evaluations = result.get_asset_check_evaluations()
         if not result.success or not all(evaluation.passed for evaluation in evaluations):
@@ -273,7 +233,7 @@ def command_run(args: argparse.Namespace) -> int:
     checks = len(evaluations)
     print(
         f"churn-pipeline: done in {time.perf_counter() - started:.1f}s, {checks} checks passed; "
-        f"warehouse {args.warehouse}, Parquet in {args.output_dir}",
+        f"warehouse {warehouse.database}, Parquet in {pipeline.output_dir}",
         flush=True,
     )
     return 0

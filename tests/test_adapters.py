@@ -12,7 +12,7 @@ from pathlib import Path
 import duckdb
 import polars as pl
 import pytest
-from conftest import Built, write_raw
+from helpers import Built, write_raw
 
 from churn_pipeline.lib.adapters import AdapterError, load_adapter
 

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import polars as pl
 import pytest
-from conftest import Built, write_raw
+from helpers import Built, write_raw
 
 from churn_pipeline.lib import churn_tables
 from churn_pipeline.lib.generate import GeneratorConfig, generate

@@ -9,7 +9,7 @@ from pathlib import Path
 import duckdb
 import polars as pl
 import pytest
-from conftest import write_raw
+from helpers import write_raw
 
 CLI = [sys.executable, "-m", "churn_pipeline.cli"]
 
@@ -65,7 +65,7 @@ _HEADER = {"orders.csv": "order_id,customer_id,ordered_at,amount\n"}
         (_HEADER, ["--threads", "two"], "argument --threads: invalid int value: 'two'"),
         (_HEADER, ["--price-change-window", "0"], "--price-change-window: 0 is outside 1..36"),
         (_HEADER, ["--inactivity-days", "0"], "--inactivity-days: 0 is outside 1..3660"),
-        (_HEADER, ["--reporting-currency", "euro"], "reporting_currency: 'euro' is not an ISO-4217 code"),
+        (_HEADER, ["--reporting-currency", "euro"], "--reporting-currency: 'euro' is not an ISO-4217 code"),
         (_HEADER, ["--month", "2024-13"], "--month"),
         (_HEADER, ["--source-option", "novalue"], "--source-option: 'novalue' is not KEY=VALUE"),
     ],
@@ -91,7 +91,7 @@ def test_defaults_point_at_the_embedded_sample(tmp_path: Path) -> None:
     from churn_pipeline.cli import build_parser
 
     args = build_parser().parse_args(["run"])
-    assert (args.raw_dir, args.warehouse, args.output_dir) == ("data/raw", "data/warehouse.duckdb", "data/marts")
+    assert (args.raw_dir, args.database, args.output_dir) == ("data/raw", "data/warehouse.duckdb", "data/marts")
     sample = Path(__file__).parents[1] / "data" / "raw"
     assert any(sample.glob("subscription_events*")) and any(sample.glob("orders*"))
 

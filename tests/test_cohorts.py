@@ -8,7 +8,7 @@ from zoneinfo import ZoneInfo
 
 import polars as pl
 import pytest
-from conftest import Built, write_raw
+from helpers import Built, write_raw
 
 from churn_pipeline.lib.generate import GeneratorConfig, generate
 

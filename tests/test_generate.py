@@ -6,7 +6,7 @@ import json
 from pathlib import Path
 
 import pytest
-from conftest import Built
+from helpers import Built
 
 from churn_pipeline.lib.generate import GeneratorConfig, generate
 

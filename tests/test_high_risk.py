@@ -8,12 +8,14 @@ from pathlib import Path
 import numpy as np
 import polars as pl
 import pytest
-from conftest import Built
+from helpers import Built
 
 from churn_pipeline.lib.generate import GeneratorConfig, generate
 from churn_pipeline.lib.high_risk import first_testable_month, high_risk_months
-from churn_pipeline.lib.settings import HighRiskSettings
+from churn_pipeline.lib.settings import PipelineSettings
 from churn_pipeline.lib.survival import holm_adjust
+
+DEFAULTS = PipelineSettings().high_risk
 
 
 def _curve(hazards: list[float], start_at_risk: int, basis: str = "subscription", seed: int | None = None) -> pl.DataFrame:
@@ -34,19 +36,19 @@ def _flagged(frame: pl.DataFrame) -> list[int]:
 @pytest.mark.parametrize("seed", [1, 2, 3, 4])
 def test_smoothly_falling_hazard_flags_nothing(seed: int) -> None:
     hazards = [0.02 + 0.10 * math.exp(-0.25 * k) for k in range(24)]
-    assert _flagged(high_risk_months(_curve(hazards, 20_000, seed=seed), HighRiskSettings(), 90)) == []
+    assert _flagged(high_risk_months(_curve(hazards, 20_000, seed=seed), DEFAULTS, 90)) == []
 
 
 def test_steeply_halving_hazard_flags_nothing_even_at_month_zero() -> None:
     hazards = [0.2 * 0.5**k + 0.005 for k in range(12)]
-    assert _flagged(high_risk_months(_curve(hazards, 50_000), HighRiskSettings(), 90)) == []
+    assert _flagged(high_risk_months(_curve(hazards, 50_000), DEFAULTS, 90)) == []
 
 
 @pytest.mark.parametrize("spike_month, factor", [(5, 2.0), (5, 3.0), (2, 2.5), (9, 2.0)])
 def test_planted_spike_is_flagged_there_only(spike_month: int, factor: float) -> None:
     hazards = [0.02 + 0.05 * math.exp(-0.1 * k) for k in range(18)]
     hazards[spike_month] *= factor
-    frame = high_risk_months(_curve(hazards, 10_000, seed=spike_month), HighRiskSettings(), 90)
+    frame = high_risk_months(_curve(hazards, 10_000, seed=spike_month), DEFAULTS, 90)
     assert _flagged(frame) == [spike_month]
     spike = frame.filter(pl.col("months_since_signup") == spike_month).row(0, named=True)
     assert spike["lift"] == pytest.approx(factor, rel=0.3)
@@ -58,7 +60,7 @@ def test_thin_months_are_not_judged() -> None:
     curve = _curve(hazards, 40).with_columns(
         pl.when(pl.col("months_since_signup") == 6).then(pl.col("at_risk") // 2).otherwise(pl.col("churned")).alias("churned")
     )
-    frame = high_risk_months(curve, HighRiskSettings(min_at_risk=30), 90)
+    frame = high_risk_months(curve, PipelineSettings(high_risk_min_at_risk=30).high_risk, 90)
     assert _flagged(frame) == []
     assert frame.filter(pl.col("months_since_signup") == 6)["note"].item().startswith("too thin")
 
@@ -69,7 +71,7 @@ def test_orders_months_before_the_inactivity_window_elapses_are_not_tested() -> 
     assert first_testable_month("orders", 30) == 3  # 31 January + 30 days = 2 March: lifetime month 2
     # zero hazard until the window elapses, then a wave: nothing is flagged
     hazards = [0, 0, 0.15, 0.30, 0.12, 0.06, 0.05, 0.045, 0.04, 0.04, 0.035, 0.035]
-    frame = high_risk_months(_curve(hazards, 20_000, basis="orders"), HighRiskSettings(), 90)
+    frame = high_risk_months(_curve(hazards, 20_000, basis="orders"), DEFAULTS, 90)
     assert _flagged(frame) == []
     assert frame.filter(pl.col("months_since_signup") < 5)["p_value"].null_count() == 5
 
@@ -102,7 +104,7 @@ def test_documented_example() -> None:
             "churned": [1000, 720, 574, 450, 380, 762, 342, 289, 243, 216],
         }
     )
-    frame = high_risk_months(curve, HighRiskSettings(), 90)
+    frame = high_risk_months(curve, DEFAULTS, 90)
     assert _flagged(frame) == [5]
     month5 = frame.filter(pl.col("months_since_signup") == 5).row(0, named=True)
     # least-squares line through (3, .06), (4, .0551), (6, .06), (7, .055) weighted by at-risk, read at 5
@@ -125,6 +127,6 @@ def test_a_handful_of_churns_after_quiet_months_is_not_judged() -> None:
             "churned": [16, 32, 28, 35, 29, 32, 12, 11, 2, 3, 0, 0, 0, 0, 2],
         }
     )
-    frame = high_risk_months(curve, HighRiskSettings(), 90)
+    frame = high_risk_months(curve, DEFAULTS, 90)
     assert _flagged(frame) == []
     assert frame.filter(pl.col("months_since_signup") == 14)["note"].item().startswith("too few churns")

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import duckdb
 import pytest
-from conftest import sql_parameters, write_raw
+from helpers import sql_parameters, write_raw
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 

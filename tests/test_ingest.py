@@ -8,7 +8,7 @@ from pathlib import Path
 import duckdb
 import polars as pl
 import pytest
-from conftest import Built, write_raw
+from helpers import Built, write_raw
 
 from churn_pipeline.lib import ingest
 from churn_pipeline.lib.ingest import RawInputError, preflight

@@ -10,7 +10,7 @@ import tempfile
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-from conftest import Built
+from helpers import Built
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 

@@ -15,7 +15,7 @@ import dagster as dg
 import duckdb
 import polars as pl
 import pytest
-from conftest import Built, write_raw
+from helpers import Built, write_raw
 
 from churn_pipeline.cli import main
 from churn_pipeline.lib.generate import GeneratorConfig, generate
@@ -213,7 +213,7 @@ def test_month_mistakes_get_one_line(monthly_raw: Path, tmp_path: Path, capsys: 
 
 @pytest.mark.slow
 def test_a_second_run_waits_for_the_first_and_a_stuck_one_times_out(monthly_raw: Path, tmp_path: Path) -> None:
-    from conftest import run_job
+    from helpers import run_job
 
     live = tmp_path / "warehouse.duckdb"
     fd = os.open(lock_path(live), os.O_RDWR | os.O_CREAT)
@@ -235,7 +235,7 @@ def test_a_second_run_waits_for_the_first_and_a_stuck_one_times_out(monthly_raw:
 
 @pytest.mark.slow
 def test_a_file_still_being_written_is_retried(monthly_raw: Path, tmp_path: Path) -> None:
-    from conftest import run_job
+    from helpers import run_job
 
     raw = tmp_path / "raw"
     shutil.copytree(monthly_raw, raw)

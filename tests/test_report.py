@@ -19,7 +19,7 @@ from pathlib import Path
 import duckdb
 import polars as pl
 import pytest
-from conftest import run_job
+from helpers import run_job
 
 from churn_pipeline.lib.generate import GeneratorConfig, generate
 from churn_pipeline.lib.report import BASES, SECTIONS, retention_heatmap

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import polars as pl
 import pytest
-from conftest import Built
+from helpers import Built
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 

@@ -12,7 +12,7 @@ import duckdb
 import polars as pl
 import pyarrow.parquet as pq
 import pytest
-from conftest import run_job
+from helpers import run_job
 
 AS_OF = "2024-07-10T00:00:00Z"
 

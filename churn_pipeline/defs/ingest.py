@@ -50,7 +50,6 @@ def _define_raw_asset(source: RawSource) -> dg.AssetsDefinition:
     )
     def raw_table(context: dg.AssetExecutionContext, pipeline: PipelineConfig, warehouse: Warehouse) -> dg.MaterializeResult:
         started = time.perf_counter()
-        settings = pipeline.settings()
         months = pipeline.months
         try:
             with warehouse.get_connection() as conn:
@@ -61,10 +60,10 @@ def _define_raw_asset(source: RawSource) -> dg.AssetsDefinition:
                         )
                     adapter = load_adapter(pipeline.source)
                     loads = load_through_adapter(
-                        conn, adapter, source, settings.raw_dir, adapter.options(pipeline.source_options)
+                        conn, adapter, source, pipeline.raw_path, adapter.options(pipeline.source_options)
                     )
                 else:
-                    loads = load_source(conn, source, settings.raw_dir, months)
+                    loads = load_source(conn, source, pipeline.raw_path, months)
                 loaded = scalar(conn, f"select count(*) from raw.{source.name}")
         except Exception as exc:
             if _is_transient(exc):
@@ -90,7 +89,7 @@ def _define_raw_asset(source: RawSource) -> dg.AssetsDefinition:
                 "ignored_columns": dg.MetadataValue.json(
                     {load.file: list(load.ignored_columns) for load in loads if load.ignored_columns}
                 ),
-                "raw_dir": dg.MetadataValue.path(str(settings.raw_dir)),
+                "raw_dir": dg.MetadataValue.path(str(pipeline.raw_path)),
                 "source_adapter": pipeline.source or "none (contract layout)",
                 "delivery_months": ", ".join(months) if months else "all files",
             }

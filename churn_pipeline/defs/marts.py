@@ -54,6 +54,10 @@ def _parquet_metadata(settings: PipelineSettings, observation: Observation) -> d
     }
 
 
+# every mart's function and the marts it reads
+MART_FUNCTIONS: dict[str, tuple[Callable[[MartInputs], pl.DataFrame], set[str]]] = {}
+
+
 def mart(
     *, deps: Sequence[dg.AssetKey], group_name: str, preview: Callable[[pl.DataFrame], str]
 ) -> Callable[[Callable[[MartInputs], pl.DataFrame]], dg.AssetsDefinition]:
@@ -61,6 +65,7 @@ def mart(
 
     def decorator(build: Callable[[MartInputs], pl.DataFrame]) -> dg.AssetsDefinition:
         table = build.__name__
+        MART_FUNCTIONS[table] = (build, {key.path[-1] for key in deps if key.path[0] == "marts"} & set(TABLES_BY_NAME))
 
         @dg.asset(
             key=marts(table),
@@ -73,19 +78,18 @@ def mart(
             context: dg.AssetExecutionContext, pipeline: PipelineConfig, warehouse: Warehouse
         ) -> dg.MaterializeResult:
             started = time.perf_counter()
-            settings = pipeline.settings()
             with warehouse.get_connection() as conn:
                 observation = read_observation(conn)
-                frame = build(MartInputs(conn, settings, observation))
+                frame = build(MartInputs(conn, pipeline, observation))
                 write_table(conn, "marts", table, frame)
-            write_parquet(frame, build_dir(settings.output_dir), table, _parquet_metadata(settings, observation))
+            write_parquet(frame, build_dir(pipeline.output_path), table, _parquet_metadata(pipeline, observation))
             report(context, frame.height, time.perf_counter() - started)
             return dg.MaterializeResult(
                 metadata={
                     "dagster/row_count": frame.height,
                     "dagster/column_schema": column_schema(frame, TABLES_BY_NAME[table].columns),
                     **observation_metadata(observation.as_of, observation.last_complete_month),
-                    "parquet": dg.MetadataValue.path(str(output_path(settings.output_dir, table))),
+                    "parquet": dg.MetadataValue.path(str(output_path(pipeline.output_path, table))),
                     "preview": dg.MetadataValue.md(preview(frame)),
                 }
             )
@@ -93,3 +97,21 @@ def mart(
         return published_table
 
     return decorator
+
+
+def compute_marts(conn: duckdb.DuckDBPyConnection, settings: PipelineSettings) -> dict[str, pl.DataFrame]:
+    """Every published table, computed by the marts' own functions on a built warehouse (no Dagster
+    run), each also written to `marts` for the marts that read it."""
+    import churn_pipeline.defs.churn  # noqa: F401  (declares the marts)
+    import churn_pipeline.defs.cohorts  # noqa: F401
+
+    inputs = MartInputs(conn, settings, read_observation(conn))
+    tables: dict[str, pl.DataFrame] = {}
+    while len(tables) < len(MART_FUNCTIONS):
+        ready = [t for t, (_, reads) in MART_FUNCTIONS.items() if t not in tables and reads - {"quarantine"} <= tables.keys()]
+        if not ready:
+            raise ValueError(f"marts that read each other: {sorted(MART_FUNCTIONS.keys() - tables.keys())}")
+        for table in ready:
+            tables[table] = MART_FUNCTIONS[table][0](inputs)
+            write_table(conn, "marts", table, tables[table])
+    return tables

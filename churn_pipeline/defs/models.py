@@ -45,7 +45,7 @@ def _model_asset(model: SqlModel, known: dict[tuple[str, str], SqlModel]) -> dg.
     def sql_table(context: dg.AssetExecutionContext, pipeline: PipelineConfig, warehouse: Warehouse) -> dg.MaterializeResult:
         started = time.perf_counter()
         with warehouse.get_connection() as conn:
-            built = run_model(conn, model, pipeline.sql_parameters(), full_refresh=pipeline.full_refresh)
+            built = run_model(conn, model, pipeline.run_sql_parameters(), full_refresh=pipeline.full_refresh)
         incremental = model.materialized == "incremental"
         report(context, built.rows, time.perf_counter() - started, built.how if incremental else "")
         counted = {} if built.rows is None else {"dagster/row_count": built.rows}

@@ -28,7 +28,6 @@ def churn_report(context: dg.AssetExecutionContext, pipeline: PipelineConfig, wa
     cohort heatmaps, retention curve, high-risk months, churn by channel, segment and price change,
     the monthly MRR bridge and churn against benchmarks, reactivation, and data quality."""
     started = time.perf_counter()
-    settings = pipeline.settings()
     with warehouse.get_connection() as conn:
         tables = {key.path[-1]: conn.sql(f"select * from marts.{key.path[-1]}").pl() for key in PUBLISHED_TABLES}
         observation = read_observation(conn)
@@ -38,16 +37,16 @@ def churn_report(context: dg.AssetExecutionContext, pipeline: PipelineConfig, wa
             quarantine_reasons=quarantine_reasons(conn),
             as_of=observation.as_of,
             last_complete_month=observation.last_complete_month,
-            timezone=settings.timezone,
+            timezone=pipeline.timezone,
         )
     key_charts: dict[str, str] = {}
     page = churn_report_html.render(inputs, key_charts=key_charts)
-    write_text_atomic(page, build_dir(settings.output_dir), "churn_report", ".html")
+    write_text_atomic(page, build_dir(pipeline.output_path), "churn_report", ".html")
     report(context, len(page), time.perf_counter() - started, unit="bytes")
     quality = inputs.data_quality
     return dg.MaterializeResult(
         metadata={
-            "report": dg.MetadataValue.path(str(output_path(settings.output_dir, "churn_report", ".html"))),
+            "report": dg.MetadataValue.path(str(output_path(pipeline.output_path, "churn_report", ".html"))),
             "size_bytes": len(page),
             "charts": page.count('<figure class="chart"'),
             "as_of": str(observation.as_of),
@@ -83,12 +82,12 @@ def published(context: dg.AssetExecutionContext, pipeline: PipelineConfig, wareh
     """The run's warehouse, Parquet files and report, swapped in atomically once every blocking check upstream has passed."""
     started = time.perf_counter()
     warehouse.close_build()
-    files = release_build(warehouse.live_path, pipeline.settings().output_dir)
+    files = release_build(warehouse.live_path, pipeline.output_path)
     report(context, len(files), time.perf_counter() - started, "the warehouse, each Parquet table and the report", unit="files")
     return dg.MaterializeResult(
         metadata={
             "warehouse": dg.MetadataValue.path(str(warehouse.live_path)),
-            "output_dir": dg.MetadataValue.path(str(pipeline.settings().output_dir)),
+            "output_dir": dg.MetadataValue.path(str(pipeline.output_path)),
             "files": dg.MetadataValue.md("\n".join(f"- {name}" for name in files)),
         }
     )

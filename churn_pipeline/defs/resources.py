@@ -14,36 +14,19 @@ from churn_pipeline.defs.partitions import run_months
 from churn_pipeline.lib.build_area import build_path, clean_output_leftovers, start_build
 from churn_pipeline.lib.months import end_of_month
 from churn_pipeline.lib.run_lock import acquire_run_lock
-from churn_pipeline.lib.settings import HighRiskSettings, PipelineSettings, check_warehouse_settings, parse_as_of
+from churn_pipeline.lib.settings import PipelineSettings, WarehouseSettings, parse_as_of
 
 progress_log = logging.getLogger("churn_pipeline.progress")
 
 
-class PipelineConfig(dg.ConfigurableResource):
-    """Where the raw files are, where outputs go, and how time and churn are defined."""
+class PipelineConfig(dg.ConfigurableResource, PipelineSettings):
+    """Where the raw files are, where outputs go, and how time and churn are defined
+    (the fields are declared once, in lib/settings.py)."""
 
-    raw_dir: str = "data/raw"
-    source: str | None = None
-    source_options: dict[str, str] = {}
-    output_dir: str = "data/marts"
-    as_of: str | None = None
-    timezone: str = "UTC"
-    source_timezone: str = "UTC"
-    reporting_currency: str = "USD"
-    inactivity_days: int = 90
-    downgrade_is_churn: bool = False
-    price_change_window_months: int = 3
-    high_risk_neighbours: int = 2
-    high_risk_min_at_risk: int = 30
-    high_risk_min_churned: int = 5
-    high_risk_min_lift: float = 1.5
-    high_risk_alpha: float = 0.05
-    full_refresh: bool = False
-    """Rebuild the incremental models (staging, the lifecycle) instead of appending the changed months."""
     _months: tuple[str, ...] | None = PrivateAttr(default=None)
 
     def setup_for_execution(self, context: dg.InitResourceContext) -> None:
-        clean_output_leftovers(Path(self.output_dir))
+        clean_output_leftovers(self.output_path)
         self._months = run_months(context.run.tags) if context.run else None
 
     @property
@@ -58,50 +41,15 @@ class PipelineConfig(dg.ConfigurableResource):
             return end_of_month(self._months[-1], self.timezone)
         return explicit
 
-    def settings(self) -> PipelineSettings:
-        return PipelineSettings(
-            raw_dir=Path(self.raw_dir),
-            output_dir=Path(self.output_dir),
-            as_of=self.as_of_instant(),
-            timezone=self.timezone,
-            source_timezone=self.source_timezone,
-            reporting_currency=self.reporting_currency,
-            inactivity_days=self.inactivity_days,
-            price_change_window_months=self.price_change_window_months,
-            high_risk=HighRiskSettings(
-                neighbours=self.high_risk_neighbours,
-                min_at_risk=self.high_risk_min_at_risk,
-                min_churned=self.high_risk_min_churned,
-                min_lift=self.high_risk_min_lift,
-                alpha=self.high_risk_alpha,
-            ),
-        )
-
-    def sql_parameters(self) -> dict[str, object]:
-        """The named values SQL models may bind ($timezone, $as_of, ...)."""
-        settings = self.settings()
-        return {
-            "timezone": settings.timezone,
-            "source_timezone": settings.source_timezone,
-            "reporting_currency": settings.reporting_currency,
-            "inactivity_days": settings.inactivity_days,
-            "as_of": settings.as_of.isoformat() if settings.as_of else None,
-            "price_change_window_months": settings.price_change_window_months,
-            "downgrade_is_churn": self.downgrade_is_churn,
-        }
+    def run_sql_parameters(self) -> dict[str, object]:
+        """The values this run's SQL models bind."""
+        return self.sql_parameters(self.as_of_instant())
 
 
-class Warehouse(dg.ConfigurableResource):
+class Warehouse(dg.ConfigurableResource, WarehouseSettings):
     """The DuckDB warehouse. A run writes to a build copy beside the live file; the
     `published` asset swaps it in atomically once every blocking check has passed, so
     analysts reading the live file are never blocked and never see half a refresh."""
-
-    database: str = "data/warehouse.duckdb"
-    memory_limit: str | None = None
-    threads: int | None = None
-    temp_directory: str | None = None
-    lock_timeout_seconds: float = 600.0
-    """How long a run waits for another run on the same warehouse to finish."""
 
     _lock: FileLock | None = PrivateAttr(default=None)
     _database: duckdb.DuckDBPyConnection | None = PrivateAttr(default=None)
@@ -115,7 +63,6 @@ class Warehouse(dg.ConfigurableResource):
         return build_path(self.live_path)
 
     def setup_for_execution(self, context: dg.InitResourceContext) -> None:
-        check_warehouse_settings(self.memory_limit, self.threads, self.temp_directory)
         # one run per warehouse at a time: a second run waits here rather than clobbering the build
         self._lock = acquire_run_lock(self.live_path, self.lock_timeout_seconds)
         seeded = start_build(self.live_path)

@@ -210,7 +210,7 @@ def rate_ratio_chart(frame: pl.DataFrame, label: str) -> plt.Figure | None:
     ax.axvline(1, color="black", lw=0.8)
     ax.set_yticks(y, frame[label].to_list())
     ax.set_xscale("log")
-    # plain tick labels: the log scale's default 10^k labels start matplotlib's mathtext parser (0.3 s)
+    # plain tick labels: the log scale's default 10^k labels start matplotlib's slow mathtext parser
     ax.xaxis.set_major_formatter(matplotlib.ticker.FormatStrFormatter("%g"))
     ax.xaxis.set_minor_locator(matplotlib.ticker.NullLocator())
     finite = np.concatenate([low, high, ratio])

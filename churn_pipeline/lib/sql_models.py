@@ -205,8 +205,7 @@ def run_model(
     """(Re)build the model's table or view from its select, or bring an incremental table up to date
     (`full_refresh`: rebuild it).
 
-    A view is not counted: counting one runs its whole query (1.9 s for `int_subscription_events`
-    at medium, a join of two 8.3M-row tables), which is what a view is there to avoid."""
+    A view is not counted: counting one runs its whole query, which is what a view is there to avoid."""
     missing = model.bound_parameters - parameters.keys()
     if missing:
         raise KeyError(f"{model.path.name}: no value for parameter(s) {sorted(missing)}")

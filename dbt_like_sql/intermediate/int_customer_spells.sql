@@ -112,7 +112,7 @@ gaps as (
     select
         customer_id,
         ordered_at,
-        -- exact days, as microseconds: about 25x cheaper than timestamptz + interval (ICU)
+        -- exact days, as microseconds (cheaper than timestamptz + interval, which goes through ICU)
         coalesce(
             epoch_us(ordered_at) - epoch_us(lag(ordered_at) over by_time)
                 > $inactivity_days::bigint * 86400000000,

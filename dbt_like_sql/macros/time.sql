@@ -34,7 +34,7 @@ create or replace temp macro parse_instant(value, source_tz) as
     end;
 
 -- The calendar month (first day, as a date) of an instant, in the reporting time zone. In UTC,
--- plain arithmetic on the instant's microseconds: a fifth of the cost of ICU's conversion (the
+-- plain arithmetic on the instant's microseconds, cheaper than ICU's conversion (the
 -- zone is a bound constant, so DuckDB keeps only one branch).
 create or replace temp macro month_of(instant, reporting_tz) as
     case
@@ -43,7 +43,7 @@ create or replace temp macro month_of(instant, reporting_tz) as
     end;
 
 -- Seconds from instant `a` to instant `b`, counted as date_diff counts them (second boundaries
--- crossed), on the instants' UTC microseconds: 30x cheaper than ICU's timestamptz version.
+-- crossed), on the instants' UTC microseconds rather than with ICU's timestamptz version.
 create or replace temp macro seconds_between(a, b) as
     date_diff('second', make_timestamp(epoch_us(a::timestamptz)), make_timestamp(epoch_us(b::timestamptz)));
 
