@@ -12,9 +12,9 @@ from pathlib import Path
 import duckdb
 import polars as pl
 import pytest
-from helpers import Built, write_raw
 
 from churn_pipeline.lib.adapters import AdapterError, load_adapter
+from helpers import Built, write_raw
 
 # The public data sets (../shared/external beside a developer's clone); a user's clone has none,
 # so the end-to-end runs on them skip, and the small slices below still test both adapters.
@@ -168,7 +168,7 @@ def test_adapter_rows_must_point_at_their_own_source_row(tmp_path: Path) -> None
     from dataclasses import replace
 
     from churn_pipeline.lib.adapters import load_through_adapter
-    from churn_pipeline.lib.raw_sources import SOURCES_BY_NAME
+    from churn_pipeline.lib.raw_sources import SOURCES
 
     root = tmp_path / "doubling"
     root.mkdir()
@@ -185,4 +185,10 @@ def test_adapter_rows_must_point_at_their_own_source_row(tmp_path: Path) -> None
         match=r"foodie_fi/subscription_events\.sql: 2 output rows share source_file "
         r"'subscriptions\.csv', source_row 4; each output row must point back",
     ):
-        load_through_adapter(conn, replace(shipped, root=root), SOURCES_BY_NAME["subscription_events"], raw, shipped.options({}))
+        load_through_adapter(
+            conn,
+            replace(shipped, root=root),
+            next(source for source in SOURCES if source.name == "subscription_events"),
+            raw,
+            shipped.options({}),
+        )

@@ -7,11 +7,11 @@ from pathlib import Path
 
 import polars as pl
 import pytest
-from helpers import Built, write_raw
 
 from churn_pipeline.lib import churn_tables
 from churn_pipeline.lib.generate import GeneratorConfig, generate
 from churn_pipeline.lib.price_changes import churn_by_price_change
+from helpers import Built, write_raw
 
 # as_of 15 June 2024 (UTC): last complete month May.
 # d1 signs up and cancels in January. d2 upgrades basic -> pro in February, downgrades in March.

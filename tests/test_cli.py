@@ -9,6 +9,7 @@ from pathlib import Path
 import duckdb
 import polars as pl
 import pytest
+
 from helpers import write_raw
 
 CLI = [sys.executable, "-m", "churn_pipeline.cli"]

@@ -8,9 +8,9 @@ from zoneinfo import ZoneInfo
 
 import polars as pl
 import pytest
-from helpers import Built, write_raw
 
 from churn_pipeline.lib.generate import GeneratorConfig, generate
+from helpers import Built, write_raw
 
 # Reporting zone New York; as_of 2024-05-15T00:00Z is 14 May 20:00 there: last complete month April.
 # a1 signs up 1 Feb 03:00 UTC = 31 Jan 22:00 in New York (January cohort), cancels in February

@@ -6,9 +6,9 @@ import json
 from pathlib import Path
 
 import pytest
-from helpers import Built
 
 from churn_pipeline.lib.generate import GeneratorConfig, generate
+from helpers import Built
 
 
 def _contents(directory: Path) -> dict[str, bytes]:

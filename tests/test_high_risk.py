@@ -8,12 +8,12 @@ from pathlib import Path
 import numpy as np
 import polars as pl
 import pytest
-from helpers import Built
 
 from churn_pipeline.lib.generate import GeneratorConfig, generate
 from churn_pipeline.lib.high_risk import first_testable_month, high_risk_months
+from churn_pipeline.lib.probability import holm_adjust
 from churn_pipeline.lib.settings import PipelineSettings
-from churn_pipeline.lib.survival import holm_adjust
+from helpers import Built
 
 DEFAULTS = PipelineSettings().high_risk
 

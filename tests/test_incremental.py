@@ -8,7 +8,6 @@ from pathlib import Path
 
 import duckdb
 import pytest
-from helpers import sql_parameters, write_raw
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -16,6 +15,7 @@ from churn_pipeline.lib import ingest, sql_models
 from churn_pipeline.lib.generate import GeneratorConfig, generate
 from churn_pipeline.lib.incremental import MonthBuild, plan_build
 from churn_pipeline.lib.raw_sources import SOURCES
+from helpers import sql_parameters, write_raw
 
 STAGING = ("staging.stg_orders", "staging.stg_subscription_events")
 LIFECYCLE = "staging.int_subscription_events_lifecycle"

@@ -8,11 +8,11 @@ from pathlib import Path
 import duckdb
 import polars as pl
 import pytest
-from helpers import Built, write_raw
 
 from churn_pipeline.lib import ingest
 from churn_pipeline.lib.ingest import RawInputError, preflight
 from churn_pipeline.lib.raw_sources import SOURCES
+from helpers import Built, write_raw
 
 ORDERS = """
 order_id,customer_id,ordered_at,amount,currency,channel

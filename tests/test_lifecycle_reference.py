@@ -10,9 +10,10 @@ import tempfile
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-from helpers import Built
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+
+from helpers import Built
 
 TYPES = [
     "trial_started",

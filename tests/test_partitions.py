@@ -15,13 +15,13 @@ import dagster as dg
 import duckdb
 import polars as pl
 import pytest
-from helpers import Built, write_raw
 
 from churn_pipeline.cli import main
 from churn_pipeline.lib.generate import GeneratorConfig, generate
 from churn_pipeline.lib.months import end_of_month, month_keys
 from churn_pipeline.lib.run_lock import lock_path
 from churn_pipeline.lib.settings import SettingsError
+from helpers import Built, write_raw
 
 TABLES = [
     "cohort_retention",

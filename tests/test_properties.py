@@ -8,11 +8,11 @@ from pathlib import Path
 
 import polars as pl
 import pytest
-from helpers import Built
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from churn_pipeline.lib.generate import GeneratorConfig, generate
+from helpers import Built
 
 PROPERTY_SETTINGS = settings(max_examples=12, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 

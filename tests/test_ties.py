@@ -13,11 +13,11 @@ from pathlib import Path
 
 import polars as pl
 import pytest
-from helpers import Built
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from churn_pipeline.lib.generate import GeneratorConfig, generate
+from helpers import Built
 
 AS_OF = "2024-01-10T00:00:00Z"
 

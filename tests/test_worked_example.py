@@ -12,6 +12,7 @@ import duckdb
 import polars as pl
 import pyarrow.parquet as pq
 import pytest
+
 from helpers import run_job
 
 AS_OF = "2024-07-10T00:00:00Z"

@@ -10,11 +10,11 @@ import numpy as np
 import polars as pl
 
 from churn_pipeline.lib import survival
-from churn_pipeline.lib.probability import binom_cdf, binom_sf, normal_sf
+from churn_pipeline.lib.probability import Z_95, binom_cdf, binom_sf, normal_sf
+from churn_pipeline.lib.table_docs import MONTHLY_FLOWS, TABLES_BY_NAME
 
 K = "months_since_signup"
 RETENTION_MONTHS = [1, 3, 6, 12]
-Z_95 = 1.959963984540054
 
 
 def _observed(customers: pl.LazyFrame, last_complete_month: date) -> pl.LazyFrame:
@@ -247,62 +247,14 @@ def churn_by_month(movements: pl.DataFrame, bands: BenchmarkBands = BenchmarkBan
             columns[f"trend_{window}m"] = pl.Series(directions, dtype=pl.String)
             columns[f"trend_{window}m_p_value"] = pl.Series(p_values, dtype=pl.Float64)
         parts.append(part.with_columns(**columns))
-    columns = [
-        "basis",
-        "month",
-        "customers_start",
-        "new_customers",
-        "reactivated",
-        "churned",
-        "voluntary_churned",
-        "involuntary_churned",
-        "downgrade_churned",
-        "customers_end",
-        "customer_churn_rate",
-        "benchmark_band",
-        "trend_3m",
-        "trend_3m_p_value",
-        "trend_6m",
-        "trend_6m_p_value",
-        "mrr_start",
-        "new_mrr",
-        "expansion_mrr",
-        "contraction_mrr",
-        "churned_mrr",
-        "reactivation_mrr",
-        "mrr_end",
-        "gross_mrr_churn_rate",
-        "net_mrr_churn_rate",
-        "trials_started",
-        "trials_converted",
-        "revenue",
-        "new_customer_revenue",
-        "existing_customer_revenue",
-    ]
+    columns = list(TABLES_BY_NAME["churn_by_month"].columns)
     if not parts:  # no complete month yet
         trend_columns = {f"trend_{w}m": pl.String for w in (3, 6)} | {f"trend_{w}m_p_value": pl.Float64 for w in (3, 6)}
         return frame.with_columns(pl.lit(None, dtype).alias(name) for name, dtype in trend_columns.items()).select(columns)
     return pl.concat(parts).select(columns).with_columns(pl.selectors.float().round(6))
 
 
-SUMMED = [
-    "new_customers",
-    "reactivated",
-    "churned",
-    "voluntary_churned",
-    "involuntary_churned",
-    "downgrade_churned",
-    "new_mrr",
-    "expansion_mrr",
-    "contraction_mrr",
-    "churned_mrr",
-    "reactivation_mrr",
-    "trials_started",
-    "trials_converted",
-    "revenue",
-    "new_customer_revenue",
-    "existing_customer_revenue",
-]
+SUMMED = list(MONTHLY_FLOWS)
 
 
 def churn_by_quarter(monthly: pl.DataFrame, bands: BenchmarkBands = BenchmarkBands()) -> pl.DataFrame:

@@ -26,9 +26,8 @@ from datetime import date, timedelta
 import numpy as np
 import polars as pl
 
-from churn_pipeline.lib.probability import normal_sf
+from churn_pipeline.lib.probability import holm_adjust, normal_sf
 from churn_pipeline.lib.settings import HighRiskSettings
-from churn_pipeline.lib.survival import holm_adjust
 
 
 def first_testable_month(basis: str, inactivity_days: int) -> int:

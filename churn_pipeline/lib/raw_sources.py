@@ -90,16 +90,3 @@ FX_RATES = RawSource(
     optional=("month",),
 )
 SOURCES = (ORDERS, SUBSCRIPTION_EVENTS, FX_RATES)
-SOURCES_BY_NAME = {source.name: source for source in SOURCES}
-
-EVENT_TYPES = (
-    "trial_started",
-    "subscribed",
-    "renewed",
-    "plan_changed",
-    "price_changed",
-    "payment_failed",
-    "cancelled",
-    "expired",
-    "reactivated",
-)

@@ -33,7 +33,6 @@ plt.rcParams.update(
     }
 )  # fixed ids: same tables, same bytes
 BASES = ("subscription", "orders")
-SECTIONS = ("cohort-heatmap", "retention-curve", "hazard", "channel", "segment", "price-changes", "monthly", "reactivation")
 
 
 @dataclass(frozen=True)

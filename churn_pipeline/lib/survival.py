@@ -7,11 +7,9 @@ A first churn in a month that is not observed yet is censoring, not churn.
 
 from __future__ import annotations
 
-import math
-
 import polars as pl
 
-Z_95 = 1.959963984540054
+from churn_pipeline.lib.probability import Z_95
 
 
 def _exits(customers: pl.LazyFrame) -> pl.LazyFrame:
@@ -99,15 +97,3 @@ def survival_at(table: pl.LazyFrame, by: list[str], months: list[int]) -> pl.Laz
             pl.when(reached_zero).then(pl.lit(0.0)).when(observed).then(last_known).otherwise(None).alias(f"retention_m{month}")
         )
     return table.group_by(by).agg(columns)
-
-
-def holm_adjust(p_values: list[float]) -> list[float]:
-    """Holm-Bonferroni adjusted p-values (step-down, monotone, capped at 1)."""
-    order = sorted(range(len(p_values)), key=lambda i: p_values[i])
-    m = len(p_values)
-    adjusted = [math.nan] * m
-    running = 0.0
-    for rank, index in enumerate(order):
-        running = max(running, min(1.0, (m - rank) * p_values[index]))
-        adjusted[index] = running
-    return adjusted

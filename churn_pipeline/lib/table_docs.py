@@ -59,6 +59,13 @@ MOVEMENTS = {
     "benchmark_band": "`healthy` (<= 3 %), `acceptable while young` (<= 5 %), `typical, worth work` (<= 8 %), `high` (<= 15 %), `emergency` (> 15 %) monthly churn",
 }
 
+# what churn_by_month counts within a month: churn_by_quarter sums these over the quarter
+MONTHLY_FLOWS = (
+    "new_customers", "reactivated", "churned", "voluntary_churned", "involuntary_churned", "downgrade_churned",
+    "new_mrr", "expansion_mrr", "contraction_mrr", "churned_mrr", "reactivation_mrr",
+    "trials_started", "trials_converted", "revenue", "new_customer_revenue", "existing_customer_revenue",
+)  # fmt: skip
+
 TABLES: tuple[TableDoc, ...] = (
     TableDoc(
         "cohort_retention",
@@ -236,31 +243,8 @@ TABLES: tuple[TableDoc, ...] = (
             "quarter": "calendar quarter (its first day)",
             **{
                 k: MOVEMENTS[k]
-                for k in (
-                    "customers_start",
-                    "customers_end",
-                    "mrr_start",
-                    "mrr_end",
-                    "new_customers",
-                    "reactivated",
-                    "churned",
-                    "voluntary_churned",
-                    "involuntary_churned",
-                    "downgrade_churned",
-                    "new_mrr",
-                    "expansion_mrr",
-                    "contraction_mrr",
-                    "churned_mrr",
-                    "reactivation_mrr",
-                    "trials_started",
-                    "trials_converted",
-                    "revenue",
-                    "new_customer_revenue",
-                    "existing_customer_revenue",
-                    "customer_churn_rate",
-                    "gross_mrr_churn_rate",
-                    "net_mrr_churn_rate",
-                )
+                for k in ("customers_start", "customers_end", "mrr_start", "mrr_end", *MONTHLY_FLOWS)
+                + ("customer_churn_rate", "gross_mrr_churn_rate", "net_mrr_churn_rate")
             },
             "monthly_equivalent_churn_rate": "1 - (1 - customer_churn_rate)^(1/3): the quarter's churn per month",
             "benchmark_band": "monthly_equivalent_churn_rate graded as in churn_by_month",
