@@ -66,3 +66,16 @@ def test_every_asset_has_a_description_and_group() -> None:
         node = graph.get(key)
         assert node.description, key
         assert node.group_name != "default", key
+
+
+def test_dg_check_defs_passes() -> None:
+    """The project loads as Dagster's `dg` tool loads it ([tool.dg] in pyproject.toml, defs/)."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    dg_cli = Path(sys.executable).parent / "dg"
+    root = Path(__file__).resolve().parent.parent
+    result = subprocess.run([str(dg_cli), "check", "defs"], cwd=root, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "All definitions loaded successfully" in result.stdout + result.stderr

@@ -20,9 +20,10 @@ returns as (
         next_spells.spell_start_at as returned_at
     from spells as ended
     left join spells as next_spells
-        on next_spells.basis = ended.basis
-        and next_spells.customer_id = ended.customer_id
-        and next_spells.spell_number = ended.spell_number + 1
+        on
+            next_spells.basis = ended.basis
+            and next_spells.customer_id = ended.customer_id
+            and next_spells.spell_number = ended.spell_number + 1
     where ended.spell_end_at is not null
 ),
 

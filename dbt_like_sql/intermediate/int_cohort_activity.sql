@@ -7,7 +7,11 @@
 -- Every cohort: cohort_retention keeps the observed ones (lib/cohorts.py builds its grid of cells
 -- from them), so that rule lives in one place.
 with customers as (
-    select basis, customer_id, cohort_month from staging.int_customers
+    select
+        basis,
+        customer_id,
+        cohort_month
+    from staging.int_customers
 ),
 
 intervals as (
@@ -21,10 +25,22 @@ intervals as (
     from staging.int_customer_spells
     where basis = 'subscription'
     union all
-    select 'subscription', customer_id, segment_start_month, segment_end_month, 0, mrr
+    select
+        'subscription' as basis,
+        customer_id,
+        segment_start_month as start_month,
+        segment_end_month as end_month,
+        0 as customers,
+        mrr as revenue
     from staging.int_mrr_segments
     union all
-    select 'orders', customer_id, order_month, (order_month + interval 1 month)::date, is_active::integer, revenue
+    select
+        'orders' as basis,
+        customer_id,
+        order_month as start_month,
+        (order_month + interval 1 month)::date as end_month,
+        is_active::integer as customers,
+        revenue
     from staging.int_order_months
 ),
 

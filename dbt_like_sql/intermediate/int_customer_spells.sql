@@ -29,7 +29,14 @@ toggles as not materialized (
 -- without $downgrade_is_churn a valid lifecycle alternates starts and ends, so the lifecycle's
 -- spell_number already numbers the spells: no sort needed
 counted_boundaries as (
-    select customer_id, occurred_at, movement, mrr_before, mrr_after, toggle, spell_number
+    select
+        customer_id,
+        occurred_at,
+        movement,
+        mrr_before,
+        mrr_after,
+        toggle,
+        spell_number
     from toggles
     where not $downgrade_is_churn and toggle is not null
 ),
@@ -53,11 +60,11 @@ numbered_boundaries as (
         mrr_before,
         mrr_after,
         toggle,
-        (count(*) filter (where toggle = 'start' and state_before is distinct from 'start') over (
+        (count(*) filter (where toggle = 'start' and coalesce(state_before <> 'start', true)) over (
             partition by customer_id order by event_seq rows between unbounded preceding and current row
         ))::integer as spell_number
     from boundaries
-    where (toggle = 'start' and state_before is distinct from 'start') or (toggle = 'end' and state_before = 'start')
+    where (toggle = 'start' and coalesce(state_before <> 'start', true)) or (toggle = 'end' and state_before = 'start')
 ),
 
 spell_boundaries as (
@@ -67,7 +74,11 @@ spell_boundaries as (
 ),
 
 subscription_starts as (
-    select customer_id, spell_number, occurred_at as spell_start_at, mrr_after as start_mrr
+    select
+        customer_id,
+        spell_number,
+        occurred_at as spell_start_at,
+        mrr_after as start_mrr
     from spell_boundaries
     where toggle = 'start'
 ),
@@ -103,7 +114,10 @@ subscription_spells as (
 
 -- positive orders; an order more than inactivity_days after the previous one starts a new spell
 activity as (
-    select orders.customer_id, orders.order_id, orders.ordered_at
+    select
+        orders.customer_id,
+        orders.order_id,
+        orders.ordered_at
     from staging.int_orders as orders, observation
     where orders.is_activity and orders.ordered_at <= observation.as_of
 ),
@@ -115,7 +129,7 @@ gaps as (
         -- exact days, as microseconds (cheaper than timestamptz + interval, which goes through ICU)
         coalesce(
             epoch_us(ordered_at) - epoch_us(lag(ordered_at) over by_time)
-                > $inactivity_days::bigint * 86400000000,
+            > $inactivity_days::bigint * 86400000000,
             true
         ) as starts_spell,
         order_id
@@ -145,7 +159,14 @@ order_spells as (
 
 final as (
     select
-        basis, customer_id, spell_number, spell_start_at, spell_end_at, end_kind, start_mrr, end_mrr
+        basis,
+        customer_id,
+        spell_number,
+        spell_start_at,
+        spell_end_at,
+        end_kind,
+        start_mrr,
+        end_mrr
     from subscription_spells
     union all
     select

@@ -5,13 +5,20 @@ with observation as (
 ),
 
 first_spells as (
-    select * from staging.int_customer_spells where spell_number = 1
+    select * from staging.int_customer_spells
+    where spell_number = 1
 ),
 
 -- channel and segment come from the first `subscribed` event (`new` implies `subscribed`; saying
 -- so lets the filter reach the staged rows before the join)
 subscription_signups as (
-    select customer_id, channel, segment, plan as signup_plan, price as signup_price, mrr as signup_mrr
+    select
+        customer_id,
+        channel,
+        segment,
+        plan as signup_plan,
+        price as signup_price,
+        mrr as signup_mrr
     from staging.int_subscription_events
     where movement = 'new' and event_type = 'subscribed'
 ),
@@ -31,7 +38,9 @@ order_signups as (
 
 -- net revenue of an orders customer's signup month: their value at acquisition
 order_signup_values as (
-    select spells.customer_id, months.revenue as signup_value
+    select
+        spells.customer_id,
+        months.revenue as signup_value
     from staging.int_customer_spells as spells
     inner join staging.int_order_months as months
         on months.customer_id = spells.customer_id and months.order_month = spells.spell_start_month
@@ -39,9 +48,15 @@ order_signup_values as (
 ),
 
 signups as (
-    select 'subscription' as basis, * from subscription_signups
+    select
+        'subscription' as basis,
+        *
+    from subscription_signups
     union all
-    select 'orders' as basis, * from order_signups
+    select
+        'orders' as basis,
+        *
+    from order_signups
 ),
 
 final as (

@@ -12,35 +12,47 @@ spells as (
 ),
 
 bounds as (
-    select basis, min(spell_start_month) as first_month
+    select
+        basis,
+        min(spell_start_month) as first_month
     from spells
     group by basis
 ),
 
 months as (
-    select bounds.basis, unnest(generate_series(bounds.first_month, observation.last_complete_month, interval 1 month))::date as month
+    select
+        bounds.basis,
+        unnest(generate_series(bounds.first_month, observation.last_complete_month, interval 1 month))::date as month
     from bounds, observation
     where bounds.first_month <= observation.last_complete_month
 ),
 
 -- a spell holds a customer at the end of month m when it starts by m and ends after m
 customers_end as (
-    select months.basis, months.month, count(spells.customer_id) as customers_end
+    select
+        months.basis,
+        months.month,
+        count(spells.customer_id) as customers_end
     from months
     left join spells
-        on spells.basis = months.basis
-        and spells.spell_start_month <= months.month
-        and (spells.spell_end_month is null or spells.spell_end_month > months.month)
+        on
+            spells.basis = months.basis
+            and spells.spell_start_month <= months.month
+            and (spells.spell_end_month is null or spells.spell_end_month > months.month)
     group by months.basis, months.month
 ),
 
 customers_start as (
-    select months.basis, months.month, count(spells.customer_id) as customers_start
+    select
+        months.basis,
+        months.month,
+        count(spells.customer_id) as customers_start
     from months
     left join spells
-        on spells.basis = months.basis
-        and spells.spell_start_month < months.month
-        and (spells.spell_end_month is null or spells.spell_end_month >= months.month)
+        on
+            spells.basis = months.basis
+            and spells.spell_start_month < months.month
+            and (spells.spell_end_month is null or spells.spell_end_month >= months.month)
     group by months.basis, months.month
 ),
 
@@ -77,17 +89,28 @@ mrr_segments as not materialized (
 ),
 
 mrr_changes as (
-    select month, sum(change) as change
+    select
+        month,
+        sum(change) as change
     from (
-        select segment_start_month as month, mrr::decimal(38, 6) as change from mrr_segments
+        select
+            segment_start_month as month,
+            mrr::decimal(38, 6) as change
+        from mrr_segments
         union all
-        select segment_end_month, -(mrr::decimal(38, 6)) from mrr_segments where segment_end_month is not null
-    )
+        select
+            segment_end_month as month,
+            -(mrr::decimal(38, 6)) as change
+        from mrr_segments
+        where segment_end_month is not null
+    ) as segment_boundaries
     group by month
 ),
 
 mrr_end as (
-    select months.month, coalesce(sum(changes.change), 0)::double as mrr_end
+    select
+        months.month,
+        coalesce(sum(changes.change), 0)::double as mrr_end
     from months
     left join mrr_changes as changes on changes.month <= months.month
     where months.basis = 'subscription'
@@ -95,7 +118,9 @@ mrr_end as (
 ),
 
 mrr_start as (
-    select months.month, coalesce(sum(changes.change), 0)::double as mrr_start
+    select
+        months.month,
+        coalesce(sum(changes.change), 0)::double as mrr_start
     from months
     left join mrr_changes as changes on changes.month < months.month
     where months.basis = 'subscription'
@@ -104,14 +129,18 @@ mrr_start as (
 
 -- subscription events observed by as_of that move customers or MRR, or start a trial, in their month
 events as not materialized (
-    select events.*, events.event_month as month
+    select
+        events.*,
+        events.event_month as month
     from staging.int_subscription_event_states as events, observation
-    where events.occurred_at <= observation.as_of
+    where
+        events.occurred_at <= observation.as_of
         and (events.movement is not null or events.event_type = 'trial_started')
 ),
 
 trial_customers as (
-    select distinct customer_id from events where event_type = 'trial_started'
+    select distinct customer_id from events
+    where event_type = 'trial_started'
 ),
 
 mrr_movements as (
@@ -120,7 +149,8 @@ mrr_movements as (
         sum((mrr_after)::decimal(38, 6)) filter (where movement = 'new')::double as new_mrr,
         sum((mrr_after - mrr_before)::decimal(38, 6)) filter (where movement = 'expansion')::double as expansion_mrr,
         sum((mrr_before - mrr_after)::decimal(38, 6)) filter (where movement = 'contraction')::double as contraction_mrr,
-        sum((mrr_before)::decimal(38, 6)) filter (where movement in ('voluntary_churn', 'involuntary_churn'))::double as churned_mrr,
+        sum((mrr_before)::decimal(38, 6)) filter (where movement in ('voluntary_churn', 'involuntary_churn'))::double
+            as churned_mrr,
         sum((mrr_after)::decimal(38, 6)) filter (where movement = 'reactivation')::double as reactivation_mrr,
         count(*) filter (where event_type = 'trial_started') as trials_started,
         count(*) filter (where movement = 'new' and customer_id in (select customer_id from trial_customers)) as trials_converted
@@ -134,14 +164,20 @@ order_months as (
 ),
 
 order_customers as (
-    select customer_id, cohort_month from staging.int_customers where basis = 'orders'
+    select
+        customer_id,
+        cohort_month
+    from staging.int_customers
+    where basis = 'orders'
 ),
 
 order_revenue as (
     select
         order_months.order_month as month,
         sum(order_months.revenue::decimal(38, 6))::double as revenue,
-        coalesce(sum(order_months.revenue::decimal(38, 6)) filter (where order_months.order_month = order_customers.cohort_month), 0)::double
+        coalesce(
+            sum(order_months.revenue::decimal(38, 6)) filter (where order_months.order_month = order_customers.cohort_month), 0
+        )::double
             as new_customer_revenue
     from order_months
     left join order_customers using (customer_id)
@@ -182,4 +218,5 @@ final as (
     left join order_revenue on months.basis = 'orders' and order_revenue.month = months.month
 )
 
-select * from final order by basis, month
+select * from final
+order by basis, month

@@ -13,7 +13,8 @@ events as (
 final as (
     select events.*
     from events, observation
-    where events.occurred_at <= observation.as_of
+    where
+        events.occurred_at <= observation.as_of
         and not events.is_before_first_subscribed
 )
 

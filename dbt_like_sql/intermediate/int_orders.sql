@@ -1,7 +1,8 @@
 -- Loaded orders, amounts in the reporting currency; only amount > 0 counts as activity.
 -- materialized: view
 with orders as (
-    select * from staging.stg_orders where quarantine_reason is null
+    select * from staging.stg_orders
+    where quarantine_reason is null
 ),
 
 final as (

@@ -48,13 +48,16 @@ window_months as (
 ),
 
 observed_months as (
-    select window_months.*, timezone($timezone, window_months.month::timestamp) as month_start_at
+    select
+        window_months.*,
+        timezone($timezone, window_months.month::timestamp) as month_start_at
     from window_months, observation
     where window_months.month <= observation.last_complete_month
 ),
 
 spells as (
-    select * from staging.int_customer_spells where basis = 'subscription'
+    select * from staging.int_customer_spells
+    where basis = 'subscription'
 ),
 
 -- customers active when each window month starts, and whether they churn in it
@@ -68,27 +71,36 @@ at_risk as (
         spells.spell_end_month is not null and spells.spell_end_month = months.month as churned
     from observed_months as months
     inner join spells
-        on spells.spell_start_at < months.month_start_at
-        and (spells.spell_end_at is null or spells.spell_end_at >= months.month_start_at)
+        on
+            spells.spell_start_at < months.month_start_at
+            and (spells.spell_end_at is null or spells.spell_end_at >= months.month_start_at)
 ),
 
 -- each customer's plan when the month starts: the plan after their last event before it, which
 -- is the event whose next one comes at or after the start (or never). Exactly one event matches,
 -- also when several share an instant; only events that span some window month's start can.
 spanning_events as (
-    select customer_id, occurred_at, next_event_at, plan_after
+    select
+        customer_id,
+        occurred_at,
+        next_event_at,
+        plan_after
     from events
-    where occurred_at < (select max(month_start_at) from observed_months)
+    where
+        occurred_at < (select max(month_start_at) from observed_months)
         and (next_event_at is null or next_event_at >= (select min(month_start_at) from observed_months))
 ),
 
 with_plan as (
-    select at_risk.*, spanning_events.plan_after as plan_at_start
+    select
+        at_risk.*,
+        spanning_events.plan_after as plan_at_start
     from at_risk
     left join spanning_events
-        on spanning_events.customer_id = at_risk.customer_id
-        and spanning_events.occurred_at < at_risk.month_start_at
-        and (spanning_events.next_event_at is null or spanning_events.next_event_at >= at_risk.month_start_at)
+        on
+            spanning_events.customer_id = at_risk.customer_id
+            and spanning_events.occurred_at < at_risk.month_start_at
+            and (spanning_events.next_event_at is null or spanning_events.next_event_at >= at_risk.month_start_at)
 ),
 
 roles as (
@@ -100,7 +112,7 @@ roles as (
                 select customer_id from repriced
                 where repriced.plan = with_plan.changed_plan and repriced.change_month = with_plan.change_month
             ) then 'affected'
-            when plan_at_start is distinct from changed_plan then 'unaffected'
+            when coalesce(plan_at_start <> changed_plan, true) then 'unaffected'
         end as role,
         case when month < change_month then 'before' else 'after' end as period
     from with_plan
@@ -124,4 +136,5 @@ final as (
     group by all
 )
 
-select * from final order by plan, change_month, role, period
+select * from final
+order by plan, change_month, role, period

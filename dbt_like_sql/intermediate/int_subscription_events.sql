@@ -29,5 +29,6 @@ select
 from staging.int_subscription_event_states as states
 -- event_id is unique among loaded events: repeats are quarantined as duplicates
 inner join staging.stg_subscription_events as staged
-    on staged.event_id = states.event_id
-    and staged.quarantine_reason is null
+    on
+        staged.event_id = states.event_id
+        and staged.quarantine_reason is null

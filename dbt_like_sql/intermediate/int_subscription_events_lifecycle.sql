@@ -157,7 +157,9 @@ priors as (
 
 -- the lifecycle order as one number (macros/lifecycle.sql)
 keyed as (
-    select *, lifecycle_key(occurred_at, type_rank) as lifecycle_key
+    select
+        *,
+        lifecycle_key(occurred_at, type_rank) as lifecycle_key
     from events
 ),
 
@@ -240,17 +242,19 @@ checked as (
         event_seq,
         is_before_first_subscribed,
         case
-            when is_before_first_subscribed then
-                case
-                    when event_type = 'trial_started' and trial_state_before is distinct from 'trialing' then null
-                    when event_type = 'trial_started' then 'trial_started while a trial is open'
-                    when event_type = 'cancelled' and trial_state_before = 'trialing' then null
-                    else event_type || ' before the customer''s first subscribed'
-                end
+            when is_before_first_subscribed
+                then
+                    case
+                        when event_type = 'trial_started' and coalesce(trial_state_before <> 'trialing', true) then null
+                        when event_type = 'trial_started' then 'trial_started while a trial is open'
+                        when event_type = 'cancelled' and trial_state_before = 'trialing' then null
+                        else event_type || ' before the customer''s first subscribed'
+                    end
             when event_type = 'trial_started' then 'trial_started after the customer''s first subscribed'
-            when event_type in ('subscribed', 'reactivated') then
-                case when state_before = 'active' then event_type || ' while already subscribed' end
-            when state_before is distinct from 'active' then event_type || ' with no active subscription'
+            when event_type in ('subscribed', 'reactivated')
+                then
+                    case when state_before = 'active' then event_type || ' while already subscribed' end
+            when coalesce(state_before <> 'active', true) then event_type || ' with no active subscription'
         end as lifecycle_error,
         plan,
         mrr,

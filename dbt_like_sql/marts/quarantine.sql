@@ -17,22 +17,30 @@ orders as (
         )) as raw_values
     from staging.stg_orders as staged
     left join raw.orders as raw_rows
-        on raw_rows.source_file = staged.source_file
-        and raw_rows.source_row = staged.source_row
+        on
+            raw_rows.source_file = staged.source_file
+            and raw_rows.source_row = staged.source_row
     where staged.quarantine_reason is not null
 ),
 
 subscription_rows as (
-    select source_file, source_row, quarantine_reason
+    select
+        source_file,
+        source_row,
+        quarantine_reason
     from staging.stg_subscription_events
     where quarantine_reason is not null
     union all
     -- event_id is unique among the loaded (staged, valid) rows the lifecycle reads
-    select staged.source_file, staged.source_row, lifecycle.lifecycle_error
+    select
+        staged.source_file,
+        staged.source_row,
+        lifecycle.lifecycle_error
     from staging.int_subscription_events_lifecycle as lifecycle
     inner join staging.stg_subscription_events as staged
-        on staged.event_id = lifecycle.event_id
-        and staged.quarantine_reason is null
+        on
+            staged.event_id = lifecycle.event_id
+            and staged.quarantine_reason is null
     where lifecycle.lifecycle_error is not null
 ),
 
@@ -49,27 +57,47 @@ subscription_events as (
         )) as raw_values
     from subscription_rows as quarantined
     left join raw.subscription_events as raw_rows
-        on raw_rows.source_file = quarantined.source_file
-        and raw_rows.source_row = quarantined.source_row
+        on
+            raw_rows.source_file = quarantined.source_file
+            and raw_rows.source_row = quarantined.source_row
 ),
 
 fx_rates as (
-    select * from staging.stg_fx_rates where quarantine_reason is not null
+    select * from staging.stg_fx_rates
+    where quarantine_reason is not null
 ),
 
 unioned as (
-    select 'orders' as source, source_file, source_row,
-        raw_values::varchar as raw_values, quarantine_reason as reason
+    select
+        'orders' as source,
+        source_file,
+        source_row,
+        raw_values::varchar as raw_values,
+        quarantine_reason as reason
     from orders
     union all
-    select 'subscription_events', source_file, source_row, raw_values::varchar, quarantine_reason
+    select
+        'subscription_events' as source,
+        source_file,
+        source_row,
+        raw_values::varchar as raw_values,
+        quarantine_reason as reason
     from subscription_events
     union all
-    select 'fx_rates', source_file, source_row, raw_values::varchar, quarantine_reason
+    select
+        'fx_rates' as source,
+        source_file,
+        source_row,
+        raw_values::varchar as raw_values,
+        quarantine_reason as reason
     from fx_rates
     union all
-    select source, source_file, source_row, to_json(struct_pack(raw_line))::varchar,
-        'unreadable CSV row: ' || lower(error_type)
+    select
+        source,
+        source_file,
+        source_row,
+        to_json(struct_pack(raw_line))::varchar as raw_values,
+        'unreadable CSV row: ' || lower(error_type) as reason
     from csv_rejects
 ),
 
@@ -83,4 +111,5 @@ final as (
     from unioned
 )
 
-select * from final order by source, source_file, source_row, reason
+select * from final
+order by source, source_file, source_row, reason

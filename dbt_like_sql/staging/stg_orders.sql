@@ -52,7 +52,8 @@ source as not materialized (
 ),
 
 fx_rates as (
-    select * from staging.stg_fx_rates where quarantine_reason is null
+    select * from staging.stg_fx_rates
+    where quarantine_reason is null
 ),
 
 -- cast the text columns; naive timestamps are in the source time zone
@@ -84,11 +85,13 @@ with_rate as not materialized (
         end as fx_rate
     from typed
     left join fx_rates as fx_month
-        on fx_month.currency = typed.currency
-        and fx_month.rate_month = month_of(typed.ordered_at, $timezone)
+        on
+            fx_month.currency = typed.currency
+            and fx_month.rate_month = month_of(typed.ordered_at, $timezone)
     left join fx_rates as fx_any
-        on fx_any.currency = typed.currency
-        and fx_any.rate_month is null
+        on
+            fx_any.currency = typed.currency
+            and fx_any.rate_month is null
 ),
 
 -- row-level problems, first one wins

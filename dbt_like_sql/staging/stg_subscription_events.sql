@@ -53,7 +53,8 @@ source as not materialized (
 ),
 
 fx_rates as (
-    select * from staging.stg_fx_rates where quarantine_reason is null
+    select * from staging.stg_fx_rates
+    where quarantine_reason is null
 ),
 
 -- cast the text columns; naive timestamps are in the source time zone
@@ -89,11 +90,13 @@ with_rate as not materialized (
         end as fx_rate
     from typed
     left join fx_rates as fx_month
-        on fx_month.currency = typed.currency
-        and fx_month.rate_month = month_of(typed.occurred_at, $timezone)
+        on
+            fx_month.currency = typed.currency
+            and fx_month.rate_month = month_of(typed.occurred_at, $timezone)
     left join fx_rates as fx_any
-        on fx_any.currency = typed.currency
-        and fx_any.rate_month is null
+        on
+            fx_any.currency = typed.currency
+            and fx_any.rate_month is null
 ),
 
 -- row-level problems, first one wins
@@ -164,7 +167,8 @@ final as (
             when row_error is not null then row_error
             when row_number() over (
                 partition by row_error is null, event_id
-                order by occurred_at, event_type, customer_id, plan, price, billing_period, currency,
+                order by
+                    occurred_at, event_type, customer_id, plan, price, billing_period, currency,
                     channel, segment, source_file, source_row
             ) > 1 then 'duplicate event_id'
         end as quarantine_reason,

@@ -6,7 +6,11 @@ with history as (
 ),
 
 plans as (
-    select trim(plan_id) as plan_id, trim(plan_name) as plan_name, trim(price) as price from raw.src_plans
+    select
+        trim(plan_id) as plan_id,
+        trim(plan_name) as plan_name,
+        trim(price) as price
+    from raw.src_plans
 ),
 
 -- each customer's plans in order, and the one before
@@ -17,7 +21,12 @@ ordered as (
         trim(history.start_date) as start_date,
         plans.plan_name,
         plans.price,
-        row_number() over (partition by trim(history.customer_id) order by trim(history.start_date), trim(history.plan_id), history.source_row) as step,
+        row_number()
+            over (
+                partition by trim(history.customer_id)
+                order by trim(history.start_date), trim(history.plan_id), history.source_row
+            )
+            as step,
         history.source_file,
         history.source_row
     from history
