@@ -21,7 +21,8 @@ import polars as pl
 import pytest
 
 from churn_pipeline.lib.generate import GeneratorConfig, generate
-from churn_pipeline.lib.report import BASES, retention_heatmap
+from churn_pipeline.lib.report import BASES
+from churn_pipeline.lib.report_charts import retention_heatmap
 from churn_pipeline.lib.table_docs import TABLES, markdown
 from helpers import run_job
 
