@@ -18,6 +18,12 @@ from churn_pipeline.lib.warehouse_build import build_warehouse
 
 FIXTURES = Path(__file__).parent / "fixtures"
 
+# subscription event types in the lifecycle order of dbt_like_sql/macros/lifecycle.sql
+LIFECYCLE_EVENT_TYPES = (
+    "trial_started", "subscribed", "reactivated", "renewed", "plan_changed", "price_changed",
+    "payment_failed", "cancelled", "expired",
+)  # fmt: skip
+
 
 def write_raw(directory: Path, files: dict[str, str]) -> Path:
     directory.mkdir(parents=True, exist_ok=True)

@@ -15,7 +15,7 @@ from churn_pipeline.lib import ingest, sql_models
 from churn_pipeline.lib.generate import GeneratorConfig, generate
 from churn_pipeline.lib.incremental import MonthBuild, plan_build
 from churn_pipeline.lib.raw_sources import SOURCES
-from helpers import sql_parameters, write_raw
+from helpers import LIFECYCLE_EVENT_TYPES, sql_parameters, write_raw
 
 STAGING = ("staging.stg_orders", "staging.stg_subscription_events")
 LIFECYCLE = "staging.int_subscription_events_lifecycle"
@@ -289,17 +289,7 @@ def test_a_generated_monthly_history_appends_to_a_rebuild(tmp_path: Path) -> Non
 
 # --- the lifecycle append against a rebuild, on random histories ---------------------------------
 
-_TYPES = [
-    "trial_started",
-    "subscribed",
-    "reactivated",
-    "renewed",
-    "plan_changed",
-    "price_changed",
-    "payment_failed",
-    "cancelled",
-    "expired",
-]
+_TYPES = list(LIFECYCLE_EVENT_TYPES)
 _MONTHS = ["2024-01", "2024-02", "2024-03"]
 # where a row is delivered, and the month it happened in: a month folder holds its own month only;
 # top-level rows can be from any month, before the first folder or in between

@@ -13,19 +13,9 @@ from pathlib import Path
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from helpers import Built
+from helpers import LIFECYCLE_EVENT_TYPES, Built
 
-TYPES = [
-    "trial_started",
-    "subscribed",
-    "reactivated",
-    "renewed",
-    "plan_changed",
-    "price_changed",
-    "payment_failed",
-    "cancelled",
-    "expired",
-]
+TYPES = list(LIFECYCLE_EVENT_TYPES)
 SETS_PLAN = {"subscribed", "reactivated", "plan_changed", "price_changed"}
 CHURNS = {"cancelled", "expired"}
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)

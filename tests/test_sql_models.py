@@ -196,3 +196,9 @@ def test_the_local_time_rule_in_words() -> None:
     }
     for (text, zone), instant in cases.items():
         assert conn.execute("select parse_instant($t, $z)::varchar", {"t": text, "z": zone}).fetchone()[0] == instant
+
+
+def test_the_tests_lifecycle_order_is_the_macros() -> None:
+    from helpers import LIFECYCLE_EVENT_TYPES
+
+    assert tuple(_macro_connection().execute("select lifecycle_event_types()").fetchone()[0]) == LIFECYCLE_EVENT_TYPES
