@@ -97,6 +97,7 @@ def test_defaults_point_at_the_embedded_sample(tmp_path: Path) -> None:
     assert any(sample.glob("subscription_events*")) and any(sample.glob("orders*"))
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("file_format", ["csv", "parquet"])
 def test_padded_column_names_and_extra_columns_are_read_alike_in_csv_and_parquet(tmp_path: Path, file_format: str) -> None:
     raw = tmp_path / "raw"
@@ -128,6 +129,7 @@ def test_padded_column_names_and_extra_columns_are_read_alike_in_csv_and_parquet
         ]
 
 
+@pytest.mark.slow
 def test_progress_lines_name_what_they_count_and_no_complete_month_publishes_empty_tables(tmp_path: Path) -> None:
     raw = write_raw(tmp_path / "raw", {"orders.csv": "order_id,customer_id,ordered_at,amount\no1,c1,2024-01-05T10:00:00Z,10\n"})
     result = _run(
@@ -166,6 +168,7 @@ def test_a_link_out_of_the_raw_directory_is_refused_without_reading_it(tmp_path:
     assert not (tmp_path / "w.duckdb").exists()
 
 
+@pytest.mark.slow
 def test_a_link_that_stays_inside_the_raw_directory_is_read(tmp_path: Path) -> None:
     archive = write_raw(
         tmp_path / "raw" / "archive",

@@ -337,6 +337,7 @@ def _sql(warehouse: Path, query: str) -> subprocess.CompletedProcess:
     return subprocess.run([*CLI, "sql", query, "--warehouse", str(warehouse), "--format", "csv"], capture_output=True, text=True)
 
 
+@pytest.mark.slow
 def test_a_writer_killed_with_its_wal_open_leaves_a_readable_warehouse(raw: Path, clean: Path, tmp_path: Path) -> None:
     live = tmp_path / "w.duckdb"
     live.write_bytes((clean / "w.duckdb").read_bytes())
@@ -358,6 +359,7 @@ def test_a_writer_killed_with_its_wal_open_leaves_a_readable_warehouse(raw: Path
     assert rerun.returncode == 0 and "wal" not in rerun.stdout.lower()
 
 
+@pytest.mark.slow
 def test_a_wal_that_is_not_the_warehouse_s_is_set_aside_and_named(raw: Path, clean: Path, tmp_path: Path) -> None:
     """The state an earlier version left: the new file swapped in beside the old file's WAL."""
     live = tmp_path / "w.duckdb"
