@@ -54,7 +54,7 @@ def _parquet_metadata(settings: PipelineSettings, observation: Observation) -> d
     }
 
 
-# every mart's function and the marts it reads
+# every mart's function and the `marts` tables it reads
 MART_FUNCTIONS: dict[str, tuple[Callable[[MartInputs], pl.DataFrame], set[str]]] = {}
 
 
@@ -65,7 +65,7 @@ def mart(
 
     def decorator(build: Callable[[MartInputs], pl.DataFrame]) -> dg.AssetsDefinition:
         table = build.__name__
-        MART_FUNCTIONS[table] = (build, {key.path[-1] for key in deps if key.path[0] == "marts"} & set(TABLES_BY_NAME))
+        MART_FUNCTIONS[table] = (build, {key.path[-1] for key in deps if key.path[0] == "marts"})
 
         @dg.asset(
             key=marts(table),
@@ -108,7 +108,10 @@ def compute_marts(conn: duckdb.DuckDBPyConnection, settings: PipelineSettings) -
     inputs = MartInputs(conn, settings, read_observation(conn))
     tables: dict[str, pl.DataFrame] = {}
     while len(tables) < len(MART_FUNCTIONS):
-        ready = [t for t, (_, reads) in MART_FUNCTIONS.items() if t not in tables and reads - {"quarantine"} <= tables.keys()]
+        # a mart waits for the other marts it reads (the SQL-built quarantine is already there)
+        ready = [
+            t for t, (_, reads) in MART_FUNCTIONS.items() if t not in tables and reads & MART_FUNCTIONS.keys() <= tables.keys()
+        ]
         if not ready:
             raise ValueError(f"marts that read each other: {sorted(MART_FUNCTIONS.keys() - tables.keys())}")
         for table in ready:
