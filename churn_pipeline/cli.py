@@ -163,44 +163,24 @@ def _failure_line(result) -> str:
         if not evaluation.passed:
             return f"check {evaluation.check_name} on {evaluation.asset_key.to_user_string()} failed: {evaluation.description}"
     for event in result.get_step_failure_events():
-        error = event.step_failure_data.error
-        while error.cause is not None and error.cls_name in ("DagsterExecutionStepExecutionError",):
-            error = error.cause
-        message = error.message.strip().splitlines()[0] if error.message else error.cls_name
-        return f"{event.step_key}: {message}"
+        from churn_pipeline.defs.alerts import step_failure
+
+        return step_failure(event)
     return "the run failed (see the Dagster event log)"
 
 
 def _months(args: argparse.Namespace) -> tuple[str, ...] | None:
-    """The delivery months asked for, each checked against the closed monthly partitions."""
-    from churn_pipeline.defs.partitions import monthly_partitions
+    """The delivery months asked for (each must have a folder of raw files, checked by preflight)."""
     from churn_pipeline.lib.months import month_keys
 
     if args.month:
-        months, setting = month_keys(args.month, args.month), "--month"
-    elif args.months:
+        return month_keys(args.month, args.month)
+    if args.months:
         first, sep, last = args.months.partition("..")
         if not sep:
             raise SettingsError(f"--months: {args.months!r} is not FIRST..LAST, e.g. 2024-01..2024-06")
-        months, setting = month_keys(first, last), "--months"
-    else:
-        return None
-    closed = monthly_partitions.get_partition_keys()
-    for month in months:
-        if month not in closed:
-            span = f"{closed[0]}..{closed[-1]}" if closed else "none yet"
-            raise SettingsError(
-                f"{setting}: {month} is not a closed month partition (closed: {span}; CHURN_FIRST_MONTH moves the first)"
-            )
-    return months
-
-
-def _partition_tags(months: tuple[str, ...] | None) -> dict[str, str]:
-    if not months:
-        return {}
-    if len(months) == 1:
-        return {"dagster/partition": months[0]}
-    return {"dagster/asset_partition_range_start": months[0], "dagster/asset_partition_range_end": months[-1]}
+        return month_keys(first, last)
+    return None
 
 
 def command_run(args: argparse.Namespace) -> int:
@@ -216,16 +196,12 @@ def command_run(args: argparse.Namespace) -> int:
     scope = f" for {months[0]}..{months[-1]}" if months else ""
     print(f"churn-pipeline: {len(files)} raw files in {pipeline.raw_dir}{scope}", flush=True)
 
-    import dagster as dg
-
-    from churn_pipeline.definitions import defs
+    from churn_pipeline.dagster_home import project_instance
+    from churn_pipeline.launch import launch_run
 
     started = time.perf_counter()
-    job = defs().resolve_job_def("churn_pipeline_job")
-    with dg.DagsterInstance.ephemeral() as instance:
-        result = job.execute_in_process(
-            run_config=run_config(pipeline, warehouse), instance=instance, raise_on_error=False, tags=_partition_tags(months)
-        )
+    with project_instance() as instance:
+        result = launch_run(instance, pipeline, warehouse, run_config(pipeline, warehouse), months)
         evaluations = result.get_asset_check_evaluations()
         if not result.success or not all(evaluation.passed for evaluation in evaluations):
             print(f"churn-pipeline: failed: {_failure_line(result)}", file=sys.stderr)
@@ -233,7 +209,7 @@ def command_run(args: argparse.Namespace) -> int:
     checks = len(evaluations)
     print(
         f"churn-pipeline: done in {time.perf_counter() - started:.1f}s, {checks} checks passed; "
-        f"warehouse {warehouse.database}, Parquet in {pipeline.output_dir}",
+        f"warehouse {warehouse.database}, Parquet in {pipeline.output_dir}; run {result.run_id} in {instance.root_directory}",
         flush=True,
     )
     return 0

@@ -50,14 +50,65 @@ def test_month_keys_and_the_instant_a_month_closes() -> None:
         month_keys("2024-13", "2024-14")
 
 
-def test_the_schedule_requests_the_month_that_just_closed() -> None:
+def _delivery(raw: Path, month: str) -> None:
+    write_raw(raw / month, {"orders.csv": f"order_id,customer_id,ordered_at,amount\n{month},c1,{month}-10T00:00:00Z,10\n"})
+
+
+def test_the_schedule_requests_the_month_that_just_closed(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from churn_pipeline.definitions import defs
+    from churn_pipeline.defs.partitions import register_delivery_months
+
+    for month in ("2024-05", "2024-06"):
+        _delivery(tmp_path, month)
+    monkeypatch.setenv("CHURN_RAW_DIR", str(tmp_path))
+    with dg.instance_for_test() as instance:
+        definitions = defs()
+        schedule = definitions.resolve_schedule_def("monthly_churn_schedule")
+        repository = definitions.get_repository_def()
+        assert schedule.cron_schedule == "0 6 2 * *"
+        assert register_delivery_months(instance, tmp_path) == ["2024-05", "2024-06"]
+        tick = dg.build_schedule_context(
+            instance=instance, repository_def=repository, scheduled_execution_time=datetime(2024, 7, 2, 6, tzinfo=UTC)
+        )
+        assert [request.partition_key for request in schedule.evaluate_tick(tick).run_requests] == ["2024-06"]
+        # a month whose folder has not come yet is skipped, naming the folder
+        tick = dg.build_schedule_context(
+            instance=instance, repository_def=repository, scheduled_execution_time=datetime(2024, 8, 2, 6, tzinfo=UTC)
+        )
+        skipped = schedule.evaluate_tick(tick)
+        assert skipped.run_requests == []
+        assert (
+            skipped.skip_message
+            == f"month 2024-07: no delivery yet ({tmp_path / '2024-07'}/ has no orders* or subscription_events* files)"
+        )
+        # the year turns: on 2 January the month that closed is December
+        _delivery(tmp_path, "2024-12")
+        register_delivery_months(instance, tmp_path)
+        tick = dg.build_schedule_context(
+            instance=instance, repository_def=repository, scheduled_execution_time=datetime(2025, 1, 2, 6, tzinfo=UTC)
+        )
+        assert [request.partition_key for request in schedule.evaluate_tick(tick).run_requests] == ["2024-12"]
+
+
+def test_a_flat_raw_directory_has_no_partitions_and_the_schedule_reloads_it(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     from churn_pipeline.definitions import defs
 
-    schedule = defs().resolve_schedule_def("monthly_churn_schedule")
-    assert schedule.cron_schedule == "0 6 2 * *"
-    tick = dg.build_schedule_context(scheduled_execution_time=datetime(2024, 7, 2, 6, tzinfo=UTC))
-    requests = schedule.evaluate_tick(tick).run_requests
-    assert [request.partition_key for request in requests] == ["2024-06"]
+    write_raw(tmp_path, {"orders.csv": "order_id,customer_id,ordered_at,amount\no1,c1,2024-06-10T00:00:00Z,10\n"})
+    monkeypatch.setenv("CHURN_RAW_DIR", str(tmp_path))
+    with dg.instance_for_test() as instance:
+        definitions = defs()
+        graph = definitions.resolve_asset_graph()
+        assert all(graph.get(key).partitions_def is None for key in graph.get_all_asset_keys())
+        schedule = definitions.resolve_schedule_def("monthly_churn_schedule")
+        tick = dg.build_schedule_context(
+            instance=instance,
+            repository_def=definitions.get_repository_def(),
+            scheduled_execution_time=datetime(2024, 7, 2, 6, tzinfo=UTC),
+        )
+        requests = schedule.evaluate_tick(tick).run_requests
+    assert [(request.partition_key, request.run_key) for request in requests] == [(None, "2024-06")]
 
 
 def test_a_delivery_month_is_a_half_open_window_in_the_reporting_zone(tmp_path: Path) -> None:
@@ -205,7 +256,7 @@ def test_month_mistakes_get_one_line(monthly_raw: Path, tmp_path: Path, capsys: 
         .endswith(f"month 2023-04: {raw / '2023-04'} has no orders* or subscription_events* files (.csv, .csv.gz or .parquet)")
     )
     assert _run(raw, tmp_path / "w", "--month", "2022-06") == 2
-    assert "--month: 2022-06 is not a closed month partition" in capsys.readouterr().err
+    assert f"month 2022-06: {raw / '2022-06'} has no orders* or subscription_events* files" in capsys.readouterr().err
     assert _run(raw, tmp_path / "w", "--months", "2023-01-2023-03") == 2
     assert "--months: '2023-01-2023-03' is not FIRST..LAST" in capsys.readouterr().err
     assert not (tmp_path / "w" / "w.duckdb").exists()

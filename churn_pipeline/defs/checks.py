@@ -3,7 +3,7 @@
 import dagster as dg
 
 from churn_pipeline.defs.asset_keys import QUARANTINE, marts
-from churn_pipeline.defs.resources import Warehouse
+from churn_pipeline.defs.resources import WAREHOUSE_POOL, Warehouse
 from churn_pipeline.lib.duck import rows
 from churn_pipeline.lib.quality import LOADED_TABLES, reconciliation
 
@@ -27,7 +27,10 @@ def _result(failures: list[tuple], columns: list[str], what: str) -> dg.AssetChe
 
 
 @dg.asset_check(
-    asset=QUARANTINE, blocking=True, additional_deps=[dg.AssetKey(["staging", t.split(".")[1]]) for t in LOADED_TABLES.values()]
+    pool=WAREHOUSE_POOL,
+    asset=QUARANTINE,
+    blocking=True,
+    additional_deps=[dg.AssetKey(["staging", t.split(".")[1]]) for t in LOADED_TABLES.values()],
 )
 def raw_rows_reconcile(warehouse: Warehouse) -> dg.AssetCheckResult:
     """For every source, raw rows = loaded rows + quarantined rows."""
@@ -46,7 +49,7 @@ def raw_rows_reconcile(warehouse: Warehouse) -> dg.AssetCheckResult:
     )
 
 
-@dg.asset_check(asset=marts("cohort_retention"), blocking=True)
+@dg.asset_check(pool=WAREHOUSE_POOL, asset=marts("cohort_retention"), blocking=True)
 def retention_rates_within_unit_interval(warehouse: Warehouse) -> dg.AssetCheckResult:
     """retention_rate is between 0 and 1 and active customers never exceed the cohort."""
     return failing_rows(
@@ -63,7 +66,12 @@ def retention_rates_within_unit_interval(warehouse: Warehouse) -> dg.AssetCheckR
     )
 
 
-@dg.asset_check(asset=marts("cohort_retention"), blocking=True, additional_deps=[dg.AssetKey(["staging", "int_customers"])])
+@dg.asset_check(
+    pool=WAREHOUSE_POOL,
+    asset=marts("cohort_retention"),
+    blocking=True,
+    additional_deps=[dg.AssetKey(["staging", "int_customers"])],
+)
 def cohort_sizes_sum_to_customers(warehouse: Warehouse) -> dg.AssetCheckResult:
     """Cohort sizes add up to the customers who signed up by the last complete month."""
     return failing_rows(
@@ -89,7 +97,7 @@ def cohort_sizes_sum_to_customers(warehouse: Warehouse) -> dg.AssetCheckResult:
     )
 
 
-@dg.asset_check(asset=marts("cohort_retention"), blocking=True)
+@dg.asset_check(pool=WAREHOUSE_POOL, asset=marts("cohort_retention"), blocking=True)
 def no_cell_beyond_last_complete_month(warehouse: Warehouse) -> dg.AssetCheckResult:
     """Every published cell is observed: cohort month + lifetime month <= last complete month."""
     return failing_rows(
@@ -105,7 +113,7 @@ def no_cell_beyond_last_complete_month(warehouse: Warehouse) -> dg.AssetCheckRes
     )
 
 
-@dg.asset_check(asset=marts("retention_curve"), blocking=True)
+@dg.asset_check(pool=WAREHOUSE_POOL, asset=marts("retention_curve"), blocking=True)
 def survival_never_increases(warehouse: Warehouse) -> dg.AssetCheckResult:
     """Kaplan-Meier survival is non-increasing with age and inside its confidence band."""
     return failing_rows(
@@ -125,7 +133,7 @@ def survival_never_increases(warehouse: Warehouse) -> dg.AssetCheckResult:
     )
 
 
-@dg.asset_check(asset=marts("retention_curve"), blocking=True)
+@dg.asset_check(pool=WAREHOUSE_POOL, asset=marts("retention_curve"), blocking=True)
 def at_risk_never_increases(warehouse: Warehouse) -> dg.AssetCheckResult:
     """The number of customers at risk never grows with age, and churned <= at_risk."""
     return failing_rows(
@@ -154,7 +162,7 @@ asset_checks = [
 ]
 
 
-@dg.asset_check(asset=marts("churn_by_month"), blocking=True)
+@dg.asset_check(pool=WAREHOUSE_POOL, asset=marts("churn_by_month"), blocking=True)
 def customer_identity_holds(warehouse: Warehouse) -> dg.AssetCheckResult:
     """customers_end = customers_start + new_customers + reactivated - churned, every month."""
     return failing_rows(
@@ -170,7 +178,7 @@ def customer_identity_holds(warehouse: Warehouse) -> dg.AssetCheckResult:
     )
 
 
-@dg.asset_check(asset=marts("churn_by_month"), blocking=True)
+@dg.asset_check(pool=WAREHOUSE_POOL, asset=marts("churn_by_month"), blocking=True)
 def mrr_identity_holds(warehouse: Warehouse) -> dg.AssetCheckResult:
     """mrr_end = mrr_start + new + expansion + reactivation - contraction - churned (to a cent)."""
     return failing_rows(
@@ -187,7 +195,7 @@ def mrr_identity_holds(warehouse: Warehouse) -> dg.AssetCheckResult:
     )
 
 
-@dg.asset_check(asset=marts("churn_by_month"), blocking=True)
+@dg.asset_check(pool=WAREHOUSE_POOL, asset=marts("churn_by_month"), blocking=True)
 def months_chain(warehouse: Warehouse) -> dg.AssetCheckResult:
     """Each month starts where the previous one ended (customers and MRR), and no month is past the last complete one."""
     return failing_rows(
@@ -210,7 +218,7 @@ def months_chain(warehouse: Warehouse) -> dg.AssetCheckResult:
     )
 
 
-@dg.asset_check(asset=marts("churn_by_cohort"), blocking=True, additional_deps=[marts("retention_curve")])
+@dg.asset_check(pool=WAREHOUSE_POOL, asset=marts("churn_by_cohort"), blocking=True, additional_deps=[marts("retention_curve")])
 def customer_months_match_the_curve(warehouse: Warehouse) -> dg.AssetCheckResult:
     """Per basis, churn_by_cohort's customer-months and churns add up to retention_curve's at_risk and churned."""
     return failing_rows(

@@ -8,8 +8,9 @@ import duckdb
 
 from churn_pipeline.defs.asset_keys import raw
 from churn_pipeline.defs.metadata import note, report
-from churn_pipeline.defs.partitions import monthly_partitions
-from churn_pipeline.defs.resources import PipelineConfig, Warehouse
+from churn_pipeline.defs.partitions import delivery_partitions, run_months
+from churn_pipeline.defs.resources import TRANSIENT_RETRIES, WAREHOUSE_POOL, PipelineConfig, Warehouse
+from churn_pipeline.defs.schemas import raw_schema
 from churn_pipeline.lib.adapters import load_adapter, load_through_adapter
 from churn_pipeline.lib.duck import scalar
 from churn_pipeline.lib.ingest import RawFileChanged, load_source
@@ -22,18 +23,14 @@ def _is_transient(exc: BaseException) -> bool:
     return isinstance(exc, RawFileChanged) or (isinstance(exc, duckdb.IOException) and "lock" in str(exc).lower())
 
 
-# a file still being written, or a lock another process will release: retried 2, 4, 8 and 16 s later
-TRANSIENT_RETRIES = dg.RetryPolicy(max_retries=4, delay=2, backoff=dg.Backoff.EXPONENTIAL)
-
-
-def _raw_asset(source: RawSource) -> dg.AssetsDefinition:
+def _raw_asset(source: RawSource, partitions: dg.PartitionsDefinition | None) -> dg.AssetsDefinition:
     with warnings.catch_warnings():
         # single-run backfills are what a DuckDB table wants; Dagster still labels the option beta
         warnings.filterwarnings("ignore", category=dg.BetaWarning)
-        return _define_raw_asset(source)
+        return _define_raw_asset(source, partitions)
 
 
-def _define_raw_asset(source: RawSource) -> dg.AssetsDefinition:
+def _define_raw_asset(source: RawSource, partitions: dg.PartitionsDefinition | None) -> dg.AssetsDefinition:
     @dg.asset(
         key=raw(source.name),
         group_name="ingest",
@@ -41,16 +38,18 @@ def _define_raw_asset(source: RawSource) -> dg.AssetsDefinition:
         description=(
             f"Every row of the raw {source.name}* files (CSV or Parquet), as text, with source file and row, "
             "or what a source adapter (--source) maps onto them. Rows the CSV parser cannot read are kept in raw.csv_rejects. "
-            "Partitioned by delivery month: a partition loads the files in raw_dir/YYYY-MM/ and replaces exactly "
-            "that month's rows; a run without a partition reloads every file."
+            "With month folders in the raw directory it is partitioned by delivery month: a partition loads "
+            "the files in raw_dir/YYYY-MM/ (and the top-level files) and replaces exactly that month's rows."
         ),
-        partitions_def=monthly_partitions,
-        backfill_policy=dg.BackfillPolicy.single_run(),
+        partitions_def=partitions,
+        backfill_policy=dg.BackfillPolicy.single_run() if partitions else None,
         retry_policy=TRANSIENT_RETRIES,
+        pool=WAREHOUSE_POOL,
+        metadata={"dagster/column_schema": raw_schema(source)},
     )
     def raw_table(context: dg.AssetExecutionContext, pipeline: PipelineConfig, warehouse: Warehouse) -> dg.MaterializeResult:
         started = time.perf_counter()
-        months = pipeline.months
+        months = run_months(context)
         try:
             with warehouse.get_connection() as conn:
                 if pipeline.source:
@@ -98,4 +97,7 @@ def _define_raw_asset(source: RawSource) -> dg.AssetsDefinition:
     return raw_table
 
 
-raw_assets = [_raw_asset(source) for source in SOURCES]
+@dg.definitions
+def raw_ingest() -> dg.Definitions:
+    partitions = delivery_partitions()
+    return dg.Definitions(assets=[_raw_asset(source, partitions) for source in SOURCES])

@@ -13,7 +13,8 @@ import polars as pl
 
 from churn_pipeline.defs.asset_keys import marts
 from churn_pipeline.defs.metadata import column_schema, observation_metadata, report
-from churn_pipeline.defs.resources import PipelineConfig, Warehouse
+from churn_pipeline.defs.resources import WAREHOUSE_POOL, PipelineConfig, Warehouse
+from churn_pipeline.defs.schemas import table_schema
 from churn_pipeline.lib.build_area import build_dir
 from churn_pipeline.lib.duck import scan_table, write_table
 from churn_pipeline.lib.identifiers import validate_identifier
@@ -73,6 +74,8 @@ def mart(
             group_name=group_name,
             kinds={"polars", "duckdb", "parquet"},
             description=inspect.getdoc(build),
+            metadata={"dagster/column_schema": table_schema("marts", table)},
+            pool=WAREHOUSE_POOL,
         )
         def published_table(
             context: dg.AssetExecutionContext, pipeline: PipelineConfig, warehouse: Warehouse

@@ -6,7 +6,9 @@ import dagster as dg
 
 from churn_pipeline.defs.asset_keys import raw
 from churn_pipeline.defs.metadata import report
-from churn_pipeline.defs.resources import PipelineConfig, Warehouse
+from churn_pipeline.defs.partitions import run_months
+from churn_pipeline.defs.resources import WAREHOUSE_POOL, PipelineConfig, Warehouse
+from churn_pipeline.defs.schemas import table_schema
 from churn_pipeline.lib.raw_sources import SOURCES
 from churn_pipeline.lib.sql_models import SqlModel, load_models, run_model
 
@@ -40,12 +42,16 @@ def _model_asset(model: SqlModel, known: dict[tuple[str, str], SqlModel]) -> dg.
         group_name=model.layer,
         kinds={"duckdb", "sql"},
         description=model.description,
-        metadata={"sql_file": dg.MetadataValue.path(f"dbt_like_sql/{model.layer}/{model.path.name}")},
+        metadata={
+            "sql_file": dg.MetadataValue.path(f"dbt_like_sql/{model.layer}/{model.path.name}"),
+            "dagster/column_schema": table_schema(model.schema, model.name),
+        },
+        pool=WAREHOUSE_POOL,
     )
     def sql_table(context: dg.AssetExecutionContext, pipeline: PipelineConfig, warehouse: Warehouse) -> dg.MaterializeResult:
         started = time.perf_counter()
         with warehouse.get_connection() as conn:
-            built = run_model(conn, model, pipeline.run_sql_parameters(), full_refresh=pipeline.full_refresh)
+            built = run_model(conn, model, pipeline.run_sql_parameters(run_months(context)), full_refresh=pipeline.full_refresh)
         incremental = model.materialized == "incremental"
         report(context, built.rows, time.perf_counter() - started, built.how if incremental else "")
         counted = {} if built.rows is None else {"dagster/row_count": built.rows}

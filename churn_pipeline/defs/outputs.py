@@ -8,7 +8,7 @@ import polars as pl
 
 from churn_pipeline.defs.asset_keys import QUARANTINE, marts
 from churn_pipeline.defs.metadata import report
-from churn_pipeline.defs.resources import PipelineConfig, Warehouse
+from churn_pipeline.defs.resources import TRANSIENT_RETRIES, WAREHOUSE_POOL, PipelineConfig, Warehouse
 from churn_pipeline.lib import report as churn_report_html
 from churn_pipeline.lib.build_area import build_dir
 from churn_pipeline.lib.observation import read_observation
@@ -22,7 +22,7 @@ PUBLISHED_TABLES = [marts(table.name) for table in TABLES if table.parquet]
 REPORT = dg.AssetKey(["churn_report"])
 
 
-@dg.asset(key=REPORT, deps=[*PUBLISHED_TABLES, QUARANTINE], group_name="outputs", kinds={"html"})
+@dg.asset(key=REPORT, deps=[*PUBLISHED_TABLES, QUARANTINE], group_name="outputs", kinds={"html"}, pool=WAREHOUSE_POOL)
 def churn_report(context: dg.AssetExecutionContext, pipeline: PipelineConfig, warehouse: Warehouse) -> dg.MaterializeResult:
     """A self-contained HTML report (`<output_dir>/churn_report.html`, charts inline, opens offline):
     cohort heatmaps, retention curve, high-risk months, churn by channel, segment and price change,
@@ -77,6 +77,8 @@ def churn_report(context: dg.AssetExecutionContext, pipeline: PipelineConfig, wa
     deps=[*PUBLISHED_TABLES, QUARANTINE, REPORT],
     group_name="outputs",
     kinds={"duckdb", "parquet"},
+    pool=WAREHOUSE_POOL,
+    retry_policy=TRANSIENT_RETRIES,
 )
 def published(context: dg.AssetExecutionContext, pipeline: PipelineConfig, warehouse: Warehouse) -> dg.MaterializeResult:
     """The run's warehouse, Parquet files and report, swapped in atomically once every blocking check upstream has passed."""

@@ -1,43 +1,47 @@
-"""Monthly partitions of the raw deliveries, and the schedule that loads the month that just closed.
+"""Delivery-month partitions: they exist only where the raw data is delivered month by month.
 
-Environment (read when the code location loads):
-  CHURN_FIRST_MONTH       first partition, YYYY-MM (default 2023-01)
-  CHURN_TIMEZONE          time zone of the month boundaries and of the schedule (default UTC);
-                          use the same zone as the run's `timezone` setting
-  CHURN_SCHEDULE_DAY      day of the month the schedule fires (1-28, default 2)
-  CHURN_SCHEDULE_HOUR     hour it fires (0-23, default 6)
+The code location serves one raw directory: `CHURN_RAW_DIR` (read when the definitions load),
+else the `raw_dir` setting's default. When it holds `YYYY-MM/` folders the raw assets are
+partitioned by `delivery_month`, a dynamic partition per folder: the `delivery_months` sensor
+(and `churn-pipeline run`) add a month when its folder appears, so every partition shown can be
+materialized. A flat directory gives unpartitioned raw assets: "Materialize all" is one plain run.
 """
 
-import os
-from collections.abc import Mapping
+from __future__ import annotations
+
+from pathlib import Path
 
 import dagster as dg
 
-from churn_pipeline.lib.months import month_keys, parse_month
-from churn_pipeline.lib.settings import SettingsError, parse_timezone
+from churn_pipeline.lib.raw_sources import delivered_months
+from churn_pipeline.lib.settings import PipelineSettings
+
+RAW_DIR_ENV = "CHURN_RAW_DIR"
+delivery_month_partitions = dg.DynamicPartitionsDefinition(name="delivery_month")
 
 
-def _int_setting(name: str, default: int, low: int, high: int) -> int:
-    text = os.environ.get(name, str(default))
-    if not text.strip().isdigit() or not low <= int(text) <= high:
-        raise SettingsError(f"{name}: {text!r} is not a whole number from {low} to {high}")
-    return int(text)
+def code_location_raw_dir() -> Path:
+    """The raw directory this code location serves (and its UI runs read by default)."""
+    return Path(dg.EnvVar(RAW_DIR_ENV).get_value() or PipelineSettings.model_fields["raw_dir"].default)
 
 
-FIRST_MONTH = parse_month(os.environ.get("CHURN_FIRST_MONTH", "2023-01"), "CHURN_FIRST_MONTH").strftime("%Y-%m")
-TIMEZONE = parse_timezone(os.environ.get("CHURN_TIMEZONE", "UTC"), "CHURN_TIMEZONE")
-SCHEDULE_DAY = _int_setting("CHURN_SCHEDULE_DAY", 2, 1, 28)
-SCHEDULE_HOUR = _int_setting("CHURN_SCHEDULE_HOUR", 6, 0, 23)
-
-# end_offset=0: the newest partition is the last month that has closed.
-monthly_partitions = dg.MonthlyPartitionsDefinition(start_date=FIRST_MONTH, fmt="%Y-%m", timezone=TIMEZONE, end_offset=0)
+def delivery_partitions() -> dg.DynamicPartitionsDefinition | None:
+    """`delivery_month` partitions for a month-by-month raw directory, None for a flat one."""
+    return delivery_month_partitions if delivered_months(code_location_raw_dir()) else None
 
 
-def run_months(tags: Mapping[str, str]) -> tuple[str, ...] | None:
-    """The months a run loads, from its Dagster tags: one partition, a backfill range, or None (every file)."""
-    if "dagster/partition" in tags:
-        return (tags["dagster/partition"],)
-    start, end = tags.get("dagster/asset_partition_range_start"), tags.get("dagster/asset_partition_range_end")
-    if start and end:
-        return month_keys(start, end)
-    return None
+def register_delivery_months(instance: dg.DagsterInstance, raw_dir: Path) -> list[str]:
+    """Add a partition for every delivered month folder the instance does not know yet; returns them."""
+    known = set(instance.get_dynamic_partitions(delivery_month_partitions.name))
+    new = [month for month in delivered_months(raw_dir) if month not in known]
+    if new:
+        instance.add_dynamic_partitions(delivery_month_partitions.name, new)
+    return new
+
+
+def run_months(context: dg.AssetExecutionContext) -> tuple[str, ...] | None:
+    """The delivery months of this run (one partition or a backfill range), None for every file.
+    Unpartitioned assets of a partitioned run see the run's months too."""
+    if not (context.has_partition_key or context.has_partition_key_range):
+        return None
+    return tuple(context.partition_keys)

@@ -1,4 +1,5 @@
-"""Dagster resources: the pipeline settings and the DuckDB warehouse."""
+"""Dagster resources: the pipeline settings and the DuckDB warehouse, and the operational limits
+every step that opens the warehouse shares."""
 
 import logging
 from collections.abc import Iterator
@@ -10,40 +11,37 @@ import duckdb
 from filelock import FileLock
 from pydantic import PrivateAttr
 
-from churn_pipeline.defs.partitions import run_months
-from churn_pipeline.lib.build_area import build_path, clean_output_leftovers, start_build
+from churn_pipeline.defs.partitions import RAW_DIR_ENV
+from churn_pipeline.lib.build_area import build_path, open_build, open_output_build, start_build
 from churn_pipeline.lib.months import end_of_month
 from churn_pipeline.lib.run_lock import acquire_run_lock
 from churn_pipeline.lib.settings import PipelineSettings, WarehouseSettings, parse_as_of
 
 progress_log = logging.getLogger("churn_pipeline.progress")
 
+# every step that opens the warehouse: one at a time (the instance's pool limit, dagster.yaml)
+WAREHOUSE_POOL = "duckdb_warehouse"
+# a file still being written, or a lock another process will release: retried 2, 4, 8 and 16 s later
+TRANSIENT_RETRIES = dg.RetryPolicy(max_retries=4, delay=2, backoff=dg.Backoff.EXPONENTIAL)
+
 
 class PipelineConfig(dg.ConfigurableResource, PipelineSettings):
     """Where the raw files are, where outputs go, and how time and churn are defined
     (the fields are declared once, in lib/settings.py)."""
 
-    _months: tuple[str, ...] | None = PrivateAttr(default=None)
-
     def setup_for_execution(self, context: dg.InitResourceContext) -> None:
-        clean_output_leftovers(self.output_path)
-        self._months = run_months(context.run.tags) if context.run else None
+        open_output_build(self.output_path, context.run.run_id)
 
-    @property
-    def months(self) -> tuple[str, ...] | None:
-        """The delivery months this run loads (a partition or a backfill range), or None for every file."""
-        return self._months
-
-    def as_of_instant(self):
-        """`as_of` when given; in a partitioned run, the close of its last month; else None (latest data)."""
+    def as_of_instant(self, months: tuple[str, ...] | None):
+        """`as_of` when given; in a run of delivery months, the close of the last; else None (latest data)."""
         explicit = parse_as_of(self.as_of)
-        if explicit is None and self._months:
-            return end_of_month(self._months[-1], self.timezone)
+        if explicit is None and months:
+            return end_of_month(months[-1], self.timezone)
         return explicit
 
-    def run_sql_parameters(self) -> dict[str, object]:
-        """The values this run's SQL models bind."""
-        return self.sql_parameters(self.as_of_instant())
+    def run_sql_parameters(self, months: tuple[str, ...] | None) -> dict[str, object]:
+        """The values the SQL models of a run of these delivery months bind."""
+        return self.sql_parameters(self.as_of_instant(months))
 
 
 class Warehouse(dg.ConfigurableResource, WarehouseSettings):
@@ -65,8 +63,8 @@ class Warehouse(dg.ConfigurableResource, WarehouseSettings):
     def setup_for_execution(self, context: dg.InitResourceContext) -> None:
         # one run per warehouse at a time: a second run waits here rather than clobbering the build
         self._lock = acquire_run_lock(self.live_path, self.lock_timeout_seconds)
-        seeded = start_build(self.live_path)
-        if ".wal" in seeded:
+        seeded = open_build(self.live_path, context.run.run_id)
+        if seeded and ".wal" in seeded:
             line = f"warehouse {self.live_path}: {seeded}"
             context.log.warning(line)
             progress_log.warning(line)
@@ -106,8 +104,9 @@ class Warehouse(dg.ConfigurableResource, WarehouseSettings):
 
 @dg.definitions
 def resources() -> dg.Definitions:
-    # one DuckDB writer at a time: steps run one after another in the run's process
+    raw_dir = {"raw_dir": dg.EnvVar(RAW_DIR_ENV)} if dg.EnvVar(RAW_DIR_ENV).get_value() else {}
+    # steps run one after another in the run's process, which holds the run lock throughout
     return dg.Definitions(
-        resources={"pipeline": PipelineConfig(), "warehouse": Warehouse()},
+        resources={"pipeline": PipelineConfig(**raw_dir), "warehouse": Warehouse()},
         executor=dg.in_process_executor,
     )

@@ -2,7 +2,9 @@
 
 The warehouse is built in `.<name>.build` beside the live file (seeded with a copy of it), the
 Parquet files and the report in `<output_dir>/.build/`. A crashed run's leftovers are removed
-when the next run starts; `lib/release.py` swaps a finished build in.
+when the next run starts; `lib/release.py` swaps a finished build in. Each area is marked with
+the run that owns it, so the later steps of a run resume it, also when every step is its own
+process (a multi-process executor).
 """
 
 from __future__ import annotations
@@ -22,6 +24,37 @@ def build_path(live: Path) -> Path:
 
 def build_dir(output_dir: Path) -> Path:
     return output_dir / BUILD_DIR
+
+
+def run_marker(live: Path) -> Path:
+    """Names the run that owns the build warehouse."""
+    return live.with_name(f".{live.name}.build.run")
+
+
+def _owned_by(marker: Path, run_id: str) -> bool:
+    return marker.exists() and marker.read_text(encoding="utf-8") == run_id
+
+
+def open_build(live: Path, run_id: str) -> str | None:
+    """The run's build warehouse: started (`start_build`) by the run's first step, resumed by its
+    later ones. Returns how it was seeded, or None when resumed."""
+    marker = run_marker(live)
+    if _owned_by(marker, run_id) and build_path(live).exists():
+        return None
+    marker.unlink(missing_ok=True)
+    seeded = start_build(live)
+    marker.write_text(run_id, encoding="utf-8")
+    return seeded
+
+
+def open_output_build(output_dir: Path, run_id: str) -> None:
+    """The run's output build directory: a previous run's leftovers removed on its first step."""
+    marker = build_dir(output_dir) / ".run"
+    if _owned_by(marker, run_id):
+        return
+    clean_output_leftovers(output_dir)
+    marker.parent.mkdir(parents=True, exist_ok=True)
+    marker.write_text(run_id, encoding="utf-8")
 
 
 def wal_path(database: Path) -> Path:

@@ -55,6 +55,14 @@ class RawSource:
         return sorted(found, key=lambda p: relative_name(p, raw_dir))
 
 
+def delivered_months(raw_dir: Path) -> list[str]:
+    """The `YYYY-MM` folders of `raw_dir` holding orders* or subscription_events* files, in order."""
+    if not raw_dir.is_dir():
+        return []
+    found = {delivery_month(path, raw_dir) for source in (ORDERS, SUBSCRIPTION_EVENTS) for path in source.files(raw_dir)}
+    return sorted(month for month in found if month is not None)
+
+
 def relative_name(path: Path, raw_dir: Path) -> str:
     """How a file is named in `source_file`: its path below the raw directory, e.g. `2024-05/orders.csv`."""
     return path.relative_to(raw_dir).as_posix()

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import duckdb
 
-from churn_pipeline.lib.build_area import build_dir, build_path, wal_path
+from churn_pipeline.lib.build_area import build_dir, build_path, run_marker, wal_path
 from churn_pipeline.lib.output_files import output_path
 
 
@@ -30,6 +30,7 @@ def release_build(live: Path, output_dir: Path) -> list[str]:
         raise RuntimeError(f"{build} still has a WAL after its checkpoint; nothing was released")
     wal_path(live).unlink(missing_ok=True)
     os.replace(build, live)
+    run_marker(live).unlink(missing_ok=True)
     released = [live.name]
     built = build_dir(output_dir)
     for suffix in (".parquet", ".html"):
