@@ -21,8 +21,10 @@ lint: $(STAMP)
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/sqlfluff lint dbt_like_sql --processes 2
 
+# the Dagster UI and daemon on the instance `churn-pipeline run` records into
 dev: $(STAMP)
-	PATH="$(CURDIR)/$(VENV)/bin:$$PATH" $(VENV)/bin/dg dev
+	home="$$($(VENV)/bin/python -m churn_pipeline.dagster_home)" && \
+	DAGSTER_HOME="$$home" PATH="$(CURDIR)/$(VENV)/bin:$$PATH" $(VENV)/bin/dg dev
 
 $(STAMP): requirements.lock pyproject.toml
 	test -x $(VENV)/bin/python || $(PYTHON) -m venv $(VENV)

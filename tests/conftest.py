@@ -28,3 +28,14 @@ def _dagster_home(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
         os.environ.pop("DAGSTER_HOME", None)
     else:
         os.environ["DAGSTER_HOME"] = previous
+
+
+@pytest.fixture(autouse=True)
+def _no_instance_left_current() -> Iterator[None]:
+    """Dagster's test contexts (schedule and sensor contexts on a test instance) can leave that
+    instance's definitions-state storage as the current one after it is gone; the next test that
+    loads definitions would then fail on it. Each test starts with none."""
+    from dagster._core.storage.defs_state.base import _current_storage
+
+    yield
+    _current_storage.set(None)

@@ -82,3 +82,14 @@ def run_job(raw_dir: Path, workdir: Path, warehouse: dict | None = None, **pipel
     with dg.DagsterInstance.ephemeral() as instance:
         job = defs().resolve_job_def("churn_pipeline_job")
         return job.execute_in_process(run_config=run_config, instance=instance, raise_on_error=False)
+
+
+def multiprocess_job() -> dg.JobDefinition:
+    """The job under Dagster's multi-process executor, every step in a process of its own
+    (for `dg.reconstructable`, which the executor's processes load it by)."""
+    from churn_pipeline.definitions import defs
+
+    job = dg.define_asset_job(
+        "churn_pipeline_multiprocess", selection=dg.AssetSelection.all(), executor_def=dg.multiprocess_executor
+    )
+    return dg.Definitions.merge(defs(), dg.Definitions(jobs=[job])).resolve_job_def("churn_pipeline_multiprocess")

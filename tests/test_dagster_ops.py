@@ -9,6 +9,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import dagster as dg
+import duckdb
 import polars as pl
 import pytest
 from dagster._core.test_utils import freeze_time
@@ -170,3 +171,52 @@ def test_every_step_that_opens_the_warehouse_is_in_its_pool(monkeypatch: pytest.
     pools = {node.name: node.definition.pool for node in job.graph.node_dict.values()}
     freshness = {name for name in pools if name.startswith("freshness")}
     assert pools and all(pools[name] == WAREHOUSE_POOL for name in pools.keys() - freshness), pools
+
+
+def test_the_schema_file_matches_a_build_of_the_sample() -> None:
+    from churn_pipeline.lib.schemas import load_schemas, sample_columns
+
+    declared = {table: [(column.name, column.data_type) for column in columns] for table, columns in load_schemas().items()}
+    assert declared == sample_columns(), "regenerate it: python -m churn_pipeline.lib.schemas"
+
+
+def test_every_table_asset_declares_its_columns_before_any_run(monkeypatch: pytest.MonkeyPatch) -> None:
+    from churn_pipeline.definitions import defs
+
+    monkeypatch.setenv("CHURN_RAW_DIR", str(SAMPLE))
+    with dg.instance_for_test():
+        graph = defs().resolve_asset_graph()
+    for key in graph.get_all_asset_keys():
+        if key.path[0] in ("raw", "staging", "marts"):
+            schema = graph.get(key).metadata["dagster/column_schema"]
+            assert len(schema.columns) >= 2 and all(column.type for column in schema.columns), key
+
+
+@pytest.mark.slow
+def test_under_a_multiprocess_executor_warehouse_steps_take_turns(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from churn_pipeline.lib.build_area import build_path
+    from helpers import Built
+
+    monkeypatch.setenv("CHURN_RAW_DIR", str(SAMPLE))
+    # the executor's processes load the job from tests/helpers.py
+    job = dg.build_reconstructable_job("helpers", "multiprocess_job", reconstructor_working_directory=str(Path(__file__).parent))
+    pools = {"concurrency": {"pools": {"granularity": "op", "default_limit": 1}}}
+    config = _config(SAMPLE, tmp_path) | {"execution": {"config": {"max_concurrent": 3}}}
+    # the three raw loads could run side by side; the pool makes them take turns
+    selection = [*RAW_ASSETS, dg.AssetKey(["staging", "stg_fx_rates"]), dg.AssetKey(["staging", "stg_orders"])]
+    with dg.instance_for_test(overrides=pools) as instance:
+        result = dg.execute_job(job, instance=instance, run_config=config, asset_selection=selection)
+        assert result.success
+        spans: dict[str, list[float]] = {}
+        for record in instance.all_logs(result.run_id):
+            event = record.dagster_event
+            if event and event.event_type in (dg.DagsterEventType.STEP_WORKER_STARTING, dg.DagsterEventType.STEP_SUCCESS):
+                spans.setdefault(event.step_key, []).append(record.timestamp)
+    steps = sorted(spans.values())
+    assert len(steps) == 5 and all(len(span) == 2 for span in steps)
+    # a step's process starts only once the one before has finished
+    assert all(earlier[1] <= later[0] for earlier, later in zip(steps, steps[1:], strict=False)), steps
+    # each step, in a process of its own, went on with the run's one build
+    expected = Built(SAMPLE).sql("select count(*) as n from staging.stg_orders")["n"].item()
+    with duckdb.connect(str(build_path(tmp_path / "w.duckdb")), read_only=True) as conn:
+        assert conn.sql("select count(*) from staging.stg_orders").fetchall() == [(expected,)]

@@ -5,6 +5,7 @@ from __future__ import annotations
 import dagster as dg
 
 from churn_pipeline.definitions import defs
+from churn_pipeline.defs.outputs import PUBLISHED_TABLES
 from churn_pipeline.lib.sql_models import load_models
 
 
@@ -43,7 +44,7 @@ def test_assets_checks_and_job() -> None:
         ("marts/churn_by_month", "mrr_identity_holds"),
         ("marts/churn_by_month", "months_chain"),
         ("marts/churn_by_cohort", "customer_months_match_the_curve"),
-    }
+    } | {(key.to_user_string(), "freshness_check") for key in PUBLISHED_TABLES}
     assert defs().resolve_job_def("churn_pipeline_job") is not None
 
 

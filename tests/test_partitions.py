@@ -67,15 +67,14 @@ def test_the_schedule_requests_the_month_that_just_closed(tmp_path: Path, monkey
         repository = definitions.get_repository_def()
         assert schedule.cron_schedule == "0 6 2 * *"
         assert register_delivery_months(instance, tmp_path) == ["2024-05", "2024-06"]
-        tick = dg.build_schedule_context(
-            instance=instance, repository_def=repository, scheduled_execution_time=datetime(2024, 7, 2, 6, tzinfo=UTC)
-        )
-        assert [request.partition_key for request in schedule.evaluate_tick(tick).run_requests] == ["2024-06"]
+
+        def evaluate(day: datetime) -> dg.ScheduleExecutionData:
+            with dg.build_schedule_context(instance=instance, repository_def=repository, scheduled_execution_time=day) as tick:
+                return schedule.evaluate_tick(tick)
+
+        assert [request.partition_key for request in evaluate(datetime(2024, 7, 2, 6, tzinfo=UTC)).run_requests] == ["2024-06"]
         # a month whose folder has not come yet is skipped, naming the folder
-        tick = dg.build_schedule_context(
-            instance=instance, repository_def=repository, scheduled_execution_time=datetime(2024, 8, 2, 6, tzinfo=UTC)
-        )
-        skipped = schedule.evaluate_tick(tick)
+        skipped = evaluate(datetime(2024, 8, 2, 6, tzinfo=UTC))
         assert skipped.run_requests == []
         assert (
             skipped.skip_message
@@ -84,10 +83,7 @@ def test_the_schedule_requests_the_month_that_just_closed(tmp_path: Path, monkey
         # the year turns: on 2 January the month that closed is December
         _delivery(tmp_path, "2024-12")
         register_delivery_months(instance, tmp_path)
-        tick = dg.build_schedule_context(
-            instance=instance, repository_def=repository, scheduled_execution_time=datetime(2025, 1, 2, 6, tzinfo=UTC)
-        )
-        assert [request.partition_key for request in schedule.evaluate_tick(tick).run_requests] == ["2024-12"]
+        assert [request.partition_key for request in evaluate(datetime(2025, 1, 2, 6, tzinfo=UTC)).run_requests] == ["2024-12"]
 
 
 def test_a_flat_raw_directory_has_no_partitions_and_the_schedule_reloads_it(

@@ -29,7 +29,3 @@ def dagster_home() -> Path:
 def project_instance() -> dg.DagsterInstance:
     """The persistent instance in `dagster_home()`; close it (or use it as a context manager)."""
     return dg.DagsterInstance.from_config(str(dagster_home()))
-
-
-if __name__ == "__main__":
-    print(dagster_home())
