@@ -10,8 +10,9 @@ STAMP := $(VENV)/.installed
 run: $(STAMP)
 	$(VENV)/bin/churn-pipeline run
 
+# one worker per core; a module's tests stay on one worker, so its fixtures are built once
 test: $(STAMP)
-	$(VENV)/bin/python -m pytest -q $(PYTEST_ARGS)
+	$(VENV)/bin/python -m pytest -q -n auto --dist loadscope $(PYTEST_ARGS)
 
 setup: $(STAMP)
 

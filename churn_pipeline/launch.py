@@ -34,8 +34,23 @@ def launch_run(
     The definitions serve the run's raw directory, so a month-by-month directory gets its
     partitions: each delivered month is registered, one month is a partition run, several a
     partition-range run, and a full run covers every delivered month."""
+    from churn_pipeline.definitions import defs
+
     with _serving(pipeline.raw_path):
-        return _launch(instance, pipeline, warehouse, run_config, months)
+        job = defs().resolve_job_def(JOB)
+        fail_abandoned_runs(instance, warehouse)
+        tags = {**LAUNCHED_BY_CLI, "churn_pipeline/warehouse_file": str(os.path.abspath(warehouse.database))}
+        partition_key = None
+        if delivery_partitions() is not None and not pipeline.source:
+            register_delivery_months(instance, pipeline.raw_path)
+            chosen = months or tuple(delivered_months(pipeline.raw_path))
+            if len(chosen) == 1:
+                partition_key = chosen[0]
+            else:
+                tags |= {ASSET_PARTITION_RANGE_START_TAG: chosen[0], ASSET_PARTITION_RANGE_END_TAG: chosen[-1]}
+        return job.execute_in_process(
+            run_config=run_config, instance=instance, partition_key=partition_key, tags=tags, raise_on_error=False
+        )
 
 
 @contextmanager
@@ -50,31 +65,6 @@ def _serving(raw_dir: Path) -> Iterator[None]:
             os.environ.pop(RAW_DIR_ENV, None)
         else:
             os.environ[RAW_DIR_ENV] = previous
-
-
-def _launch(
-    instance: dg.DagsterInstance,
-    pipeline: PipelineSettings,
-    warehouse: WarehouseSettings,
-    run_config: dict,
-    months: tuple[str, ...] | None,
-) -> dg.ExecuteInProcessResult:
-    from churn_pipeline.definitions import defs
-
-    job = defs().resolve_job_def(JOB)
-    fail_abandoned_runs(instance, warehouse)
-    tags = {**LAUNCHED_BY_CLI, "churn_pipeline/warehouse_file": str(os.path.abspath(warehouse.database))}
-    partition_key = None
-    if delivery_partitions() is not None and not pipeline.source:
-        register_delivery_months(instance, pipeline.raw_path)
-        chosen = months or tuple(delivered_months(pipeline.raw_path))
-        if len(chosen) == 1:
-            partition_key = chosen[0]
-        else:
-            tags |= {ASSET_PARTITION_RANGE_START_TAG: chosen[0], ASSET_PARTITION_RANGE_END_TAG: chosen[-1]}
-    return job.execute_in_process(
-        run_config=run_config, instance=instance, partition_key=partition_key, tags=tags, raise_on_error=False
-    )
 
 
 def fail_abandoned_runs(instance: dg.DagsterInstance, warehouse: WarehouseSettings) -> list[str]:

@@ -3,6 +3,7 @@ match the deliveries, the failure alert, overdue tables, and the warehouse pool.
 
 from __future__ import annotations
 
+import os
 import re
 import shutil
 from datetime import UTC, datetime, timedelta
@@ -220,3 +221,63 @@ def test_under_a_multiprocess_executor_warehouse_steps_take_turns(tmp_path: Path
     expected = Built(SAMPLE).sql("select count(*) as n from staging.stg_orders")["n"].item()
     with duckdb.connect(str(build_path(tmp_path / "w.duckdb")), read_only=True) as conn:
         assert conn.sql("select count(*) from staging.stg_orders").fetchall() == [(expected,)]
+
+
+def test_a_partition_without_its_delivery_names_the_month_folder_and_source(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from churn_pipeline.definitions import defs
+    from churn_pipeline.defs.partitions import register_delivery_months
+
+    raw = tmp_path / "raw"
+    for month in ("2024-05", "2024-06"):
+        (raw / month).mkdir(parents=True)
+        (raw / month / "orders.csv").write_text(f"order_id,customer_id,ordered_at,amount\n{month},c1,{month}-10T00:00:00Z,10\n")
+    monkeypatch.setenv("CHURN_RAW_DIR", str(raw))
+    with dg.instance_for_test() as instance:
+        register_delivery_months(instance, raw)
+        shutil.rmtree(raw / "2024-06")  # registered, then withdrawn
+        job = defs().resolve_job_def("churn_pipeline_job")
+        result = job.execute_in_process(
+            run_config=_config(raw, tmp_path), instance=instance, partition_key="2024-06", raise_on_error=False
+        )
+    from churn_pipeline.defs.alerts import step_failure
+
+    failures = sorted(step_failure(event) for event in result.get_step_failure_events())
+    expected = "month 2024-06: {} has no orders* or subscription_events* files (.csv, .csv.gz or .parquet), so there is no 2024-06 delivery to load {}* from"
+    assert failures == [
+        f"raw__{name}: " + expected.format(raw / "2024-06", name) for name in ("fx_rates", "orders", "subscription_events")
+    ]
+
+
+def test_a_killed_cli_run_is_marked_failed_and_frees_its_slot(tmp_path: Path) -> None:
+    import fcntl
+
+    from churn_pipeline.launch import LAUNCHED_BY_CLI, fail_abandoned_runs
+    from churn_pipeline.lib.run_lock import lock_path
+
+    warehouse = WarehouseSettings(database=str(tmp_path / "w.duckdb"))
+    pools = {"concurrency": {"pools": {"granularity": "op", "default_limit": 1}}}
+    with dg.instance_for_test(overrides=pools) as instance:
+        tags = {**LAUNCHED_BY_CLI, "churn_pipeline/warehouse_file": str(tmp_path / "w.duckdb")}
+        run = instance.add_run(dg.DagsterRun(job_name="churn_pipeline_job", status=dg.DagsterRunStatus.STARTED, tags=tags))
+        other = instance.add_run(  # the same, on another warehouse
+            dg.DagsterRun(
+                job_name="churn_pipeline_job",
+                status=dg.DagsterRunStatus.STARTED,
+                tags={**tags, "churn_pipeline/warehouse_file": "/x.duckdb"},
+            )
+        )
+        instance.event_log_storage.initialize_concurrency_limit_to_default(WAREHOUSE_POOL)
+        instance.event_log_storage.claim_concurrency_slot(WAREHOUSE_POOL, run.run_id, "raw__orders")
+
+        fd = os.open(lock_path(tmp_path / "w.duckdb"), os.O_RDWR | os.O_CREAT)
+        fcntl.flock(fd, fcntl.LOCK_EX)  # its process still holds the lock: alive
+        try:
+            assert fail_abandoned_runs(instance, warehouse) == []
+        finally:
+            os.close(fd)
+        assert fail_abandoned_runs(instance, warehouse) == [run.run_id]
+        assert instance.get_run_by_id(run.run_id).status == dg.DagsterRunStatus.FAILURE
+        assert instance.get_run_by_id(other.run_id).status == dg.DagsterRunStatus.STARTED
+        assert instance.event_log_storage.get_concurrency_info(WAREHOUSE_POOL).claimed_slots == []

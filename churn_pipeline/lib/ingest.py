@@ -65,7 +65,9 @@ def delivery_versions(loads: list[FileLoad]) -> dict[str, str]:
     return {month: month_version(month_files) for month, month_files in files.items()}
 
 
-def check_raw_dir(raw_dir: Path, months: tuple[str, ...] | None = None) -> None:
+def check_raw_dir(raw_dir: Path, months: tuple[str, ...] | None = None, source: RawSource | None = None) -> None:
+    """The raw directory exists and has deliveries: any, or one for each of `months` (the
+    message names the month, its folder, and the source being loaded when there is one)."""
     if not raw_dir.exists():
         raise RawInputError(f"raw directory {raw_dir} does not exist")
     if not raw_dir.is_dir():
@@ -79,8 +81,9 @@ def check_raw_dir(raw_dir: Path, months: tuple[str, ...] | None = None) -> None:
         return
     for month in months:
         if not any(delivery_month(path, raw_dir) == month for source in events for path in source.files(raw_dir, (month,))):
+            loading = f", so there is no {month} delivery to load {source.name}* from" if source else ""
             raise RawInputError(
-                f"month {month}: {raw_dir / month} has no orders* or subscription_events* files (.csv, .csv.gz or .parquet)"
+                f"month {month}: {raw_dir / month} has no orders* or subscription_events* files (.csv, .csv.gz or .parquet){loading}"
             )
 
 
@@ -267,7 +270,7 @@ def load_source(
     `months=None` replaces the whole table with every file. Otherwise only those months'
     delivery folders are read, and exactly their rows are replaced (a rerun never duplicates).
     """
-    check_raw_dir(raw_dir, months)
+    check_raw_dir(raw_dir, months, source)
     _create_rejects_table(conn)
     with transaction(conn):
         if months is None:
