@@ -50,8 +50,9 @@ def test_the_project_home_is_created_with_its_dagster_yaml(tmp_path: Path, monke
     monkeypatch.chdir(tmp_path)
     home = dagster_home()
     assert home == tmp_path / ".dagster_home"
-    settings = dg.DagsterInstance.from_config(str(home)).get_settings("concurrency")
-    assert settings["pools"] == {"granularity": "op", "default_limit": 1}
+    instance = dg.DagsterInstance.from_config(str(home))
+    assert instance.get_settings("concurrency")["pools"] == {"granularity": "op", "default_limit": 1}
+    assert instance.run_monitoring_enabled and instance.run_monitoring_start_timeout_seconds == 180
     monkeypatch.setenv("DAGSTER_HOME", str(tmp_path / "elsewhere"))
     assert dagster_home() == tmp_path / "elsewhere" and (tmp_path / "elsewhere" / "dagster.yaml").exists()
 
@@ -160,6 +161,12 @@ def test_a_published_table_a_month_old_is_flagged_overdue(tmp_path: Path, monkey
 
         assert passed(timedelta(days=20))
         assert not passed(timedelta(days=40))
+
+
+def test_the_job_is_failed_by_run_monitoring_after_two_hours() -> None:
+    from churn_pipeline.defs.schedules import churn_job
+
+    assert churn_job.tags["dagster/max_runtime"] == str(2 * 60 * 60)
 
 
 def test_every_step_that_opens_the_warehouse_is_in_its_pool(monkeypatch: pytest.MonkeyPatch) -> None:
