@@ -129,13 +129,20 @@ def retention_heatmap(cohort_retention: pl.DataFrame, basis: str, value: str = "
     return fig
 
 
-def retention_curve_chart(curve: pl.DataFrame, basis: str) -> plt.Figure | None:
-    frame = curve.filter(pl.col("basis") == basis).sort("months_since_signup")
+def _by_lifetime_month(table: pl.DataFrame, basis: str) -> tuple[plt.Figure, plt.Axes, pl.DataFrame, np.ndarray] | None:
+    """A figure for one basis's rows by lifetime month, with those rows and their months; None when it has none."""
+    frame = table.filter(pl.col("basis") == basis).sort("months_since_signup")
     if frame.is_empty():
         return None
     fig, ax = plt.subplots(figsize=(7, 3))
     _margins(fig, left=0.75, bottom=0.5)
-    k = frame["months_since_signup"].to_numpy()
+    return fig, ax, frame, frame["months_since_signup"].to_numpy()
+
+
+def retention_curve_chart(curve: pl.DataFrame, basis: str) -> plt.Figure | None:
+    if (drawn := _by_lifetime_month(curve, basis)) is None:
+        return None
+    fig, ax, frame, k = drawn
     ax.fill_between(
         k,
         frame["survival_ci_low"].to_numpy(),
@@ -154,12 +161,9 @@ def retention_curve_chart(curve: pl.DataFrame, basis: str) -> plt.Figure | None:
 
 
 def hazard_chart(high_risk: pl.DataFrame, basis: str) -> plt.Figure | None:
-    frame = high_risk.filter(pl.col("basis") == basis).sort("months_since_signup")
-    if frame.is_empty():
+    if (drawn := _by_lifetime_month(high_risk, basis)) is None:
         return None
-    fig, ax = plt.subplots(figsize=(7, 3))
-    _margins(fig, left=0.75, bottom=0.5)
-    k = frame["months_since_signup"].to_numpy()
+    fig, ax, frame, k = drawn
     flagged = frame["is_high_risk"].fill_null(False).to_numpy()
     _bars(ax, k, frame["hazard"].to_numpy(), facecolors=np.where(flagged, "tab:red", "tab:gray"), label="hazard")
     ax.plot(k, _floats(frame["baseline_hazard"]), color="black", lw=1, marker=".", label="baseline from neighbouring months")
