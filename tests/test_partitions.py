@@ -315,3 +315,20 @@ def test_a_file_still_being_written_is_retried(monthly_raw: Path, tmp_path: Path
     with duckdb.connect(str(tmp_path / "work" / "warehouse.duckdb"), read_only=True) as conn:
         loaded = conn.sql("select * from raw.orders").pl()
     assert loaded.filter(pl.col("source_file") == "2023-03/orders.csv").height == len(lines)
+
+
+def test_the_delivery_sensor_adds_each_new_month_folder(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from churn_pipeline.definitions import defs
+    from churn_pipeline.defs.partitions import register_delivery_months
+
+    _delivery(tmp_path, "2024-05")
+    monkeypatch.setenv("CHURN_RAW_DIR", str(tmp_path))
+    with dg.instance_for_test() as instance:
+        sensor = defs().resolve_sensor_def("delivery_months")
+        _delivery(tmp_path, "2024-06")
+        with dg.build_sensor_context(instance=instance) as context:
+            (request,) = sensor.evaluate_tick(context).dynamic_partitions_requests
+        assert (request.partitions_def_name, list(request.partition_keys)) == ("delivery_month", ["2024-05", "2024-06"])
+        register_delivery_months(instance, tmp_path)
+        with dg.build_sensor_context(instance=instance) as context:
+            assert sensor.evaluate_tick(context).skip_message == "no new delivery month"

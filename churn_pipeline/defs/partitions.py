@@ -30,10 +30,15 @@ def delivery_partitions() -> dg.DynamicPartitionsDefinition | None:
     return delivery_month_partitions if delivered_months(code_location_raw_dir()) else None
 
 
+def unregistered_months(instance: dg.DagsterInstance, raw_dir: Path) -> list[str]:
+    """The delivered month folders the instance has no partition for yet."""
+    known = set(instance.get_dynamic_partitions(delivery_month_partitions.name))
+    return [month for month in delivered_months(raw_dir) if month not in known]
+
+
 def register_delivery_months(instance: dg.DagsterInstance, raw_dir: Path) -> list[str]:
     """Add a partition for every delivered month folder the instance does not know yet; returns them."""
-    known = set(instance.get_dynamic_partitions(delivery_month_partitions.name))
-    new = [month for month in delivered_months(raw_dir) if month not in known]
+    new = unregistered_months(instance, raw_dir)
     if new:
         instance.add_dynamic_partitions(delivery_month_partitions.name, new)
     return new

@@ -9,9 +9,13 @@ import dagster as dg
 
 from churn_pipeline.defs.alerts import send_alert, step_failure
 from churn_pipeline.defs.outputs import PUBLISHED_TABLES
-from churn_pipeline.defs.partitions import code_location_raw_dir, delivery_month_partitions, delivery_partitions
+from churn_pipeline.defs.partitions import (
+    code_location_raw_dir,
+    delivery_month_partitions,
+    delivery_partitions,
+    unregistered_months,
+)
 from churn_pipeline.lib.months import MONTH_KEY
-from churn_pipeline.lib.raw_sources import delivered_months
 
 # the day after a month closes, early morning in the schedule's time zone
 SCHEDULE_CRON = "0 6 2 * *"
@@ -70,8 +74,7 @@ def _monthly_schedule(partitioned: bool) -> dg.ScheduleDefinition:
     description="Adds a delivery_month partition when a YYYY-MM/ folder with raw files appears in the raw directory.",
 )
 def delivery_months_sensor(context: dg.SensorEvaluationContext) -> dg.SensorResult | dg.SkipReason:
-    known = set(context.instance.get_dynamic_partitions(delivery_month_partitions.name))
-    new = [month for month in delivered_months(code_location_raw_dir()) if month not in known]
+    new = unregistered_months(context.instance, code_location_raw_dir())
     if not new:
         return dg.SkipReason("no new delivery month")
     return dg.SensorResult(dynamic_partitions_requests=[delivery_month_partitions.build_add_request(new)])
