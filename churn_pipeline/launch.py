@@ -19,6 +19,13 @@ from churn_pipeline.lib.settings import PipelineSettings, WarehouseSettings
 
 JOB = "churn_pipeline_job"
 LAUNCHED_BY_CLI = {"churn_pipeline/launched_by": "cli"}
+
+
+def cli_run_tags(warehouse: WarehouseSettings) -> dict[str, str]:
+    """The tags of a CLI run: who launched it and the warehouse file it builds."""
+    return {**LAUNCHED_BY_CLI, "churn_pipeline/warehouse_file": os.path.abspath(warehouse.database)}
+
+
 UNFINISHED = [dg.DagsterRunStatus.STARTED, dg.DagsterRunStatus.STARTING, dg.DagsterRunStatus.NOT_STARTED]
 
 
@@ -39,7 +46,7 @@ def launch_run(
     with _serving(pipeline.raw_path):
         job = defs().resolve_job_def(JOB)
         fail_abandoned_runs(instance, warehouse)
-        tags = {**LAUNCHED_BY_CLI, "churn_pipeline/warehouse_file": str(os.path.abspath(warehouse.database))}
+        tags = cli_run_tags(warehouse)
         partition_key = None
         if delivery_partitions() is not None and not pipeline.source:
             register_delivery_months(instance, pipeline.raw_path)
@@ -70,13 +77,10 @@ def _serving(raw_dir: Path) -> Iterator[None]:
 def fail_abandoned_runs(instance: dg.DagsterInstance, warehouse: WarehouseSettings) -> list[str]:
     """Mark failed the CLI runs on this warehouse that never finished (their process was killed),
     freeing their pool slots; only when no run holds the warehouse's run lock. Returns their ids."""
-    database = str(os.path.abspath(warehouse.database))
-    records = instance.get_run_records(
-        dg.RunsFilter(job_name=JOB, statuses=UNFINISHED, tags={**LAUNCHED_BY_CLI, "churn_pipeline/warehouse_file": database})
-    )
+    records = instance.get_run_records(dg.RunsFilter(job_name=JOB, statuses=UNFINISHED, tags=cli_run_tags(warehouse)))
     if not records:
         return []
-    lock = FileLock(lock_path(Path(database)))
+    lock = FileLock(lock_path(Path(warehouse.database).absolute()))
     try:
         lock.acquire(timeout=0)
     except Timeout:

@@ -260,13 +260,13 @@ def test_a_partition_without_its_delivery_names_the_month_folder_and_source(
 def test_a_killed_cli_run_is_marked_failed_and_frees_its_slot(tmp_path: Path) -> None:
     import fcntl
 
-    from churn_pipeline.launch import LAUNCHED_BY_CLI, fail_abandoned_runs
+    from churn_pipeline.launch import cli_run_tags, fail_abandoned_runs
     from churn_pipeline.lib.run_lock import lock_path
 
     warehouse = WarehouseSettings(database=str(tmp_path / "w.duckdb"))
     pools = {"concurrency": {"pools": {"granularity": "op", "default_limit": 1}}}
     with dg.instance_for_test(overrides=pools) as instance:
-        tags = {**LAUNCHED_BY_CLI, "churn_pipeline/warehouse_file": str(tmp_path / "w.duckdb")}
+        tags = cli_run_tags(warehouse)
         run = instance.add_run(dg.DagsterRun(job_name="churn_pipeline_job", status=dg.DagsterRunStatus.STARTED, tags=tags))
         other = instance.add_run(  # the same, on another warehouse
             dg.DagsterRun(
