@@ -300,7 +300,8 @@ def test_steps_share_one_database_with_the_configured_settings(tmp_path: Path, m
             assert conn.execute("select count(*) from t").fetchone()[0] == 1000
     finally:
         warehouse.close_build()
-    assert warehouse.build_path.exists() and not warehouse.build_path.with_name(warehouse.build_path.name + ".wal").exists()
+    build = build_path(warehouse.live_path)
+    assert build.exists() and not build.with_name(build.name + ".wal").exists()
 
 
 def _warehouse_file(path: Path, rows: int) -> None:

@@ -106,6 +106,10 @@ def test_shipped_views_and_the_macros_a_view_may_not_call() -> None:
         "mrr_after",
         "mrr_before",
         "lifecycle_movement",
+        "delivered_rows",
+        "flag_repeated_ids",
+        "with_quarantine_reason",
+        "with_fx_rate",
     }
 
 
@@ -115,6 +119,39 @@ def _macro_connection() -> duckdb.DuckDBPyConnection:
     conn.execute("set TimeZone = 'UTC'")
     prepare_connection(conn)
     return conn
+
+
+def test_the_delivery_macros_find_copies_by_the_named_column_only() -> None:
+    """flag_repeated_ids and with_quarantine_reason on a hand-made table whose other columns'
+    names contain the id column's: the copies of 'a' are flagged, the first without an error by
+    copy_order (nulls last, as an order by of the columns) is loaded, whatever the row order."""
+    conn = _macro_connection()
+    conn.execute(
+        """
+        create table rows as
+        select * from (values
+            (' a', 'x', 2, null, 'f', 1), ('a', 'y', null, null, 'f', 2), ('a', 'z', 1, 'bad', 'f', 3),
+            ('b', 'b', 1, null, 'f', 4), ('a', 'a', 1, null, 'f', 5)
+        ) as t(order_id, other_order_id, amount, row_error, source_file, source_row)
+        order by random()
+        """
+    )
+    flagged = conn.execute(
+        "select source_row, is_repeated_id from flag_repeated_ids('rows', 'order_id') order by source_row"
+    ).fetchall()
+    assert flagged == [(1, True), (2, True), (3, True), (4, False), (5, True)]
+    conn.execute(
+        """
+        create table valued as
+        select trim(order_id) as order_id, other_order_id, row_error, row(amount, source_row) as copy_order,
+            source_file, source_row, null as delivery_month, is_repeated_id
+        from flag_repeated_ids('rows', 'order_id')
+        """
+    )
+    reasons = conn.execute(
+        "select source_row, quarantine_reason from with_quarantine_reason('valued', 'order_id') order by source_row"
+    ).fetchall()
+    assert reasons == [(1, "duplicate order_id"), (2, "duplicate order_id"), (3, "bad"), (4, None), (5, None)]
 
 
 @pytest.mark.parametrize("zone", ["UTC", "America/New_York", "Asia/Kolkata"])

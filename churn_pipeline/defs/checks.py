@@ -113,22 +113,33 @@ def no_cell_beyond_last_complete_month(warehouse: Warehouse) -> dg.AssetCheckRes
     )
 
 
+def _curve_rises(warehouse: Warehouse, column: str, tolerance: float, also_failing: str, what: str) -> dg.AssetCheckResult:
+    """The ages of marts.retention_curve where `column` is above its value one month younger
+    (by more than `tolerance`) or where `also_failing` holds."""
+    return failing_rows(
+        warehouse,
+        f"""
+        select basis, months_since_signup, {column}, previous
+        from (
+            select *, lag({column}) over (partition by basis order by months_since_signup) as previous
+            from marts.retention_curve
+        )
+        where {column} > previous + {tolerance} or {also_failing}
+        order by all
+        """,
+        ["basis", "k", column, "previous"],
+        what,
+    )
+
+
 @dg.asset_check(pool=WAREHOUSE_POOL, asset=marts("retention_curve"), blocking=True)
 def survival_never_increases(warehouse: Warehouse) -> dg.AssetCheckResult:
     """Kaplan-Meier survival is non-increasing with age and inside its confidence band."""
-    return failing_rows(
+    return _curve_rises(
         warehouse,
-        """
-        select basis, months_since_signup, survival, previous
-        from (
-            select *, lag(survival) over (partition by basis order by months_since_signup) as previous
-            from marts.retention_curve
-        )
-        where survival > previous + 1e-12 or survival < 0 or survival > 1
-            or survival_ci_low > survival + 1e-12 or survival_ci_high < survival - 1e-12
-        order by all
-        """,
-        ["basis", "k", "survival", "previous"],
+        "survival",
+        1e-12,
+        "survival < 0 or survival > 1 or survival_ci_low > survival + 1e-12 or survival_ci_high < survival - 1e-12",
         "months where survival rises or leaves its band",
     )
 
@@ -136,20 +147,7 @@ def survival_never_increases(warehouse: Warehouse) -> dg.AssetCheckResult:
 @dg.asset_check(pool=WAREHOUSE_POOL, asset=marts("retention_curve"), blocking=True)
 def at_risk_never_increases(warehouse: Warehouse) -> dg.AssetCheckResult:
     """The number of customers at risk never grows with age, and churned <= at_risk."""
-    return failing_rows(
-        warehouse,
-        """
-        select basis, months_since_signup, at_risk, previous
-        from (
-            select *, lag(at_risk) over (partition by basis order by months_since_signup) as previous
-            from marts.retention_curve
-        )
-        where at_risk > previous or churned > at_risk or churned < 0
-        order by all
-        """,
-        ["basis", "k", "at_risk", "previous"],
-        "months where at_risk grows",
-    )
+    return _curve_rises(warehouse, "at_risk", 0, "churned > at_risk or churned < 0", "months where at_risk grows")
 
 
 asset_checks = [

@@ -56,10 +56,6 @@ class Warehouse(dg.ConfigurableResource, WarehouseSettings):
     def live_path(self) -> Path:
         return Path(self.database)
 
-    @property
-    def build_path(self) -> Path:
-        return build_path(self.live_path)
-
     def setup_for_execution(self, context: dg.InitResourceContext) -> None:
         # one run per warehouse at a time: a second run waits here rather than clobbering the build
         self._lock = acquire_run_lock(self.live_path, self.lock_timeout_seconds)
@@ -85,9 +81,10 @@ class Warehouse(dg.ConfigurableResource, WarehouseSettings):
     def get_connection(self) -> Iterator[duckdb.DuckDBPyConnection]:
         """A cursor on the run's build warehouse; every step of a run shares one database instance."""
         if self._database is None:
-            if not self.build_path.exists():
+            build = build_path(self.live_path)
+            if not build.exists():
                 start_build(self.live_path)
-            self._database = duckdb.connect(str(self.build_path))
+            self._database = duckdb.connect(str(build))
             if self.memory_limit:
                 self._database.execute("set memory_limit = $value", {"value": self.memory_limit})
             if self.threads:

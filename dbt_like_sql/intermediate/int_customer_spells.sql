@@ -29,15 +29,7 @@ toggles as not materialized (
 -- without $downgrade_is_churn a valid lifecycle alternates starts and ends, so the lifecycle's
 -- spell_number already numbers the spells: no sort needed
 counted_boundaries as (
-    select
-        customer_id,
-        occurred_at,
-        movement,
-        mrr_before,
-        mrr_after,
-        toggle,
-        spell_number
-    from toggles
+    select * from toggles
     where not $downgrade_is_churn and toggle is not null
 ),
 
@@ -54,23 +46,29 @@ boundaries as (
 
 numbered_boundaries as (
     select
+        * exclude (state_before) replace (
+            (count(*) filter (where toggle = 'start' and coalesce(state_before <> 'start', true)) over (
+                partition by customer_id order by event_seq rows between unbounded preceding and current row
+            ))::integer as spell_number
+        )
+    from boundaries
+    where (toggle = 'start' and coalesce(state_before <> 'start', true)) or (toggle = 'end' and state_before = 'start')
+),
+
+spell_boundaries as (
+    select
         customer_id,
         occurred_at,
         movement,
         mrr_before,
         mrr_after,
         toggle,
-        (count(*) filter (where toggle = 'start' and coalesce(state_before <> 'start', true)) over (
-            partition by customer_id order by event_seq rows between unbounded preceding and current row
-        ))::integer as spell_number
-    from boundaries
-    where (toggle = 'start' and coalesce(state_before <> 'start', true)) or (toggle = 'end' and state_before = 'start')
-),
-
-spell_boundaries as (
-    select * from counted_boundaries
-    union all
-    select * from numbered_boundaries
+        spell_number
+    from (
+        select * from counted_boundaries
+        union all
+        select * from numbered_boundaries
+    ) as boundaries
 ),
 
 subscription_starts as (

@@ -27,7 +27,9 @@ months as (
     where bounds.first_month <= observation.last_complete_month
 ),
 
--- a spell holds a customer at the end of month m when it starts by m and ends after m
+-- a spell holds a customer at the end of month m when it starts by m and ends after m; the
+-- customers at the start of a month are those at the end of the month before (none before the
+-- first month, when no spell has started yet)
 customers_end as (
     select
         months.basis,
@@ -42,18 +44,13 @@ customers_end as (
     group by months.basis, months.month
 ),
 
-customers_start as (
+stocks as (
     select
-        months.basis,
-        months.month,
-        count(spells.customer_id) as customers_start
-    from months
-    left join spells
-        on
-            spells.basis = months.basis
-            and spells.spell_start_month < months.month
-            and (spells.spell_end_month is null or spells.spell_end_month >= months.month)
-    group by months.basis, months.month
+        basis,
+        month,
+        coalesce(lag(customers_end) over (partition by basis order by month), 0) as customers_start,
+        customers_end
+    from customers_end
 ),
 
 spell_starts as (
@@ -188,14 +185,14 @@ final as (
     select
         months.basis,
         months.month,
-        customers_start.customers_start,
+        stocks.customers_start,
         coalesce(spell_starts.new_customers, 0) as new_customers,
         coalesce(spell_starts.reactivated, 0) as reactivated,
         coalesce(spell_ends.churned, 0) as churned,
         case when months.basis = 'subscription' then coalesce(spell_ends.voluntary_churned, 0) end as voluntary_churned,
         case when months.basis = 'subscription' then coalesce(spell_ends.involuntary_churned, 0) end as involuntary_churned,
         case when months.basis = 'subscription' then coalesce(spell_ends.downgrade_churned, 0) end as downgrade_churned,
-        customers_end.customers_end,
+        stocks.customers_end,
         mrr_start.mrr_start,
         case when months.basis = 'subscription' then coalesce(mrr_movements.new_mrr, 0) end as new_mrr,
         case when months.basis = 'subscription' then coalesce(mrr_movements.expansion_mrr, 0) end as expansion_mrr,
@@ -208,8 +205,7 @@ final as (
         case when months.basis = 'orders' then coalesce(order_revenue.revenue, 0) end as revenue,
         case when months.basis = 'orders' then coalesce(order_revenue.new_customer_revenue, 0) end as new_customer_revenue
     from months
-    inner join customers_end using (basis, month)
-    inner join customers_start using (basis, month)
+    inner join stocks using (basis, month)
     left join spell_starts using (basis, month)
     left join spell_ends using (basis, month)
     left join mrr_start on months.basis = 'subscription' and mrr_start.month = months.month

@@ -5,22 +5,7 @@
 -- read this; int_subscription_events adds the staged columns for analysts.
 -- materialized: view
 select
-    event_id,
-    customer_id,
-    occurred_at,
-    event_type,
-    plan,
-    mrr,
-    event_seq,
-    is_before_first_subscribed,
-    event_type = 'cancelled' and is_before_first_subscribed as is_trial_cancellation,
-    spell_number,
-    plan_after,
-    mrr_before,
-    mrr_after,
-    next_event_at,
-    movement,
-    event_month,
-    next_event_month
+    * exclude (lifecycle_error, delivery_month),
+    event_type = 'cancelled' and is_before_first_subscribed as is_trial_cancellation
 from staging.int_subscription_events_lifecycle
 where lifecycle_error is null

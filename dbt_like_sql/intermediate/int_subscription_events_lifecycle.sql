@@ -269,20 +269,7 @@ checked as (
 
 final as (
     select
-        event_id,
-        customer_id,
-        event_type,
-        occurred_at,
-        event_seq,
-        is_before_first_subscribed,
-        lifecycle_error,
-        plan,
-        mrr,
-        spell_number,
-        plan_after,
-        mrr_before,
-        mrr_after,
-        next_event_at,
+        * exclude (delivery_month),
         lifecycle_movement(event_type, lifecycle_error, is_before_first_subscribed, spell_number, mrr_before, mrr_after)
             as movement,
         month_of(occurred_at, $timezone) as event_month,

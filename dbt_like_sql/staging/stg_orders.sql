@@ -4,29 +4,14 @@
 -- incremental_source: raw.orders
 -- unique_key: source_file, source_row
 
+-- The table macros of macros/deliveries.sql read CTEs by name, which sqlfluff does not follow.
+-- noqa: disable=ST03
+
 -- A new delivery month is typed alone, with every other copy of an id it delivers: which copy
 -- of a repeated id is loaded depends on all of them, and nothing else crosses rows.
 {% if is_incremental() %}
-with delivered_ids as (
-    select distinct clean_text(order_id) as order_id
-    from raw.orders
-    where list_contains($append_months, coalesce(delivery_month, ''))
-),
-
--- the other copies, found by the ids this table already trimmed (cheaper than trimming every raw id)
-other_copies as (
-    select source_file, source_row
-    from {{ this }}
-    where order_id in (select order_id from delivered_ids)
-        and not list_contains($append_months, coalesce(delivery_month, ''))
-),
-
-delivered as materialized (
-    select * from raw.orders
-    where list_contains($append_months, coalesce(delivery_month, ''))
-    union all
-    select * from raw.orders
-    semi join other_copies using (source_file, source_row)
+with delivered as materialized (
+    select * from delivered_rows('raw.orders', '{{ this }}', 'order_id', $append_months)
 ),
 {% else %}
 with delivered as not materialized (
@@ -34,21 +19,9 @@ with delivered as not materialized (
 ),
 {% endif %}
 
--- ids that occur more than once, as hashes: only their rows need the duplicate window in
--- `final` (a hash collision only sends more rows through it; the window compares the ids)
-repeated_ids as (
-    select hash(clean_text(order_id)) as id_hash
-    from delivered
-    group by id_hash
-    having count(*) > 1
-),
-
 -- `not materialized` here and below: `final` reads this chain twice, each time for its own rows
 source as not materialized (
-    select
-        *,
-        hash(clean_text(order_id)) in (select id_hash from repeated_ids) as is_repeated_id
-    from delivered
+    select * from flag_repeated_ids('delivered', 'order_id')
 ),
 
 fx_rates as (
@@ -75,23 +48,8 @@ typed as not materialized (
     from source
 ),
 
--- the rate for the order's month wins over a rate with no month
 with_rate as not materialized (
-    select
-        typed.*,
-        case
-            when typed.currency = $reporting_currency then 1.0
-            else coalesce(fx_month.rate_to_reporting, fx_any.rate_to_reporting)
-        end as fx_rate
-    from typed
-    left join fx_rates as fx_month
-        on
-            fx_month.currency = typed.currency
-            and fx_month.rate_month = month_of(typed.ordered_at, $timezone)
-    left join fx_rates as fx_any
-        on
-            fx_any.currency = typed.currency
-            and fx_any.rate_month is null
+    select * from with_fx_rate('typed', 'ordered_at', 'fx_rates', $reporting_currency, $timezone)
 ),
 
 -- row-level problems, first one wins
@@ -105,7 +63,7 @@ checked as not materialized (
             when missing_amount then 'missing amount'
             when ordered_at is null then 'unparseable ordered_at'
             -- a file in a YYYY-MM folder holds that month only: [month start, next month start) in $timezone
-            when delivery_month is not null and strftime(month_of(ordered_at, $timezone), '%Y-%m') <> delivery_month
+            when delivery_month is not null and strftime(reporting_month, '%Y-%m') <> delivery_month
                 then 'ordered_at outside its delivery month'
             when amount_original is null then 'unparseable amount'
             when not regexp_matches(currency, '^[A-Z]{3}$') then 'invalid currency code'
@@ -126,6 +84,8 @@ valued as not materialized (
         channel,
         channel_missing,
         row_error,
+        -- the content order that picks the loaded copy of a repeated id
+        row(ordered_at, amount_original, customer_id, currency, channel, source_file, source_row) as copy_order,
         source_file,
         source_row,
         delivery_month,
@@ -133,32 +93,9 @@ valued as not materialized (
     from checked
 ),
 
--- a repeated order_id is a duplicate delivery: the first by content is loaded; the window
--- (a sort of every column) runs over the rows of repeated ids only
+-- a repeated order_id is a duplicate delivery: the first by content is loaded
 final as (
-    select
-        * exclude (row_error, source_file, source_row, delivery_month, is_repeated_id),
-        row_error as quarantine_reason,
-        source_file,
-        source_row,
-        delivery_month
-    from valued
-    where not is_repeated_id
-    union all
-    select
-        * exclude (row_error, source_file, source_row, delivery_month, is_repeated_id),
-        case
-            when row_error is not null then row_error
-            when row_number() over (
-                partition by row_error is null, order_id
-                order by ordered_at, amount_original, customer_id, currency, channel, source_file, source_row
-            ) > 1 then 'duplicate order_id'
-        end as quarantine_reason,
-        source_file,
-        source_row,
-        delivery_month
-    from valued
-    where is_repeated_id
+    select * from with_quarantine_reason('valued', 'order_id')
 )
 
 select * from final
