@@ -107,9 +107,7 @@ def test_shipped_views_and_the_macros_a_view_may_not_call() -> None:
         "mrr_before",
         "lifecycle_movement",
         "delivered_rows",
-        "flag_repeated_ids",
-        "with_quarantine_reason",
-        "with_fx_rate",
+        "recarried_values",
     }
 
 
@@ -121,37 +119,28 @@ def _macro_connection() -> duckdb.DuckDBPyConnection:
     return conn
 
 
-def test_the_delivery_macros_find_copies_by_the_named_column_only() -> None:
-    """flag_repeated_ids and with_quarantine_reason on a hand-made table whose other columns'
-    names contain the id column's: the copies of 'a' are flagged, the first without an error by
-    copy_order (nulls last, as an order by of the columns) is loaded, whatever the row order."""
+def test_an_append_retypes_its_months_rows_and_every_other_copy_of_their_ids() -> None:
+    """delivered_rows on hand-made tables: the rows of the appended month, and the rows of other
+    months whose id (as the staged table cleaned it) the month delivers again; a column whose
+    name contains the id column's is not taken for it."""
     conn = _macro_connection()
     conn.execute(
         """
-        create table rows as
+        create table raw.orders as
         select * from (values
-            (' a', 'x', 2, null, 'f', 1), ('a', 'y', null, null, 'f', 2), ('a', 'z', 1, 'bad', 'f', 3),
-            ('b', 'b', 1, null, 'f', 4), ('a', 'a', 1, null, 'f', 5)
-        ) as t(order_id, other_order_id, amount, row_error, source_file, source_row)
-        order by random()
+            ('a', 'b', '2024-01', 'f1', 1), ('b', 'a', '2024-01', 'f1', 2), ('c', 'c', '2024-02', 'f2', 1),
+            (' a ', 'x', '2024-03', 'f3', 1), ('d', 'x', '2024-03', 'f3', 2), ('e', 'x', null, 'top', 1)
+        ) as t(order_id, other_order_id, delivery_month, source_file, source_row);
+        create table staged as
+        select trim(order_id) as order_id, delivery_month, source_file, source_row from raw.orders
+        where delivery_month <> '2024-03' or delivery_month is null
         """
     )
-    flagged = conn.execute(
-        "select source_row, is_repeated_id from flag_repeated_ids('rows', 'order_id') order by source_row"
+    rows = conn.execute(
+        "select source_file, source_row from delivered_rows('raw.orders', 'staged', 'order_id', $months) order by all",
+        {"months": ["2024-03"]},
     ).fetchall()
-    assert flagged == [(1, True), (2, True), (3, True), (4, False), (5, True)]
-    conn.execute(
-        """
-        create table valued as
-        select trim(order_id) as order_id, other_order_id, row_error, row(amount, source_row) as copy_order,
-            source_file, source_row, null as delivery_month, is_repeated_id
-        from flag_repeated_ids('rows', 'order_id')
-        """
-    )
-    reasons = conn.execute(
-        "select source_row, quarantine_reason from with_quarantine_reason('valued', 'order_id') order by source_row"
-    ).fetchall()
-    assert reasons == [(1, "duplicate order_id"), (2, "duplicate order_id"), (3, "bad"), (4, None), (5, None)]
+    assert rows == [("f1", 1), ("f3", 1), ("f3", 2)]
 
 
 @pytest.mark.parametrize("zone", ["UTC", "America/New_York", "Asia/Kolkata"])

@@ -137,22 +137,6 @@ events as (
 events as (
     select * from staged_events
 ),
-
--- a full build continues no history
-priors as (
-    select
-        null::varchar as customer_id,
-        null::bigint as prior_event_seq,
-        null::hugeint as prior_first_subscribed_key,
-        null::hugeint as prior_trial_mark,
-        null::hugeint as prior_state_mark,
-        null::varchar as prior_plan,
-        null::double as prior_mrr,
-        null::integer as prior_spell_number,
-        null::utinyint as prior_type_rank,
-        null::hugeint as prior_key
-    where false
-),
 {% endif %}
 
 -- the lifecycle order as one number (macros/lifecycle.sql)
@@ -189,7 +173,8 @@ ordered as (
         before as (lifecycle_order rows between unbounded preceding and 1 preceding)
 ),
 
--- an append's running values go on from the priors (a full build has none)
+{% if is_incremental() %}
+-- an append's running values go on from the priors
 continued as (
     select
         ordered.* replace (
@@ -207,6 +192,12 @@ continued as (
     from ordered
     left join priors using (customer_id)
 ),
+{% else %}
+-- a full build continues no history
+continued as (
+    select * from ordered
+),
+{% endif %}
 
 -- an event is before the first subscribed when its key is below that event's: events tied with
 -- it on the key are `subscribed` too, and so not before it. Trial events count only before the
@@ -307,7 +298,8 @@ select * from final
 
 -- post_hook: a customer with an event that contradicts the lifecycle gets their carried values again,
 -- from their valid events only (an invalid event carries nothing, so gets nulls): a second pass over
--- those customers' whole history in this table, usually none. In the select above this pass would
+-- those customers' whole history in this table (recarried_values, macros/lifecycle.sql), usually
+-- none. In the select above this pass would
 -- make DuckDB keep every event in memory until the end.
 -- It reads only columns it does not write, so running it again changes nothing; in an append,
 -- only customers with new rows can have a new contradiction, and only their rows change.
@@ -323,44 +315,5 @@ set
         lifecycle.event_type, lifecycle.lifecycle_error, lifecycle.is_before_first_subscribed,
         recomputed.spell_number, recomputed.mrr_before, recomputed.mrr_after
     )
-from (
-    with contradicted_customers_events as (
-        select event_id, customer_id, event_type, occurred_at, event_seq, is_before_first_subscribed, lifecycle_error, plan, mrr
-        from {{ this }}
-        where customer_id in (select customer_id from {{ this }} where lifecycle_error is not null)
-    ),
-
-    recarried as (
-        select
-            event_id,
-            event_type,
-            is_before_first_subscribed,
-            (count(*) filter (where event_type in ('subscribed', 'reactivated')) over so_far)::integer as spell_number,
-            last_value(plan ignore nulls) over so_far as plan_so_far,
-            last_value(mrr ignore nulls) over so_far as mrr_so_far,
-            last_value(mrr ignore nulls) over before as mrr_so_far_before,
-            lag(event_type) over by_seq as previous_event_type,
-            lag(is_before_first_subscribed) over by_seq as previous_is_before_first_subscribed,
-            lead(occurred_at) over by_seq as next_event_at
-        from contradicted_customers_events
-        where lifecycle_error is null
-        window
-            by_seq as (partition by customer_id order by event_seq),
-            so_far as (by_seq rows between unbounded preceding and current row),
-            before as (by_seq rows between unbounded preceding and 1 preceding)
-    )
-
-    select
-        event_id,
-        spell_number,
-        plan_after(event_type, is_before_first_subscribed, plan_so_far) as plan_after,
-        mrr_before(previous_event_type, previous_is_before_first_subscribed, mrr_so_far_before) as mrr_before,
-        mrr_after(event_type, is_before_first_subscribed, mrr_so_far) as mrr_after,
-        next_event_at
-    from recarried
-    union all
-    select event_id, null, null, null, null, null
-    from contradicted_customers_events
-    where lifecycle_error is not null
-) as recomputed
+from recarried_values('{{ this }}') as recomputed
 where lifecycle.event_id = recomputed.event_id

@@ -55,3 +55,56 @@ case
     when event_type in ('plan_changed', 'price_changed') and mrr_after > mrr_before then 'expansion'
     when event_type in ('plan_changed', 'price_changed') and mrr_after < mrr_before then 'contraction'
 end;
+
+-- The second pass of int_subscription_events_lifecycle (its post hook): the carried values of
+-- every event of a customer with an event that contradicts the lifecycle, from their valid events
+-- only (an invalid event carries nothing, so gets nulls). `lifecycle_table` is that table, whose
+-- columns this reads are ones the pass does not write.
+create or replace temp macro recarried_values(lifecycle_table) as table
+    with contradicted_customers_events as (
+        select *
+        from query_table(lifecycle_table)
+        where customer_id in (
+            select contradicted.customer_id from query_table(lifecycle_table) as contradicted
+            where contradicted.lifecycle_error is not null
+        )
+    ),
+
+    recarried as (
+        select
+            event_id,
+            event_type,
+            is_before_first_subscribed,
+            (count(*) filter (where event_type in ('subscribed', 'reactivated')) over so_far)::integer as spell_number,
+            last_value(plan ignore nulls) over so_far as plan_so_far,
+            last_value(mrr ignore nulls) over so_far as mrr_so_far,
+            last_value(mrr ignore nulls) over before as mrr_so_far_before,
+            lag(event_type) over by_seq as previous_event_type,
+            lag(is_before_first_subscribed) over by_seq as previous_is_before_first_subscribed,
+            lead(occurred_at) over by_seq as next_event_at
+        from contradicted_customers_events
+        where lifecycle_error is null
+        window
+            by_seq as (partition by customer_id order by event_seq),
+            so_far as (by_seq rows between unbounded preceding and current row),
+            before as (by_seq rows between unbounded preceding and 1 preceding)
+    )
+
+    select
+        event_id,
+        spell_number,
+        plan_after(event_type, is_before_first_subscribed, plan_so_far) as plan_after,
+        mrr_before(previous_event_type, previous_is_before_first_subscribed, mrr_so_far_before) as mrr_before,
+        mrr_after(event_type, is_before_first_subscribed, mrr_so_far) as mrr_after,
+        next_event_at
+    from recarried
+    union all
+    select
+        event_id,
+        null as spell_number,
+        null as plan_after,
+        null as mrr_before,
+        null as mrr_after,
+        null as next_event_at
+    from contradicted_customers_events
+    where lifecycle_error is not null;

@@ -4,9 +4,6 @@
 -- incremental_source: raw.orders
 -- unique_key: source_file, source_row
 
--- The table macros of macros/deliveries.sql read CTEs by name, which sqlfluff does not follow.
--- noqa: disable=ST03
-
 -- A new delivery month is typed alone, with every other copy of an id it delivers: which copy
 -- of a repeated id is loaded depends on all of them, and nothing else crosses rows.
 {% if is_incremental() %}
@@ -19,9 +16,21 @@ with delivered as not materialized (
 ),
 {% endif %}
 
+-- ids that occur more than once, as hashes: only their rows need the duplicate window in
+-- `final` (a hash collision only sends more rows through it; the window compares the ids)
+repeated_ids as (
+    select hash(clean_text(order_id)) as id_hash
+    from delivered
+    group by id_hash
+    having count(*) > 1
+),
+
 -- `not materialized` here and below: `final` reads this chain twice, each time for its own rows
 source as not materialized (
-    select * from flag_repeated_ids('delivered', 'order_id')
+    select
+        *,
+        hash(clean_text(order_id)) in (select id_hash from repeated_ids) as is_repeated_id
+    from delivered
 ),
 
 fx_rates as (
@@ -48,8 +57,23 @@ typed as not materialized (
     from source
 ),
 
+-- the rate for the order's month wins over a rate with no month
 with_rate as not materialized (
-    select * from with_fx_rate('typed', 'ordered_at', 'fx_rates', $reporting_currency, $timezone)
+    select
+        typed.*,
+        case
+            when typed.currency = $reporting_currency then 1.0
+            else coalesce(fx_month.rate_to_reporting, fx_any.rate_to_reporting)
+        end as fx_rate
+    from typed
+    left join fx_rates as fx_month
+        on
+            fx_month.currency = typed.currency
+            and fx_month.rate_month = month_of(typed.ordered_at, $timezone)
+    left join fx_rates as fx_any
+        on
+            fx_any.currency = typed.currency
+            and fx_any.rate_month is null
 ),
 
 -- row-level problems, first one wins
@@ -63,7 +87,7 @@ checked as not materialized (
             when missing_amount then 'missing amount'
             when ordered_at is null then 'unparseable ordered_at'
             -- a file in a YYYY-MM folder holds that month only: [month start, next month start) in $timezone
-            when delivery_month is not null and strftime(reporting_month, '%Y-%m') <> delivery_month
+            when delivery_month is not null and strftime(month_of(ordered_at, $timezone), '%Y-%m') <> delivery_month
                 then 'ordered_at outside its delivery month'
             when amount_original is null then 'unparseable amount'
             when not regexp_matches(currency, '^[A-Z]{3}$') then 'invalid currency code'
@@ -84,8 +108,6 @@ valued as not materialized (
         channel,
         channel_missing,
         row_error,
-        -- the content order that picks the loaded copy of a repeated id
-        row(ordered_at, amount_original, customer_id, currency, channel, source_file, source_row) as copy_order,
         source_file,
         source_row,
         delivery_month,
@@ -93,9 +115,32 @@ valued as not materialized (
     from checked
 ),
 
--- a repeated order_id is a duplicate delivery: the first by content is loaded
+-- a repeated order_id is a duplicate delivery: the first by content is loaded; the window
+-- (a sort of every column) runs over the rows of repeated ids only
 final as (
-    select * from with_quarantine_reason('valued', 'order_id')
+    select
+        * exclude (row_error, source_file, source_row, delivery_month, is_repeated_id),
+        row_error as quarantine_reason,
+        source_file,
+        source_row,
+        delivery_month
+    from valued
+    where not is_repeated_id
+    union all
+    select
+        * exclude (row_error, source_file, source_row, delivery_month, is_repeated_id),
+        case
+            when row_error is not null then row_error
+            when row_number() over (
+                partition by row_error is null, order_id
+                order by ordered_at, amount_original, customer_id, currency, channel, source_file, source_row
+            ) > 1 then 'duplicate order_id'
+        end as quarantine_reason,
+        source_file,
+        source_row,
+        delivery_month
+    from valued
+    where is_repeated_id
 )
 
 select * from final

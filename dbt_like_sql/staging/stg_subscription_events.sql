@@ -5,9 +5,6 @@
 -- incremental_source: raw.subscription_events
 -- unique_key: source_file, source_row
 
--- The table macros of macros/deliveries.sql read CTEs by name, which sqlfluff does not follow.
--- noqa: disable=ST03
-
 -- A new delivery month is typed alone, with every other copy of an id it delivers: which copy
 -- of a repeated id is loaded depends on all of them, and nothing else crosses rows.
 {% if is_incremental() %}
@@ -20,9 +17,21 @@ with delivered as not materialized (
 ),
 {% endif %}
 
+-- ids that occur more than once, as hashes: only their rows need the duplicate window in
+-- `final` (a hash collision only sends more rows through it; the window compares the ids)
+repeated_ids as (
+    select hash(clean_text(event_id)) as id_hash
+    from delivered
+    group by id_hash
+    having count(*) > 1
+),
+
 -- `not materialized` here and below: `final` reads this chain twice, each time for its own rows
 source as not materialized (
-    select * from flag_repeated_ids('delivered', 'event_id')
+    select
+        *,
+        hash(clean_text(event_id)) in (select id_hash from repeated_ids) as is_repeated_id
+    from delivered
 ),
 
 fx_rates as (
@@ -52,11 +61,24 @@ typed as not materialized (
     from source
 ),
 
+-- the rate for the event's month wins over a rate with no month
 with_rate as not materialized (
     select
-        *,
-        event_type in ('subscribed', 'reactivated', 'plan_changed', 'price_changed') as sets_plan
-    from with_fx_rate('typed', 'occurred_at', 'fx_rates', $reporting_currency, $timezone)
+        typed.*,
+        typed.event_type in ('subscribed', 'reactivated', 'plan_changed', 'price_changed') as sets_plan,
+        case
+            when typed.currency = $reporting_currency then 1.0
+            else coalesce(fx_month.rate_to_reporting, fx_any.rate_to_reporting)
+        end as fx_rate
+    from typed
+    left join fx_rates as fx_month
+        on
+            fx_month.currency = typed.currency
+            and fx_month.rate_month = month_of(typed.occurred_at, $timezone)
+    left join fx_rates as fx_any
+        on
+            fx_any.currency = typed.currency
+            and fx_any.rate_month is null
 ),
 
 -- row-level problems, first one wins
@@ -70,7 +92,7 @@ checked as not materialized (
             when event_type is null then 'missing event_type'
             when occurred_at is null then 'unparseable occurred_at'
             -- a file in a YYYY-MM folder holds that month only: [month start, next month start) in $timezone
-            when delivery_month is not null and strftime(reporting_month, '%Y-%m') <> delivery_month
+            when delivery_month is not null and strftime(month_of(occurred_at, $timezone), '%Y-%m') <> delivery_month
                 then 'occurred_at outside its delivery month'
             -- not `not in (...)`: DuckDB turns a long IN list into a join, which costs more here
             when list_position(lifecycle_event_types(), event_type) is null then 'unknown event_type'
@@ -102,11 +124,6 @@ valued as not materialized (
         channel,
         segment,
         row_error,
-        -- the content order that picks the loaded copy of a repeated id
-        row(
-            occurred_at, event_type, customer_id, plan, price, billing_period, currency,
-            channel, segment, source_file, source_row
-        ) as copy_order,
         source_file,
         source_row,
         delivery_month,
@@ -114,9 +131,34 @@ valued as not materialized (
     from checked
 ),
 
--- a repeated event_id is a duplicate delivery: the first by content is loaded
+-- a repeated event_id is a duplicate delivery: the first by content is loaded; the window
+-- (a sort of every column) runs over the rows of repeated ids only
 final as (
-    select * from with_quarantine_reason('valued', 'event_id')
+    select
+        * exclude (row_error, source_file, source_row, delivery_month, is_repeated_id),
+        row_error as quarantine_reason,
+        source_file,
+        source_row,
+        delivery_month
+    from valued
+    where not is_repeated_id
+    union all
+    select
+        * exclude (row_error, source_file, source_row, delivery_month, is_repeated_id),
+        case
+            when row_error is not null then row_error
+            when row_number() over (
+                partition by row_error is null, event_id
+                order by
+                    occurred_at, event_type, customer_id, plan, price, billing_period, currency,
+                    channel, segment, source_file, source_row
+            ) > 1 then 'duplicate event_id'
+        end as quarantine_reason,
+        source_file,
+        source_row,
+        delivery_month
+    from valued
+    where is_repeated_id
 )
 
 select * from final
