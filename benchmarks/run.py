@@ -242,7 +242,7 @@ def run(scale: str, work: Path, incremental: bool, memory_limit: str | None, rep
         results["skipped"] = ["pandas tutorial: it holds every raw row in memory (4.0 GB at medium, ~10x that here)"]
         print(f"  skipped: {results['skipped'][0]}", flush=True)
     # as pip does for an installed package; an editable install under PYTHONDONTWRITEBYTECODE
-    # (set on this VM and on CI) recompiles every module of the package on every run (~0.25 s)
+    # (set on this VM and on CI) recompiles every module of the package on every run
     compileall.compile_dir(ROOT / "churn_pipeline", quiet=1)
     extra = ["--memory-limit", memory_limit] if memory_limit else []
     # the peers and the pipeline take turns, round after round, so a change of the VM's speed
