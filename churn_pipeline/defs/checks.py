@@ -5,7 +5,7 @@ import dagster as dg
 from churn_pipeline.defs.asset_keys import QUARANTINE, marts
 from churn_pipeline.defs.resources import WAREHOUSE_POOL, Warehouse
 from churn_pipeline.lib.duck import rows
-from churn_pipeline.lib.quality import LOADED_TABLES, reconciliation
+from churn_pipeline.lib.quality import LOADED_TABLES, file_reconciliation, reconciliation
 
 
 def failing_rows(warehouse: Warehouse, sql: str, columns: list[str], what: str) -> dg.AssetCheckResult:
@@ -33,11 +33,18 @@ def _result(failures: list[tuple], columns: list[str], what: str) -> dg.AssetChe
     additional_deps=[dg.AssetKey(["staging", t.split(".")[1]]) for t in LOADED_TABLES.values()],
 )
 def raw_rows_reconcile(warehouse: Warehouse) -> dg.AssetCheckResult:
-    """For every source, raw rows = loaded rows + quarantined rows."""
+    """For every source, raw rows (from the load manifest) = loaded rows + quarantined rows; for
+    every file in the manifest, rows read = rows staged + unreadable rows."""
     with warehouse.get_connection() as conn:
         counts = reconciliation(conn).rows()
-    failures = [row for row in counts if row[1] != row[2] + row[3]]
-    result = _result(failures, ["source", "raw", "loaded", "quarantined"], "sources do not reconcile")
+        files = file_reconciliation(conn).rows()
+    failures = [(source, "(every file)", raw, loaded, q) for source, raw, loaded, q in counts if raw != loaded + q]
+    failures += [row for row in files if row[2] != row[3] + row[4]]
+    result = _result(
+        failures,
+        ["source", "file", "raw rows or rows read", "loaded or staged", "quarantined or unreadable"],
+        "sources or files do not reconcile",
+    )
     return dg.AssetCheckResult(
         passed=result.passed,
         severity=result.severity,
@@ -45,6 +52,7 @@ def raw_rows_reconcile(warehouse: Warehouse) -> dg.AssetCheckResult:
         metadata={
             **result.metadata,
             **{f"{source}: raw / loaded / quarantined": f"{raw} / {loaded} / {q}" for source, raw, loaded, q in counts},
+            "files reconciled": len(files),
         },
     )
 

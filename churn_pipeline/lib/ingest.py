@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import csv
 import gzip
+import hashlib
 import io
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -37,6 +38,11 @@ from churn_pipeline.lib.raw_sources import (
 RAW_REJECTS_COLUMNS = (
     "source varchar, source_file varchar, source_row bigint, error_type varchar, raw_line varchar, delivery_month varchar"
 )
+LOAD_MANIFEST = "raw.load_manifest"
+LOAD_MANIFEST_COLUMNS = (
+    "source varchar, source_file varchar, delivery_month varchar, size_bytes bigint, modified_at timestamptz, "
+    "sha256 varchar, rows_read bigint, unreadable_rows bigint, loaded_at timestamptz"
+)
 
 
 class RawFileChanged(OSError):
@@ -54,6 +60,12 @@ class FileLoad:
     mtime_ns: int = 0
     ignored_columns: tuple[str, ...] = ()
     """Columns of the file that are not in the contract (read past, as the contract says)."""
+    sha256: str = ""
+
+    @property
+    def rows_read(self) -> int:
+        """The file's data rows: the ones the parser read and the unreadable ones."""
+        return self.rows_loaded + self.rows_rejected
 
 
 def delivery_versions(loads: list[FileLoad]) -> dict[str, str]:
@@ -135,16 +147,61 @@ def _create_raw_table(conn: duckdb.DuckDBPyConnection, source: RawSource) -> Non
     conn.execute(
         f"create or replace table raw.{source.name} ({columns}, source_file varchar, source_row bigint, delivery_month varchar)"
     )
-    # whoever fills it records its delivery versions again (an adapter records none)
+    # whoever fills it records its delivery versions and manifest lines again (an adapter records
+    # none for the contract table)
     forget_delivery_versions(conn, source.name)
+    _forget_manifest(conn, source.name, None)
 
 
 def _create_rejects_table(conn: duckdb.DuckDBPyConnection) -> None:
     conn.execute("create schema if not exists raw")
     conn.execute(f"create table if not exists raw.csv_rejects ({RAW_REJECTS_COLUMNS})")
+    _ensure_manifest(conn)
     # warehouses built before monthly deliveries lack the column
     conn.execute("alter table raw.csv_rejects add column if not exists delivery_month varchar")
     ensure_bookkeeping(conn)
+
+
+def _ensure_manifest(conn: duckdb.DuckDBPyConnection) -> None:
+    """The load manifest. A warehouse loaded before it existed gets a line per file already in its
+    raw tables, with the rows it holds and no size, time or checksum (the file may have changed
+    since)."""
+    exists = scalar(
+        conn, "select count(*) from information_schema.tables where table_schema = 'raw' and table_name = 'load_manifest'"
+    )
+    conn.execute(f"create table if not exists {LOAD_MANIFEST} ({LOAD_MANIFEST_COLUMNS})")
+    if exists:
+        return
+    for source in SOURCES:
+        if scalar(
+            conn,
+            "select count(*) from information_schema.tables where table_schema = 'raw' and table_name = $t",
+            {"t": source.name},
+        ):
+            has_month = scalar(
+                conn,
+                "select count(*) from information_schema.columns where table_schema = 'raw' and table_name = $t "
+                "and column_name = 'delivery_month'",
+                {"t": source.name},
+            )
+            month = "delivery_month" if has_month else "null::varchar"
+            conn.execute(
+                f"""
+                insert into {LOAD_MANIFEST}
+                with parsed as (
+                    select source_file, any_value({month}) as delivery_month, count(*) as parsed
+                    from raw.{source.name} group by source_file
+                ),
+                rejects as (
+                    select source_file, count(*) as unreadable from raw.csv_rejects
+                    where source = $source group by source_file
+                )
+                select $source, source_file, parsed.delivery_month, null, null, null,
+                    coalesce(parsed, 0) + coalesce(unreadable, 0), coalesce(unreadable, 0), null
+                from parsed full join rejects using (source_file)
+                """,
+                {"source": source.name},
+            )
 
 
 def _fingerprint(path: Path) -> tuple[int, int]:
@@ -251,15 +308,51 @@ def _load_parquet(conn: duckdb.DuckDBPyConnection, source: RawSource, path: Path
     return FileLoad(source.name, name, loaded, 0, ignored_columns=_extra_columns(source, header))
 
 
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as file:
+        while block := file.read(1 << 20):
+            digest.update(block)
+    return digest.hexdigest()
+
+
 def load_file(conn: duckdb.DuckDBPyConnection, source: RawSource, path: Path, raw_dir: Path) -> FileLoad:
-    """Append one file's rows to raw.<source> (parser rejects to raw.csv_rejects)."""
+    """Append one file's rows to raw.<source> (parser rejects to raw.csv_rejects) and its line
+    to the load manifest."""
     before = _fingerprint(path)
+    checksum = _sha256(path)
     loader = _load_csv if file_format(path) == "csv" else _load_parquet
     month = delivery_month(path, raw_dir)
     load = loader(conn, source, path, relative_name(path, raw_dir), month)
     if _fingerprint(path) != before:
         raise RawFileChanged(f"{relative_name(path, raw_dir)} changed while it was read (still being written?)")
-    return replace(load, delivery_month=month, size=before[0], mtime_ns=before[1])
+    load = replace(load, delivery_month=month, size=before[0], mtime_ns=before[1], sha256=checksum)
+    conn.execute(
+        f"""
+        insert into {LOAD_MANIFEST}
+        values ($source, $file, $month, $size, make_timestamptz($mtime_us), $sha256, $read, $unreadable, now())
+        """,
+        {
+            "source": load.source,
+            "file": load.file,
+            "month": month,
+            "size": load.size,
+            "mtime_us": load.mtime_ns // 1000,
+            "sha256": checksum,
+            "read": load.rows_read,
+            "unreadable": load.rows_rejected,
+        },
+    )
+    return load
+
+
+def _forget_manifest(conn: duckdb.DuckDBPyConnection, source: str, months: tuple[str, ...] | None) -> None:
+    """The manifest lines of the files a load replaces: all of the source's, or those of its
+    top-level files and of `months`."""
+    conn.execute(
+        f"delete from {LOAD_MANIFEST} where source = $source and ($all or delivery_month is null or list_contains($months::varchar[], delivery_month))",
+        {"source": source, "all": months is None, "months": list(months or ())},
+    )
 
 
 def load_source(
@@ -293,6 +386,7 @@ def load_source(
                 "delete from raw.csv_rejects where source = $source and (delivery_month is null or list_contains($months, delivery_month))",
                 {"source": source.name, "months": list(months)},
             )
+            _forget_manifest(conn, source.name, months)
         loads = [load_file(conn, source, path, raw_dir) for path in source.files(raw_dir, months)]
         record_delivery_versions(conn, source.name, delivery_versions(loads), months)
     return loads
