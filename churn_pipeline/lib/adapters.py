@@ -20,14 +20,7 @@ import duckdb
 
 from churn_pipeline.lib.duck import transaction
 from churn_pipeline.lib.identifiers import IdentifierError, validate_identifier
-from churn_pipeline.lib.ingest import (
-    FileLoad,
-    RawInputError,
-    _create_raw_table,
-    _create_rejects_table,
-    _csv_header,
-    load_file,
-)
+from churn_pipeline.lib.ingest import FileLoad, RawInputError, _create_raw_table, _create_rejects_table, _csv_header, load_file
 from churn_pipeline.lib.raw_sources import RawSource, file_format, inside_raw_dir
 from churn_pipeline.lib.sql_models import _PARAMETER, SQL_ROOT, _code_only
 

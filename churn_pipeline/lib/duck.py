@@ -22,6 +22,18 @@ def rows(conn: duckdb.DuckDBPyConnection, sql: str, parameters: Any = None) -> l
     return conn.execute(sql, parameters).fetchall() if parameters is not None else conn.execute(sql).fetchall()
 
 
+def has_column(conn: duckdb.DuckDBPyConnection, schema: str, table: str, column: str | None = None) -> bool:
+    """Whether the table exists (and, given `column`, has that column)."""
+    return bool(
+        scalar(
+            conn,
+            "select count(*) from information_schema.columns where table_schema = $schema and table_name = $table"
+            " and ($column is null or column_name = $column)",
+            {"schema": schema, "table": table, "column": column},
+        )
+    )
+
+
 @contextmanager
 def transaction(conn: duckdb.DuckDBPyConnection) -> Iterator[None]:
     """Everything in the block commits together, or nothing does."""

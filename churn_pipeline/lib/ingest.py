@@ -17,7 +17,7 @@ from pathlib import Path
 
 import duckdb
 
-from churn_pipeline.lib.duck import scalar, transaction
+from churn_pipeline.lib.duck import has_column, scalar, transaction
 from churn_pipeline.lib.incremental import (
     TOP_LEVEL,
     ensure_bookkeeping,
@@ -60,7 +60,6 @@ class FileLoad:
     mtime_ns: int = 0
     ignored_columns: tuple[str, ...] = ()
     """Columns of the file that are not in the contract (read past, as the contract says)."""
-    sha256: str = ""
 
     @property
     def rows_read(self) -> int:
@@ -166,25 +165,13 @@ def _ensure_manifest(conn: duckdb.DuckDBPyConnection) -> None:
     """The load manifest. A warehouse loaded before it existed gets a line per file already in its
     raw tables, with the rows it holds and no size, time or checksum (the file may have changed
     since)."""
-    exists = scalar(
-        conn, "select count(*) from information_schema.tables where table_schema = 'raw' and table_name = 'load_manifest'"
-    )
+    exists = has_column(conn, "raw", "load_manifest")
     conn.execute(f"create table if not exists {LOAD_MANIFEST} ({LOAD_MANIFEST_COLUMNS})")
     if exists:
         return
     for source in SOURCES:
-        if scalar(
-            conn,
-            "select count(*) from information_schema.tables where table_schema = 'raw' and table_name = $t",
-            {"t": source.name},
-        ):
-            has_month = scalar(
-                conn,
-                "select count(*) from information_schema.columns where table_schema = 'raw' and table_name = $t "
-                "and column_name = 'delivery_month'",
-                {"t": source.name},
-            )
-            month = "delivery_month" if has_month else "null::varchar"
+        if has_column(conn, "raw", source.name):
+            month = "delivery_month" if has_column(conn, "raw", source.name, "delivery_month") else "null::varchar"
             conn.execute(
                 f"""
                 insert into {LOAD_MANIFEST}
@@ -326,7 +313,7 @@ def load_file(conn: duckdb.DuckDBPyConnection, source: RawSource, path: Path, ra
     load = loader(conn, source, path, relative_name(path, raw_dir), month)
     if _fingerprint(path) != before:
         raise RawFileChanged(f"{relative_name(path, raw_dir)} changed while it was read (still being written?)")
-    load = replace(load, delivery_month=month, size=before[0], mtime_ns=before[1], sha256=checksum)
+    load = replace(load, delivery_month=month, size=before[0], mtime_ns=before[1])
     conn.execute(
         f"""
         insert into {LOAD_MANIFEST}
@@ -370,11 +357,7 @@ def load_source(
             _create_raw_table(conn, source)
             conn.execute("delete from raw.csv_rejects where source = $source", {"source": source.name})
         else:
-            if not scalar(
-                conn,
-                "select count(*) from information_schema.tables where table_schema = 'raw' and table_name = $t",
-                {"t": source.name},
-            ):
+            if not has_column(conn, "raw", source.name):
                 _create_raw_table(conn, source)
             conn.execute(f"alter table raw.{source.name} add column if not exists delivery_month varchar")
             # top-level files (delivery_month null) are reloaded with every month

@@ -299,8 +299,7 @@ select * from final
 -- post_hook: a customer with an event that contradicts the lifecycle gets their carried values again,
 -- from their valid events only (an invalid event carries nothing, so gets nulls): a second pass over
 -- those customers' whole history in this table (recarried_values, macros/lifecycle.sql), usually
--- none. In the select above this pass would
--- make DuckDB keep every event in memory until the end.
+-- none. In the select above this pass would make DuckDB keep every event in memory until the end.
 -- It reads only columns it does not write, so running it again changes nothing; in an append,
 -- only customers with new rows can have a new contradiction, and only their rows change.
 update {{ this }} as lifecycle
