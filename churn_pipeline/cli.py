@@ -8,10 +8,11 @@ import sys
 import time
 from pathlib import Path
 
+import duckdb
 from pydantic import BaseModel
 
 from churn_pipeline.lib.adapters import AdapterError, check_adapter_inputs, load_adapter
-from churn_pipeline.lib.ingest import RawInputError, preflight
+from churn_pipeline.lib.ingest import RawInputError, check_unchanged, preflight
 from churn_pipeline.lib.settings import PipelineSettings, SettingsError, WarehouseSettings, cli_flag, validated
 
 
@@ -183,6 +184,15 @@ def _months(args: argparse.Namespace) -> tuple[str, ...] | None:
     return None
 
 
+def _check_unchanged(database: Path, raw_dir: Path) -> None:
+    """Before a full refresh starts: the delivery files the warehouse was loaded from are all there, unchanged."""
+    conn = duckdb.connect(str(database), read_only=True)
+    try:
+        check_unchanged(conn, raw_dir)
+    finally:
+        conn.close()
+
+
 def command_run(args: argparse.Namespace) -> int:
     pipeline, warehouse = _settings(args)
     months = _months(args)
@@ -193,6 +203,8 @@ def command_run(args: argparse.Namespace) -> int:
         if args.source
         else preflight(pipeline.raw_path, months)
     )
+    if pipeline.full_refresh and not pipeline.rebuild_from_files and Path(warehouse.database).exists():
+        _check_unchanged(Path(warehouse.database), pipeline.raw_path)
     scope = f" for {months[0]}..{months[-1]}" if months else ""
     print(f"churn-pipeline: {len(files)} raw files in {pipeline.raw_dir}{scope}", flush=True)
 

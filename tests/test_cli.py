@@ -137,7 +137,7 @@ def test_progress_lines_name_what_they_count_and_no_complete_month_publishes_emp
     )
     assert result.returncode == 0, result.stderr
     lines = {line.split()[0]: line.split()[1:3] for line in result.stdout.splitlines() if line.startswith("  ")}
-    assert lines["raw/orders"] == ["1", "rows"]
+    assert lines["raw/orders"] == ["1", "files"]
     assert lines["churn_report"][1] == "bytes" and lines["published"][1] == "files"
     published = [path.name for path in (tmp_path / "marts").iterdir()]
     assert int(lines["published"][0]) == len(published) + 1  # and the warehouse
@@ -180,3 +180,34 @@ def test_a_link_that_stays_inside_the_raw_directory_is_read(tmp_path: Path) -> N
         "run", "--raw-dir", str(raw), "--warehouse", str(tmp_path / "w.duckdb"), "--output-dir", str(tmp_path / "marts")
     )
     assert result.returncode == 0, result.stderr
+
+
+def test_a_full_refresh_refuses_files_that_changed_or_went_missing_since_they_were_loaded(tmp_path: Path) -> None:
+    raw = tmp_path / "raw"
+    header = "order_id,customer_id,ordered_at,amount\n"
+    write_raw(raw / "2024-01", {"orders.csv": header + "o1,c1,2024-01-05T00:00:00Z,10\n"})
+    write_raw(
+        raw / "2024-02",
+        {"orders.csv": header + "o2,c1,2024-02-05T00:00:00Z,20\n", "orders_late.csv": header + "o4,c3,2024-02-07T00:00:00Z,5\n"},
+    )
+    write_raw(raw / "2024-03", {"orders.csv": header + "o3,c2,2024-03-05T00:00:00Z,30\n"})
+    paths = ["--raw-dir", str(raw), "--warehouse", str(tmp_path / "w.duckdb"), "--output-dir", str(tmp_path / "marts")]
+    assert _run("run", *paths).returncode == 0
+    (raw / "2024-01" / "orders.csv").write_text(header + "o1,c1,2024-01-05T00:00:00Z,11\n")
+    (raw / "2024-02" / "orders_late.csv").unlink()
+
+    refused = _run("run", *paths, "--full-refresh")
+    assert refused.returncode == 2
+    assert refused.stderr.strip().splitlines() == [
+        "churn-pipeline: error: --full-refresh: 2024-01/orders.csv (changed), 2024-02/orders_late.csv (missing) since loaded; "
+        "nothing was rebuilt. Restore the files, or add --rebuild-from-files to rebuild from the files as they are now"
+    ]
+    with duckdb.connect(str(tmp_path / "w.duckdb"), read_only=True) as conn:
+        assert conn.sql("select sum(amount) from staging.int_orders").fetchall() == [(65.0,)]
+
+    rebuilt = _run("run", *paths, "--full-refresh", "--rebuild-from-files")
+    assert rebuilt.returncode == 0, rebuilt.stderr
+    with duckdb.connect(str(tmp_path / "w.duckdb"), read_only=True) as conn:
+        assert conn.sql("select sum(amount) from staging.int_orders").fetchall() == [(61.0,)]
+        files = conn.sql("select source_file from raw.load_manifest where source = 'orders' order by 1").fetchall()
+        assert files == [("2024-01/orders.csv",), ("2024-02/orders.csv",), ("2024-03/orders.csv",)]

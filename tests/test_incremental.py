@@ -22,8 +22,15 @@ LIFECYCLE = "staging.int_subscription_events_lifecycle"
 INCREMENTAL = (*STAGING, LIFECYCLE)
 
 
-def _did(staging: str, lifecycle: str | None = None) -> dict[str, str]:
-    return {**{table: staging for table in STAGING}, LIFECYCLE: lifecycle or staging}
+def _did(staging: str, lifecycle: str | None = None, events: str | None = None) -> dict[str, str]:
+    """What each incremental model did: `events` for the subscription events' staging and the
+    lifecycle when it differs from the orders' staging (with top-level event files, which every
+    append of the events reads again)."""
+    return {
+        "staging.stg_orders": staging,
+        "staging.stg_subscription_events": events or staging,
+        LIFECYCLE: lifecycle or events or staging,
+    }
 
 
 def _built(versions: dict[str, str], key: str = "k") -> dict[str, MonthBuild]:
@@ -50,6 +57,21 @@ def test_the_plan_follows_the_delivery_versions() -> None:
     ]
     assert [plan.kind for plan in rebuilt] == ["rebuild"] * 3
     assert "changed" in rebuilt[0].reason and "adapter" in rebuilt[1].reason and "every" in rebuilt[2].reason
+
+
+def test_a_model_reading_the_files_appends_every_later_month_and_the_top_level_files() -> None:
+    inputs = {"": "h1", "2024-01": "a1", "2024-02": "b1", "2024-03": "c1"}
+    built = _built(inputs)
+    # a new month: that month and the top-level files, read again
+    assert plan_build(True, {**inputs, "2024-04": "d1"}, built, "k", reads_files=True).months == ("", "2024-04")
+    # a redelivered month: it and every later month
+    assert plan_build(True, {**inputs, "2024-02": "b2"}, built, "k", reads_files=True).months == (
+        "",
+        "2024-02",
+        "2024-03",
+    )
+    assert plan_build(True, {**inputs, "2024-01": "a2"}, built, "k", reads_files=True).reason == "every delivery month changed"
+    assert plan_build(True, {**inputs, "": "h2"}, built, "k", reads_files=True).reason == "the top-level files changed"
 
 
 def _model(tmp_path: Path, text: str) -> sql_models.SqlModel:
@@ -201,8 +223,8 @@ def test_month_by_month_appends_equal_a_rebuild(tmp_path: Path) -> None:
     conn.execute("set TimeZone = 'UTC'")
 
     assert _load(conn, raw, ("2024-01",)) == _did("rebuild: first build")
-    # February's delivery changed a top-level row's staging too (below), so the lifecycle has no month left to keep
-    assert _load(conn, raw, ("2024-02",)) == _did("appended 2024-02", "rebuild: every delivery month changed")
+    # the events' appends read the top-level history again: February's delivery changes a row there (below)
+    assert _load(conn, raw, ("2024-02",)) == _did("appended 2024-02", events="appended top-level files, 2024-02")
     _assert_same_tables(conn, raw)
     loaded = dict(
         conn.execute(
@@ -221,7 +243,7 @@ def test_month_by_month_appends_equal_a_rebuild(tmp_path: Path) -> None:
     }
 
     shutil.copytree(planted / "2024-03", raw / "2024-03")  # March arrives
-    assert _load(conn, raw, ("2024-03",)) == _did("appended 2024-03")
+    assert _load(conn, raw, ("2024-03",)) == _did("appended 2024-03", events="appended top-level files, 2024-03")
     # the same month again: the same files, nothing to redo
     assert _load(conn, raw, ("2024-03",)) == _did("unchanged")
     _assert_same_tables(conn, raw)
@@ -234,7 +256,32 @@ def test_a_corrected_month_an_old_month_and_a_setting(tmp_path: Path) -> None:
     conn.execute("set TimeZone = 'UTC'")
     _load(conn, raw, ("2024-01", "2024-02", "2024-03"))
 
-    # January is delivered again: o2 and the unparseable row withdrawn, x_early a day later
+    # February is delivered again: o3 withdrawn, x_early's copy a day later (still the duplicate of
+    # January's), x_late's later than the history's (which is loaded again). January stays as it is.
+    write_raw(
+        raw / "2024-02",
+        {
+            "orders.csv": _ORDERS_HEADER + "o1,k1,2024-02-03T00:00:00Z,10,,ads\n",
+            "subscription_events.csv": _EVENTS_HEADER
+            + (
+                "e2,c1,2024-02-05T00:00:00Z,renewed,,,,,,\n"
+                "x_early,c3,2024-02-08T00:00:00Z,subscribed,basic,20,month,,organic,\n"
+                "x_late,c9,2024-02-27T00:00:00Z,subscribed,pro,50,month,,ads,\n"
+            ),
+        },
+    )
+    assert _load(conn, raw, ("2024-02",)) == _did(
+        "appended 2024-02, 2024-03", events="appended top-level files, 2024-02, 2024-03"
+    )
+    _assert_same_tables(conn, raw)
+    assert conn.execute("select count(*) from staging.stg_orders where order_id = 'o3'").fetchall() == [(0,)]
+    reasons = conn.execute(
+        "select coalesce(delivery_month, 'top'), coalesce(quarantine_reason, 'loaded') from staging.stg_subscription_events "
+        "where event_id = 'x_late' order by 1"
+    ).fetchall()
+    assert reasons == [("2024-02", "duplicate event_id"), ("top", "loaded")]
+
+    # January is delivered again: o2 and the unparseable row withdrawn; every later month is read again
     write_raw(
         raw / "2024-01",
         {
@@ -246,8 +293,7 @@ def test_a_corrected_month_an_old_month_and_a_setting(tmp_path: Path) -> None:
             ),
         },
     )
-    # x_early's February copy is staged again with January's, so the lifecycle redoes both months
-    assert _load(conn, raw, ("2024-01",)) == _did("appended 2024-01", "appended 2024-01, 2024-02")
+    assert _load(conn, raw, ("2024-01",)) == _did("rebuild: every delivery month changed")
     _assert_same_tables(conn, raw)
     assert conn.execute("select count(*) from staging.stg_orders where order_id = 'o2'").fetchall() == [(0,)]
 
@@ -279,7 +325,7 @@ def test_a_generated_monthly_history_appends_to_a_rebuild(tmp_path: Path) -> Non
     conn = duckdb.connect()
     conn.execute("set TimeZone = 'UTC'")
     _load(conn, raw, tuple(months[:-1]))
-    assert _load(conn, raw, (months[-1],)) == _did(f"appended {months[-1]}")
+    assert _load(conn, raw, (months[-1],)) == _did(f"appended {months[-1]}", events=f"appended top-level files, {months[-1]}")
     _assert_same_tables(conn, raw)
     duplicates = conn.execute(
         "select count(*) from staging.stg_subscription_events where quarantine_reason = 'duplicate event_id'"

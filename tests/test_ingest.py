@@ -9,10 +9,10 @@ import duckdb
 import polars as pl
 import pytest
 
-from churn_pipeline.lib import ingest
+from churn_pipeline.lib import ingest, sql_models
 from churn_pipeline.lib.ingest import RawInputError, preflight
 from churn_pipeline.lib.raw_sources import SOURCES
-from helpers import Built, write_raw
+from helpers import Built, sql_parameters, write_raw
 
 ORDERS = """
 order_id,customer_id,ordered_at,amount,currency,channel
@@ -354,13 +354,20 @@ def test_row_numbers_follow_the_file_across_many_row_groups(tmp_path: Path, unre
     raw.mkdir()
     (raw / "orders.csv").write_text("order_id,customer_id,ordered_at,amount\n" + "\n".join(lines) + "\n", encoding="utf-8")
     conn = duckdb.connect()
-    source = next(source for source in SOURCES if source.name == "orders")
-    (load,) = ingest.load_source(conn, source, raw)
+    conn.execute("set TimeZone = 'UTC'")
+    for source in SOURCES:
+        ingest.load_source(conn, source, raw)
+    for model in sql_models.topological_order(sql_models.load_models()):
+        if model.name in ("stg_fx_rates", "stg_orders"):
+            sql_models.run_model(conn, model, sql_parameters())
     expected_loaded = count - (unreadable_line is not None)
-    assert (load.rows_loaded, load.rows_rejected) == (expected_loaded, count - expected_loaded)
-    misnumbered = conn.execute("select count(*) from raw.orders where order_id <> 'o' || source_row").fetchall()[0][0]
-    assert misnumbered == 0
-    assert conn.execute("select count(*), max(source_row) from raw.orders").fetchall() == [(expected_loaded, count)]
+    manifest = conn.execute("select rows_read, unreadable_rows from raw.load_manifest where source = 'orders'").fetchall()
+    assert manifest == [(count, count - expected_loaded)]
+    # the staged rows and the view of the file, numbered by data row
+    for table in ("staging.stg_orders", "raw.orders"):
+        misnumbered = conn.execute(f"select count(*) from {table} where order_id <> 'o' || source_row").fetchall()[0][0]
+        assert misnumbered == 0, table
+        assert conn.execute(f"select count(*), max(source_row) from {table}").fetchall() == [(expected_loaded, count)]
     rejects = conn.execute("select source_row from raw.csv_rejects").fetchall()
     assert rejects == ([] if unreadable_line is None else [(unreadable_line,)])
 

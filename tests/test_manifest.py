@@ -8,10 +8,10 @@ from pathlib import Path
 
 import duckdb
 
-from churn_pipeline.lib import ingest
+from churn_pipeline.lib import ingest, sql_models
 from churn_pipeline.lib.quality import file_reconciliation, reconciliation
 from churn_pipeline.lib.raw_sources import SOURCES
-from helpers import Built, write_raw
+from helpers import Built, sql_parameters, write_raw
 
 ORDERS = SOURCES[[source.name for source in SOURCES].index("orders")]
 
@@ -75,31 +75,53 @@ def _monthly(tmp_path: Path) -> Path:
     return raw
 
 
+def _stage(conn: duckdb.DuckDBPyConnection, raw: Path, months: tuple[str, ...] | None = None) -> None:
+    """Register the files, then build the staging models, which read them (and count their rows)."""
+    for source in SOURCES:
+        ingest.load_source(conn, source, raw, months)
+    for model in sql_models.topological_order(sql_models.load_models()):
+        if model.name in ("stg_fx_rates", "stg_orders", "stg_subscription_events"):
+            sql_models.run_model(conn, model, sql_parameters())
+
+
 def test_a_rerun_month_replaces_exactly_its_manifest_lines(tmp_path: Path) -> None:
     raw = _monthly(tmp_path)
     conn = duckdb.connect()
-    ingest.load_source(conn, ORDERS, raw)
+    _stage(conn, raw)
     before = conn.sql("select * from raw.load_manifest where delivery_month = '2024-01'").fetchall()
     (raw / "2024-02" / "orders.csv").write_text("order_id,customer_id,ordered_at,amount\no2,c1,2024-02-05T10:00:00Z,12\n")
     ingest.load_source(conn, ORDERS, raw, months=("2024-02",))
-    assert conn.sql("select * from raw.load_manifest where delivery_month = '2024-01'").fetchall() == before
-    assert _manifest(conn)[("orders", "2024-02/orders.csv")][2:4] == (_sha256(raw / "2024-02" / "orders.csv"), 1)
+    # registered again, not yet read: no rows counted
+    assert _manifest(conn)[("orders", "2024-02/orders.csv")][2:4] == (_sha256(raw / "2024-02" / "orders.csv"), None)
+    _stage(conn, raw, ("2024-02",))
+    # January's file is registered again unchanged: its line keeps its counts, only its time of registration moves
+    after = conn.sql("select * from raw.load_manifest where delivery_month = '2024-01'").fetchall()
+    assert [line[:8] for line in after] == [line[:8] for line in before]
+    assert _manifest(conn)[("orders", "2024-02/orders.csv")][2:5] == (_sha256(raw / "2024-02" / "orders.csv"), 1, 0)
     assert len(_manifest(conn)) == 2
 
 
-def test_a_warehouse_loaded_before_the_manifest_gets_lines_for_its_files(tmp_path: Path) -> None:
+def test_raw_tables_of_an_earlier_version_become_views_of_the_files(tmp_path: Path) -> None:
     raw = _monthly(tmp_path)
     conn = duckdb.connect()
-    ingest.load_source(conn, ORDERS, raw)
-    conn.execute("drop table raw.load_manifest")  # as an earlier version left it
-    ingest.load_source(conn, ORDERS, raw, months=("2024-02",))
-    manifest = _manifest(conn)
-    # the file already in the warehouse: its rows, no size or checksum; the one loaded now: all of it
-    assert manifest[("orders", "2024-01/orders.csv")] == ("2024-01", None, None, 1, 0)
-    assert manifest[("orders", "2024-02/orders.csv")] == (
-        "2024-02",
-        (raw / "2024-02" / "orders.csv").stat().st_size,
-        _sha256(raw / "2024-02" / "orders.csv"),
-        2,
-        0,
+    _stage(conn, raw)
+    # as the previous version left the warehouse: raw.orders a text table, manifest lines without a path
+    conn.execute("drop view raw.orders")
+    conn.execute(
+        "create table raw.orders as select '2024-01/orders.csv' as source_file, 1::bigint as source_row, 'o1' as order_id"
     )
+    conn.execute("alter table raw.load_manifest drop column file_columns")
+    conn.execute("alter table raw.load_manifest drop column path")
+    loaded = ingest.load_source(conn, ORDERS, raw, months=("2024-02",))
+    # every file registered again, not only February's, and raw.orders a view of them
+    assert loaded.upgraded
+    assert sorted(load.file for load in loaded.files) == ["2024-01/orders.csv", "2024-02/orders.csv"]
+    kind = conn.sql("select table_type from information_schema.tables where table_name = 'orders'").fetchall()
+    assert kind == [("VIEW",)]
+    assert conn.sql("select order_id, source_file, source_row from raw.orders order by all").fetchall() == [
+        ("o1", "2024-01/orders.csv", 1),
+        ("o2", "2024-02/orders.csv", 1),
+        ("o3", "2024-02/orders.csv", 2),
+    ]
+    # a load of a warehouse this version wrote is no upgrade
+    assert not ingest.load_source(conn, ORDERS, raw, months=("2024-02",)).upgraded

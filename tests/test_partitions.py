@@ -234,7 +234,12 @@ def test_a_new_month_is_appended_a_rerun_redoes_nothing_and_full_refresh_rebuild
     assert _run(monthly_raw, tmp_path, "--month", "2023-03") == 0
     second = _output_versions(tmp_path)
     staged = {key for key in second if key[0].startswith("staging.stg_") and second[key] != first.get(key)}
-    assert staged == {("staging.stg_orders", "2023-03"), ("staging.stg_subscription_events", "2023-03")}
+    # the events' staging reads the top-level history again with every month (docs/operations.md)
+    assert staged == {
+        ("staging.stg_orders", "2023-03"),
+        ("staging.stg_subscription_events", "2023-03"),
+        ("staging.stg_subscription_events", ""),
+    }
 
     assert _run(monthly_raw, tmp_path, "--month", "2023-03", "--full-refresh") == 0
     third = _output_versions(tmp_path)

@@ -106,7 +106,6 @@ def test_shipped_views_and_the_macros_a_view_may_not_call() -> None:
         "mrr_after",
         "mrr_before",
         "lifecycle_movement",
-        "delivered_rows",
         "recarried_values",
     }
 
@@ -117,30 +116,6 @@ def _macro_connection() -> duckdb.DuckDBPyConnection:
     conn.execute("set TimeZone = 'UTC'")
     prepare_connection(conn)
     return conn
-
-
-def test_an_append_retypes_its_months_rows_and_every_other_copy_of_their_ids() -> None:
-    """delivered_rows on hand-made tables: the rows of the appended month, and the rows of other
-    months whose id (as the staged table cleaned it) the month delivers again; a column whose
-    name contains the id column's is not taken for it."""
-    conn = _macro_connection()
-    conn.execute(
-        """
-        create table raw.orders as
-        select * from (values
-            ('a', 'b', '2024-01', 'f1', 1), ('b', 'a', '2024-01', 'f1', 2), ('c', 'c', '2024-02', 'f2', 1),
-            (' a ', 'x', '2024-03', 'f3', 1), ('d', 'x', '2024-03', 'f3', 2), ('e', 'x', null, 'top', 1)
-        ) as t(order_id, other_order_id, delivery_month, source_file, source_row);
-        create table staged as
-        select trim(order_id) as order_id, delivery_month, source_file, source_row from raw.orders
-        where delivery_month <> '2024-03' or delivery_month is null
-        """
-    )
-    rows = conn.execute(
-        "select source_file, source_row from delivered_rows('raw.orders', 'staged', 'order_id', $months) order by all",
-        {"months": ["2024-03"]},
-    ).fetchall()
-    assert rows == [("f1", 1), ("f3", 1), ("f3", 2)]
 
 
 @pytest.mark.parametrize("zone", ["UTC", "America/New_York", "Asia/Kolkata"])

@@ -1,4 +1,5 @@
-"""Raw ingestion: every orders*, subscription_events* and fx_rates* file into `raw.*`, as text."""
+"""Raw ingestion: every orders*, subscription_events* and fx_rates* file registered in the load
+manifest, and `raw.*` views that read them in place."""
 
 import time
 import warnings
@@ -12,8 +13,7 @@ from churn_pipeline.defs.partitions import delivery_partitions, run_months
 from churn_pipeline.defs.resources import TRANSIENT_RETRIES, WAREHOUSE_POOL, PipelineConfig, Warehouse
 from churn_pipeline.defs.schemas import raw_schema
 from churn_pipeline.lib.adapters import load_adapter, load_through_adapter
-from churn_pipeline.lib.duck import scalar
-from churn_pipeline.lib.ingest import RawFileChanged, load_source
+from churn_pipeline.lib.ingest import RawFileChanged, check_unchanged, load_source
 from churn_pipeline.lib.raw_sources import SOURCES, RawSource
 from churn_pipeline.lib.settings import SettingsError
 
@@ -36,10 +36,12 @@ def _define_raw_asset(source: RawSource, partitions: dg.PartitionsDefinition | N
         group_name="ingest",
         kinds={"duckdb", "csv", "parquet"},
         description=(
-            f"Every row of the raw {source.name}* files (CSV or Parquet), as text, with source file and row, "
-            "or what a source adapter (--source) maps onto them. Rows the CSV parser cannot read are kept in raw.csv_rejects. "
-            "With month folders in the raw directory it is partitioned by delivery month: a partition loads "
-            "the files in raw_dir/YYYY-MM/ (and the top-level files) and replaces exactly that month's rows."
+            f"The raw {source.name}* files (CSV or Parquet): a line per file in raw.load_manifest (size, checksum, "
+            f"columns; rows once staged) and raw.{source.name}, a view that reads them in place, as text, with "
+            "source file and row. Staging reads each file once through it; rows the CSV parser cannot read go to "
+            "raw.csv_rejects. A source adapter (--source) writes a text table instead. With month folders in the "
+            "raw directory it is partitioned by delivery month: a partition registers the files in raw_dir/YYYY-MM/ "
+            "(and the top-level files) again."
         ),
         partitions_def=partitions,
         backfill_policy=dg.BackfillPolicy.single_run() if partitions else None,
@@ -61,30 +63,42 @@ def _define_raw_asset(source: RawSource, partitions: dg.PartitionsDefinition | N
                     loads = load_through_adapter(
                         conn, adapter, source, pipeline.raw_path, adapter.options(pipeline.source_options)
                     )
+                    upgraded = False
                 else:
-                    loads = load_source(conn, source, pipeline.raw_path, months)
-                loaded = scalar(conn, f"select count(*) from raw.{source.name}")
+                    if pipeline.full_refresh and not pipeline.rebuild_from_files:
+                        check_unchanged(conn, pipeline.raw_path)
+                    rebuild = pipeline.full_refresh and pipeline.rebuild_from_files
+                    loaded = load_source(conn, source, pipeline.raw_path, months, every_loaded_month=rebuild)
+                    loads, upgraded = loaded.files, loaded.upgraded
         except Exception as exc:
             if _is_transient(exc):
                 context.log.warning(f"{exc}; retried by the step's retry policy")
                 raise
             raise dg.Failure(str(exc), allow_retries=False) from exc
-        read = sum(load.rows_loaded for load in loads)
-        rejected = sum(load.rows_rejected for load in loads)
-        via = f" via {pipeline.source} from {read:,} source rows" if pipeline.source else ""
-        report(context, loaded, time.perf_counter() - started, f"{len(loads)} files{via}, {rejected} unreadable rows")
+        size = sum(load.size for load in loads)
+        if pipeline.source:
+            detail = f"via {pipeline.source}, {sum(load.rows_loaded or 0 for load in loads):,} source rows"
+        else:
+            detail = f"{size / 1e6:,.1f} MB, read in place"
+        report(context, len(loads), time.perf_counter() - started, detail, unit="files")
+        if upgraded:
+            note(
+                context,
+                f"upgraded in place: raw.{source.name} was a text table (an earlier version); it is now a view of the "
+                "delivery files, every file is registered again and the staging models rebuild",
+            )
         for load in loads:
             if load.ignored_columns:
                 note(context, f"{load.file}: extra columns ignored: {', '.join(load.ignored_columns)}")
         files = "\n".join(
-            f"| {load.file} | {load.rows_loaded} | {load.rows_rejected} | {', '.join(load.ignored_columns)} |" for load in loads
+            f"| {load.file} | {load.size:,} | {load.sha256[:12]} | {', '.join(load.ignored_columns)} |" for load in loads
         )
         return dg.MaterializeResult(
             metadata={
-                "dagster/row_count": loaded,
-                "unreadable_rows": rejected,
-                "source_rows_read": read,
-                "files": dg.MetadataValue.md(f"| file | rows | unreadable | extra columns ignored |\n|---|---|---|---|\n{files}"),
+                "files_registered": len(loads),
+                "bytes": size,
+                "upgraded_in_place": upgraded,
+                "files": dg.MetadataValue.md(f"| file | bytes | sha256 | extra columns ignored |\n|---|---|---|---|\n{files}"),
                 "ignored_columns": dg.MetadataValue.json(
                     {load.file: list(load.ignored_columns) for load in loads if load.ignored_columns}
                 ),

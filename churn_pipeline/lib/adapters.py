@@ -20,8 +20,9 @@ import duckdb
 
 from churn_pipeline.lib.duck import transaction
 from churn_pipeline.lib.identifiers import IdentifierError, validate_identifier
-from churn_pipeline.lib.ingest import FileLoad, RawInputError, _create_raw_table, _create_rejects_table, _csv_header, load_file
+from churn_pipeline.lib.ingest import FileLoad, RawInputError, _create_raw_table, _create_rejects_table, _csv_header
 from churn_pipeline.lib.raw_sources import RawSource, file_format, inside_raw_dir
+from churn_pipeline.lib.raw_text import load_text_file
 from churn_pipeline.lib.sql_models import _PARAMETER, SQL_ROOT, _code_only
 
 SOURCES_ROOT = SQL_ROOT / "sources"
@@ -159,7 +160,7 @@ def load_through_adapter(
                 source = _source_for_files(spec, paths, conn)
                 _create_raw_table(conn, source)
                 conn.execute("delete from raw.csv_rejects where source = $s", {"s": source.name})
-                loads.extend(load_file(conn, source, path, raw_dir) for path in paths)
+                loads.extend(load_text_file(conn, source, path, raw_dir) for path in paths)
             used = set(_PARAMETER.findall(code))
             missing = used - options.keys()
             if missing:

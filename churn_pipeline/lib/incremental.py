@@ -1,8 +1,8 @@
 """Incremental models: rebuild once, then redo only the delivery months that changed.
 
 Every delivery month of a raw source has a version (`raw.delivery_versions`): a hash of the
-files the month was loaded from (name, size, modification time, rows read), so reloading
-unchanged files keeps it and any change to them makes a new one. Top-level files count as
+files the month was delivered in (name, size, checksum), so registering unchanged files again
+keeps it and any change to them makes a new one. Top-level files count as
 one more "month", written `''`. An incremental model records, per month, the input version
 it was built from and a version of its own output (`staging.incremental_builds`), which the
 models that read it use in turn, and a build key: a hash of its SQL, the macros, the bound
@@ -13,10 +13,13 @@ A run then
   (SQL, settings, fx rates...), when its source has no versions (loaded through an adapter, or
   by older code) or when every month changed;
 - does nothing when no month changed;
-- otherwise appends: it runs the model's `is_incremental()` SQL with `$append_months`, deletes
-  the table's rows of those months and the rows whose unique key the new rows carry (a model
-  may recompute rows of other months, e.g. every copy of a repeated id), and inserts the new
-  rows, in one transaction.
+- otherwise appends the changed months: it runs the model's `is_incremental()` SQL with
+  `$append_months`, deletes the table's rows of those months and the rows whose unique key the
+  new rows carry (a model may recompute rows of other months), and inserts the new rows, in one
+  transaction.
+A model that reads a raw view of the delivery files (staging) cannot fetch rows of other months
+again as text, so its appends read every month from the first changed one on and the top-level
+files, and a change to the top-level files rebuilds it: no row it does not read again changes.
 The model's SQL must make that equal to a rebuild; `tests/test_incremental.py` checks it.
 """
 
@@ -66,9 +69,15 @@ def month_version(files: Iterable[tuple[str, int, int, int, int]]) -> str:
 
 
 def plan_build(
-    table_exists: bool, inputs: Mapping[str, str], built: Mapping[str, MonthBuild], build_key: str, full_refresh: bool = False
+    table_exists: bool,
+    inputs: Mapping[str, str],
+    built: Mapping[str, MonthBuild],
+    build_key: str,
+    full_refresh: bool = False,
+    reads_files: bool = False,
 ) -> BuildPlan:
-    """What a run must do, from the source's month versions and what the table was built from."""
+    """What a run must do, from the source's month versions and what the table was built from.
+    `reads_files`: the source is a raw view of the delivery files (see the module's docstring)."""
     if full_refresh:
         return BuildPlan("rebuild", reason="--full-refresh")
     if not table_exists or not built:
@@ -77,13 +86,19 @@ def plan_build(
         return BuildPlan("rebuild", reason="the source has no delivery versions (an adapter, or loaded by older code)")
     if any(month.build_key != build_key for month in built.values()):
         return BuildPlan("rebuild", reason="its SQL, settings or reference tables changed")
-    changed = sorted(
-        {month for month, version in inputs.items() if month not in built or built[month].input_version != version}
-        | (built.keys() - inputs.keys())
-    )
+    every = sorted(inputs.keys() | built.keys())
+    changed = [
+        month for month in every if month not in built or month not in inputs or built[month].input_version != inputs[month]
+    ]
     if not changed:
         return BuildPlan("unchanged")
-    if len(changed) == len(inputs.keys() | built.keys()):
+    if reads_files:
+        if TOP_LEVEL in changed:
+            return BuildPlan("rebuild", reason="the top-level files changed")
+        # A changed month can change which copy of a repeated id is loaded only in later months
+        # and in top-level rows (which any month can precede): those are read again too.
+        changed = [month for month in every if month >= changed[0] or month == TOP_LEVEL]
+    if changed == every:
         return BuildPlan("rebuild", reason="every delivery month changed")
     return BuildPlan("append", tuple(changed))
 

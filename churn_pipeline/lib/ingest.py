@@ -12,12 +12,13 @@ import csv
 import gzip
 import hashlib
 import io
-from dataclasses import dataclass, replace
+import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import duckdb
 
-from churn_pipeline.lib.duck import has_column, scalar, transaction
+from churn_pipeline.lib.duck import has_column, rows, scalar, transaction
 from churn_pipeline.lib.incremental import (
     TOP_LEVEL,
     ensure_bookkeeping,
@@ -41,7 +42,7 @@ RAW_REJECTS_COLUMNS = (
 LOAD_MANIFEST = "raw.load_manifest"
 LOAD_MANIFEST_COLUMNS = (
     "source varchar, source_file varchar, delivery_month varchar, size_bytes bigint, modified_at timestamptz, "
-    "sha256 varchar, rows_read bigint, unreadable_rows bigint, loaded_at timestamptz"
+    "sha256 varchar, rows_read bigint, unreadable_rows bigint, loaded_at timestamptz, path varchar, file_columns varchar[]"
 )
 
 
@@ -53,26 +54,23 @@ class RawFileChanged(OSError):
 class FileLoad:
     source: str
     file: str
-    rows_loaded: int
-    rows_rejected: int
-    delivery_month: str | None = None
-    size: int = 0
-    mtime_ns: int = 0
+    delivery_month: str | None
+    size: int
+    mtime_ns: int
+    sha256: str
     ignored_columns: tuple[str, ...] = ()
     """Columns of the file that are not in the contract (read past, as the contract says)."""
-
-    @property
-    def rows_read(self) -> int:
-        """The file's data rows: the ones the parser read and the unreadable ones."""
-        return self.rows_loaded + self.rows_rejected
+    rows_loaded: int | None = None
+    rows_rejected: int | None = None
+    """Rows parsed and unreadable, for a file loaded as text (an adapter's); a contract file's
+    rows are counted when a staging model reads it."""
 
 
 def delivery_versions(loads: list[FileLoad]) -> dict[str, str]:
-    """Each delivery month's version, from the files loaded for it (top-level files: month '')."""
-    files: dict[str, list[tuple[str, int, int, int, int]]] = {}
+    """Each delivery month's version, from the files registered for it (top-level files: month '')."""
+    files: dict[str, list[tuple[str, int, str]]] = {}
     for load in loads:
-        month = load.delivery_month or TOP_LEVEL
-        files.setdefault(month, []).append((load.file, load.size, load.mtime_ns, load.rows_loaded, load.rows_rejected))
+        files.setdefault(load.delivery_month or TOP_LEVEL, []).append((load.file, load.size, load.sha256))
     return {month: month_version(month_files) for month, month_files in files.items()}
 
 
@@ -142,14 +140,41 @@ def _csv_header(path: Path) -> list[str]:
 
 
 def _create_raw_table(conn: duckdb.DuckDBPyConnection, source: RawSource) -> None:
+    """A raw table of text rows, for what a source adapter maps onto the contract (the contract's
+    own sources are views of their files, see `_create_raw_view`)."""
+    _drop_raw_relation(conn, source.name)
     columns = ", ".join(f"{column} varchar" for column in source.columns)
-    conn.execute(
-        f"create or replace table raw.{source.name} ({columns}, source_file varchar, source_row bigint, delivery_month varchar)"
-    )
+    conn.execute(f"create table raw.{source.name} ({columns}, source_file varchar, source_row bigint, delivery_month varchar)")
     # whoever fills it records its delivery versions and manifest lines again (an adapter records
     # none for the contract table)
     forget_delivery_versions(conn, source.name)
     _forget_manifest(conn, source.name, None)
+
+
+def is_file_view(conn: duckdb.DuckDBPyConnection, source: str) -> bool:
+    """Whether raw.<source> is a view of delivery files (not an adapter's text table)."""
+    return (
+        scalar(
+            conn,
+            "select table_type from information_schema.tables where table_schema = 'raw' and table_name = $name",
+            {"name": source},
+        )
+        == "VIEW"
+    )
+
+
+def _drop_raw_relation(conn: duckdb.DuckDBPyConnection, name: str) -> str | None:
+    """Drop raw.<name>, a table or a view; returns which it was."""
+    kind = scalar(
+        conn,
+        "select table_type from information_schema.tables where table_schema = 'raw' and table_name = $name",
+        {"name": name},
+    )
+    if kind == "VIEW":
+        conn.execute(f"drop view raw.{name}")
+    elif kind is not None:
+        conn.execute(f"drop table raw.{name}")
+    return kind
 
 
 def _create_rejects_table(conn: duckdb.DuckDBPyConnection) -> None:
@@ -162,33 +187,12 @@ def _create_rejects_table(conn: duckdb.DuckDBPyConnection) -> None:
 
 
 def _ensure_manifest(conn: duckdb.DuckDBPyConnection) -> None:
-    """The load manifest. A warehouse loaded before it existed gets a line per file already in its
-    raw tables, with the rows it holds and no size, time or checksum (the file may have changed
-    since)."""
-    exists = has_column(conn, "raw", "load_manifest")
+    """The load manifest, with the columns a warehouse from an earlier version lacks. Its lines for
+    files loaded by that version get no path or columns: the next load of their source reads their
+    files again (`load_source`)."""
     conn.execute(f"create table if not exists {LOAD_MANIFEST} ({LOAD_MANIFEST_COLUMNS})")
-    if exists:
-        return
-    for source in SOURCES:
-        if has_column(conn, "raw", source.name):
-            month = "delivery_month" if has_column(conn, "raw", source.name, "delivery_month") else "null::varchar"
-            conn.execute(
-                f"""
-                insert into {LOAD_MANIFEST}
-                with parsed as (
-                    select source_file, any_value({month}) as delivery_month, count(*) as parsed
-                    from raw.{source.name} group by source_file
-                ),
-                rejects as (
-                    select source_file, count(*) as unreadable from raw.csv_rejects
-                    where source = $source group by source_file
-                )
-                select $source, source_file, parsed.delivery_month, null, null, null,
-                    coalesce(parsed, 0) + coalesce(unreadable, 0), coalesce(unreadable, 0), null
-                from parsed full join rejects using (source_file)
-                """,
-                {"source": source.name},
-            )
+    conn.execute(f"alter table {LOAD_MANIFEST} add column if not exists path varchar")
+    conn.execute(f"alter table {LOAD_MANIFEST} add column if not exists file_columns varchar[]")
 
 
 def _fingerprint(path: Path) -> tuple[int, int]:
@@ -196,103 +200,113 @@ def _fingerprint(path: Path) -> tuple[int, int]:
     return stat.st_size, stat.st_mtime_ns
 
 
-def _load_csv(conn: duckdb.DuckDBPyConnection, source: RawSource, path: Path, name: str, month: str | None) -> FileLoad:
-    header = _csv_header(path)
-    mapping = _map_columns(source, path, header)
-    # Positional names keep file-supplied text out of SQL identifiers.
-    positional = {f"c{i}": "VARCHAR" for i in range(len(header))}
-    by_key = {written.strip().lower(): f"c{i}" for i, written in enumerate(header)}
-    conn.execute("drop table if exists csv_file_rejects")
-    conn.execute("drop table if exists csv_file_scans")
-    conn.execute(
-        """
-        create or replace temp table csv_file as
-        select * from read_csv(
-            $path, columns = $columns, header = true, auto_detect = false,
-            delim = ',', quote = '"', escape = '"', strict_mode = true,
-            store_rejects = true, rejects_table = 'csv_file_rejects', rejects_scan = 'csv_file_scans'
-        )
-        """,
-        {"path": str(path), "columns": positional},
-    )
-    select = ", ".join(
-        f"{by_key[column]} as {column}" if column in mapping else f"null::varchar as {column}" for column in source.columns
-    )
-    loaded = scalar(conn, "select count(*) from csv_file")
-    rejected = scalar(conn, "select count(distinct line) from csv_file_rejects")
-    # The temp table holds the parsed rows in file order (DuckDB preserves insertion order), so a
-    # row's place in it is its data row number. `order by rowid`: without it DuckDB's order-keeping
-    # insert into a table created in this transaction is written again at the next checkpoint.
-    if rejected == 0:
-        conn.execute(
-            f"""
-            insert into raw.{source.name}
-            select {select}, $file, rowid - (select min(rowid) from csv_file) + 1, $month
-            from csv_file
-            order by rowid
-            """,
-            {"file": name, "month": month},
-        )
-    else:
-        # The reader numbers records (header = 1); parsed rows fill the record numbers rejects leave free.
-        conn.execute(
-            f"""
-            insert into raw.{source.name}
-            with parsed as (
-                select *, rowid - (select min(rowid) from csv_file) + 1 as parsed_index from csv_file
-            ),
-            records as (
-                select range as record, row_number() over (order by range) as parsed_index
-                from range(1, $total + 1)
-                where range not in (select line - 1 from csv_file_rejects)
-            )
-            select {select}, $file, records.record, $month
-            from parsed
-            inner join records using (parsed_index)
-            order by records.record
-            """,
-            {"file": name, "total": loaded + rejected, "month": month},
-        )
-    conn.execute(
-        """
-        insert into raw.csv_rejects
-        select $source, $file, line - 1, string_agg(distinct error_type, '; ' order by error_type),
-               first(csv_line order by column_idx), $month
-        from csv_file_rejects
-        group by line
-        order by line
-        """,
-        {"source": source.name, "file": name, "month": month},
-    )
-    conn.execute("drop table csv_file")
-    return FileLoad(source.name, name, loaded, rejected, ignored_columns=_extra_columns(source, header))
-
-
-def _load_parquet(conn: duckdb.DuckDBPyConnection, source: RawSource, path: Path, name: str, month: str | None) -> FileLoad:
+def _header(path: Path) -> list[str]:
+    if file_format(path) == "csv":
+        return _csv_header(path)
+    conn = duckdb.connect()
     try:
-        described = conn.execute("describe select * from read_parquet($path)", {"path": str(path)}).fetchall()
+        return [row[0] for row in conn.execute("describe select * from read_parquet($path)", {"path": str(path)}).fetchall()]
     except duckdb.Error as exc:
         raise RawInputError(f"{_label(path)}: not a readable Parquet file ({str(exc).splitlines()[0]})") from None
-    header = [row[0] for row in described]
-    mapping = _map_columns(source, path, header)
-    # Positional names keep file-supplied text out of SQL identifiers, as for CSV.
-    positional = [f"c{i}" for i in range(len(header))]
-    by_key = {written.strip().lower(): positional[i] for i, written in enumerate(header)}
-    select = ", ".join(
-        f"cast({by_key[column]} as varchar) as {column}" if column in mapping else f"null::varchar as {column}"
-        for column in source.columns
+    finally:
+        conn.close()
+
+
+def _sql_text(value: str) -> str:
+    """A string literal for a view's SQL (a view keeps no bound parameters)."""
+    return "'" + value.replace("'", "''") + "'"
+
+
+def _file_reader(source: RawSource, line: ManifestLine) -> str:
+    """One file's rows as the contract's text columns, with source_file, source_row (the file's
+    data row number) and delivery_month."""
+    origin = f"{_sql_text(line.file)} as source_file, {{row}} as source_row, " + (
+        f"{_sql_text(line.month)} as delivery_month" if line.month else "null::varchar as delivery_month"
     )
-    conn.execute(
+    path = Path(line.path)
+    if not path.is_file():
+        # a month's file deleted after it was loaded: reading that month again says so
+        message = f"{line.file}: the delivery file is gone since it was loaded; restore it, or rebuild with --full-refresh --rebuild-from-files"
+        missing = ", ".join(f"null::varchar as {c}" for c in source.columns[1:])
+        return (
+            f"select error({_sql_text(message)})::varchar as {source.columns[0]}, {missing}, {origin.format(row='null::bigint')}"
+        )
+    mapping = _map_columns(source, path, list(line.file_columns))
+    by_key = {written.strip().lower(): f"c{i}" for i, written in enumerate(line.file_columns)}
+    if file_format(path) == "parquet":
+        select = ", ".join(
+            f"cast({by_key[c]} as varchar) as {c}" if c in mapping else f"null::varchar as {c}" for c in source.columns
+        )
+        positional = ", ".join(f"c{i}" for i in range(len(line.file_columns)))
+        return (
+            f"select {select}, {origin.format(row='file_row_number + 1')} "
+            f"from read_parquet({_sql_text(line.path)}, file_row_number = true) as parquet_file({positional})"
+        )
+    select = ", ".join(f"{by_key[c]} as {c}" if c in mapping else f"null::varchar as {c}" for c in source.columns)
+    columns = "{" + ", ".join(f"'c{i}': 'VARCHAR'" for i in range(len(line.file_columns))) + "}"
+    reader = (
+        f"read_csv({_sql_text(line.path)}, columns = {columns}, header = true, auto_detect = false, "
+        "delim = ',', quote = '\"', escape = '\"', strict_mode = true, store_rejects = true, "
+        f"rejects_table = '{source.name}_rejects', rejects_scan = '{source.name}_scans')"
+    )
+    if not line.unreadable_records:
+        return f"select {select}, {origin.format(row='row_number() over ()')} from {reader}"
+    # The reader skips unreadable records, so a parsed row's place is its number among the
+    # records that were read. DuckDB checks the encoding of the columns a query reads only: the
+    # hash reads them all, so the same records are skipped whatever a query selects.
+    skipped = ", ".join(str(record) for record in line.unreadable_records)
+    every_column = ", ".join(f"c{i}" for i in range(len(line.file_columns)))
+    return (
+        f"select {select}, {origin.format(row='records.record')} "
+        f"from (select *, row_number() over () as parsed_index from {reader} where hash({every_column}) is not null) as parsed "
+        f"inner join (select range as record, row_number() over (order by range) as parsed_index "
+        f"from range(1, {line.rows_read + 1}) where range not in ({skipped})) as records using (parsed_index)"
+    )
+
+
+@dataclass(frozen=True)
+class ManifestLine:
+    file: str
+    month: str | None
+    path: str
+    file_columns: tuple[str, ...]
+    rows_read: int | None
+    unreadable_records: tuple[int, ...]
+
+
+def _manifest_lines(conn: duckdb.DuckDBPyConnection, source: str) -> list[ManifestLine]:
+    found = conn.execute(
         f"""
-        insert into raw.{source.name}
-        select {select}, $file, file_row_number + 1, $month
-        from read_parquet($path, file_row_number = true) as parquet_file({", ".join(positional)})
-        order by file_row_number
+        select
+            manifest.source_file, manifest.delivery_month, manifest.path, manifest.file_columns, manifest.rows_read,
+            coalesce(list(rejects.source_row order by rejects.source_row) filter (where rejects.source_row is not null), [])
+        from {LOAD_MANIFEST} as manifest
+        left join raw.csv_rejects as rejects
+            on rejects.source = manifest.source and rejects.source_file = manifest.source_file
+            -- rejects of a file are known once a staging model read it
+            and manifest.unreadable_rows is not null
+        where manifest.source = $source
+        group by all
+        order by manifest.source_file
         """,
-        {"path": str(path), "file": name, "month": month},
-    )
-    loaded = scalar(conn, f"select count(*) from raw.{source.name} where source_file = $file", {"file": name})
-    return FileLoad(source.name, name, loaded, 0, ignored_columns=_extra_columns(source, header))
+        {"source": source},
+    ).fetchall()
+    return [
+        ManifestLine(file, month, path, tuple(columns), read, tuple(records))
+        for file, month, path, columns, read, records in found
+    ]
+
+
+def _create_raw_view(conn: duckdb.DuckDBPyConnection, source: RawSource) -> None:
+    """raw.<source>: a view of every file the manifest lists for the source, read in place."""
+    _drop_raw_relation(conn, source.name)
+    readers = [_file_reader(source, line) for line in _manifest_lines(conn, source.name)]
+    if not readers:
+        empty = ", ".join(f"null::varchar as {c}" for c in source.columns)
+        readers = [
+            f"select {empty}, null::varchar as source_file, null::bigint as source_row, null::varchar as delivery_month where false"
+        ]
+    conn.execute(f"create view raw.{source.name} as\n" + "\nunion all\n".join(readers))
 
 
 def _sha256(path: Path) -> str:
@@ -303,31 +317,43 @@ def _sha256(path: Path) -> str:
     return digest.hexdigest()
 
 
-def load_file(conn: duckdb.DuckDBPyConnection, source: RawSource, path: Path, raw_dir: Path) -> FileLoad:
-    """Append one file's rows to raw.<source> (parser rejects to raw.csv_rejects) and its line
-    to the load manifest."""
+def register_file(
+    conn: duckdb.DuckDBPyConnection, source: RawSource, path: Path, raw_dir: Path, counted: dict[tuple[str, str], tuple]
+) -> FileLoad:
+    """The file's line in the load manifest: where it is, its size, time, checksum and columns.
+    Its rows are counted when a staging model reads it; a file registered again unchanged keeps
+    its counts from `counted` ((file, sha256) -> (rows read, unreadable)), since nothing reads it again."""
+    header = _header(path)
+    _map_columns(source, path, header)
     before = _fingerprint(path)
     checksum = _sha256(path)
-    loader = _load_csv if file_format(path) == "csv" else _load_parquet
-    month = delivery_month(path, raw_dir)
-    load = loader(conn, source, path, relative_name(path, raw_dir), month)
+    if time.time_ns() - before[1] < 1_000_000_000:
+        # hashing a small file takes less time than a writer's pause: a file touched in the last
+        # second gets a second look
+        time.sleep(0.2)
     if _fingerprint(path) != before:
         raise RawFileChanged(f"{relative_name(path, raw_dir)} changed while it was read (still being written?)")
-    load = replace(load, delivery_month=month, size=before[0], mtime_ns=before[1])
+    month = delivery_month(path, raw_dir)
+    load = FileLoad(source.name, relative_name(path, raw_dir), month, *before, checksum, _extra_columns(source, header))
     conn.execute(
         f"""
-        insert into {LOAD_MANIFEST}
-        values ($source, $file, $month, $size, make_timestamptz($mtime_us), $sha256, $read, $unreadable, now())
+        insert into {LOAD_MANIFEST} by name
+        select
+            $source as source, $file as source_file, $month as delivery_month, $size as size_bytes,
+            make_timestamptz($mtime_us) as modified_at, $sha256 as sha256, $read::bigint as rows_read,
+            $unreadable::bigint as unreadable_rows, now() as loaded_at, $path as path, $columns::varchar[] as file_columns
         """,
         {
+            "read": counted.get((load.file, checksum), (None, None))[0],
+            "unreadable": counted.get((load.file, checksum), (None, None))[1],
             "source": load.source,
             "file": load.file,
             "month": month,
             "size": load.size,
             "mtime_us": load.mtime_ns // 1000,
             "sha256": checksum,
-            "read": load.rows_read,
-            "unreadable": load.rows_rejected,
+            "path": str(path.resolve()),
+            "columns": header,
         },
     )
     return load
@@ -342,37 +368,184 @@ def _forget_manifest(conn: duckdb.DuckDBPyConnection, source: str, months: tuple
     )
 
 
-def load_source(
-    conn: duckdb.DuckDBPyConnection, source: RawSource, raw_dir: Path, months: tuple[str, ...] | None = None
-) -> list[FileLoad]:
-    """Load the source's files into `raw.<source>`; parser rejects go to raw.csv_rejects.
+@dataclass(frozen=True)
+class SourceLoad:
+    files: list[FileLoad]
+    upgraded: bool
+    """The warehouse held this source's raw rows as a text table (an earlier version): dropped,
+    and every file of the source registered again."""
 
-    `months=None` replaces the whole table with every file. Otherwise only those months'
-    delivery folders are read, and exactly their rows are replaced (a rerun never duplicates).
+
+def load_source(
+    conn: duckdb.DuckDBPyConnection,
+    source: RawSource,
+    raw_dir: Path,
+    months: tuple[str, ...] | None = None,
+    every_loaded_month: bool = False,
+) -> SourceLoad:
+    """Register the source's files in the load manifest and make `raw.<source>` a view of them.
+
+    `months=None` registers every file. Otherwise only those months' delivery folders (and the
+    top-level files) are registered again; the other months' lines stay, unless
+    `every_loaded_month` (a rebuild from the files as they are now), which registers again every
+    month the manifest lists too, so a file gone since is forgotten. Nothing is parsed here: the
+    staging model reads the files through the view, once (`record_scan`).
     """
     check_raw_dir(raw_dir, months, source)
     _create_rejects_table(conn)
     with transaction(conn):
-        if months is None:
-            _create_raw_table(conn, source)
-            conn.execute("delete from raw.csv_rejects where source = $source", {"source": source.name})
-        else:
-            if not has_column(conn, "raw", source.name):
-                _create_raw_table(conn, source)
-            conn.execute(f"alter table raw.{source.name} add column if not exists delivery_month varchar")
-            # top-level files (delivery_month null) are reloaded with every month
-            conn.execute(
-                f"delete from raw.{source.name} where delivery_month is null or list_contains($months, delivery_month)",
-                {"months": list(months)},
+        # an earlier version kept the rows as a text table and its manifest lines no path
+        upgraded = _drop_raw_relation(conn, source.name) == "BASE TABLE" or bool(
+            scalar(conn, f"select count(*) from {LOAD_MANIFEST} where source = $s and path is null", {"s": source.name})
+        )
+        if upgraded:
+            months = None
+        elif every_loaded_month and months is not None:
+            listed = rows(
+                conn,
+                f"select distinct delivery_month from {LOAD_MANIFEST} where source = $s and delivery_month is not null",
+                {"s": source.name},
             )
-            conn.execute(
-                "delete from raw.csv_rejects where source = $source and (delivery_month is null or list_contains($months, delivery_month))",
-                {"source": source.name, "months": list(months)},
+            months = tuple(sorted(set(months) | {month for (month,) in listed}))
+        counted = {
+            (file, checksum): (read, unreadable)
+            for file, checksum, read, unreadable in rows(
+                conn,
+                f"select source_file, sha256, rows_read, unreadable_rows from {LOAD_MANIFEST} where source = $s",
+                {"s": source.name},
             )
-            _forget_manifest(conn, source.name, months)
-        loads = [load_file(conn, source, path, raw_dir) for path in source.files(raw_dir, months)]
-        record_delivery_versions(conn, source.name, delivery_versions(loads), months)
-    return loads
+        }
+        _forget_manifest(conn, source.name, months)
+        files = [register_file(conn, source, path, raw_dir, counted) for path in source.files(raw_dir, months)]
+        _create_raw_view(conn, source)
+        record_delivery_versions(conn, source.name, delivery_versions(files), months)
+    return SourceLoad(files, upgraded)
+
+
+def changed_files(conn: duckdb.DuckDBPyConnection, raw_dir: Path) -> list[str]:
+    """The files the load manifest lists that are now missing from `raw_dir` or differ from what
+    was loaded (size, then checksum), as `2024-03/orders.csv (changed)`."""
+    if not has_column(conn, "raw", "load_manifest"):
+        return []
+    found = []
+    for file, size, checksum in rows(
+        conn, f"select source_file, size_bytes, sha256 from {LOAD_MANIFEST} where sha256 is not null order by source_file"
+    ):
+        path = raw_dir / file
+        if not path.is_file():
+            found.append(f"{file} (missing)")
+        elif path.stat().st_size != size or _sha256(path) != checksum:
+            found.append(f"{file} (changed)")
+    return found
+
+
+def check_unchanged(conn: duckdb.DuckDBPyConnection, raw_dir: Path) -> None:
+    """A full refresh rebuilds every table from the delivery files, the only record of the raw
+    rows: refused when one of them is gone or changed since it was loaded."""
+    changed = changed_files(conn, raw_dir)
+    if changed:
+        shown = ", ".join(changed[:3]) + (f" and {len(changed) - 3} more" if len(changed) > 3 else "")
+        raise RawInputError(
+            f"--full-refresh: {shown} since loaded; nothing was rebuilt. Restore the files, or add "
+            "--rebuild-from-files to rebuild from the files as they are now"
+        )
+
+
+def record_scan(conn: duckdb.DuckDBPyConnection, source: str, staged_table: str, months: tuple[str, ...] | None) -> None:
+    """After a staging model read raw.<source> (every file, or those of `months` and the top-level
+    ones): the unreadable CSV records it met go to raw.csv_rejects, each file read gets its row
+    counts in the manifest, and a file read for the first time with unreadable records gets its
+    staged rows renumbered by record and its reader in the view told which records it skips."""
+    if (
+        scalar(
+            conn, "select table_type from information_schema.tables where table_schema = 'raw' and table_name = $n", {"n": source}
+        )
+        != "VIEW"
+    ):
+        return  # a source adapter's table: nothing was read from files
+    scanned = f"""
+        select source_file, path, delivery_month, unreadable_rows is null as first_read from {LOAD_MANIFEST}
+        where source = $source and ($all or list_contains($months, coalesce(delivery_month, '')))
+    """
+    bound = {"source": source, "all": months is None, "months": list(months or ())}
+    for file, path, size, modified_us in rows(
+        conn,
+        f"""select source_file, path, size_bytes, epoch_us(modified_at) from {LOAD_MANIFEST}
+        where source = $source and ($all or list_contains($months, coalesce(delivery_month, ''))) and path is not null""",
+        bound,
+    ):
+        stat = Path(path).stat() if Path(path).is_file() else None
+        if stat is not None and (stat.st_size, stat.st_mtime_ns // 1000) != (size, modified_us):
+            raise RawFileChanged(f"{file} changed after the raw step registered it (still being written?); run again")
+    rejects_table, scans_table = f"{source}_rejects", f"{source}_scans"
+    if has_column(conn, "temp", rejects_table) or scalar(
+        conn, "select count(*) from duckdb_tables() where temporary and table_name = $t", {"t": rejects_table}
+    ):
+        met = f"""
+            select scans.file_path as path, rejects.line - 1 as source_row,
+                string_agg(distinct rejects.error_type, '; ' order by rejects.error_type) as error_type,
+                first(rejects.csv_line order by rejects.column_idx) as raw_line
+            from temp.{rejects_table} as rejects
+            inner join temp.{scans_table} as scans using (scan_id, file_id)
+            group by all
+        """
+    else:
+        met = "select null::varchar as path, null::bigint as source_row, null::varchar as error_type, null::varchar as raw_line where false"
+    conn.execute(
+        f"create or replace temp table scan_rejects as select scanned.*, met.* exclude (path) from ({scanned}) as scanned inner join ({met}) as met using (path)",
+        bound,
+    )
+    conn.execute(
+        "delete from raw.csv_rejects where source = $source and ($all or list_contains($months, coalesce(delivery_month, '')))",
+        bound,
+    )
+    conn.execute(
+        "insert into raw.csv_rejects select $source, source_file, source_row, error_type, raw_line, delivery_month from scan_rejects order by source_file, source_row",
+        {"source": source},
+    )
+    # rows of a file read for the first time are numbered among the records read; renumber them by record
+    renumbered = rows(conn, "select distinct source_file from scan_rejects where first_read")
+    for (file,) in renumbered:
+        conn.execute(
+            f"""
+            update {staged_table} as staged
+            set source_row = records.record
+            from (
+                select range as record, row_number() over (order by range) as parsed_index
+                from range(1, (select count(*) from {staged_table} where source_file = $file)
+                    + (select count(*) from scan_rejects where source_file = $file) + 1)
+                where range not in (select source_row from scan_rejects where source_file = $file)
+            ) as records
+            where staged.source_file = $file and staged.source_row = records.parsed_index
+            """,
+            {"file": file},
+        )
+    conn.execute(
+        f"""
+        update {LOAD_MANIFEST} as manifest
+        set
+            rows_read = counted.staged + counted.unreadable,
+            unreadable_rows = counted.unreadable
+        from (
+            select
+                scanned.source_file,
+                (select count(*) from {staged_table} as staged where staged.source_file = scanned.source_file) as staged,
+                (select count(*) from scan_rejects where scan_rejects.source_file = scanned.source_file) as unreadable
+            from ({scanned}) as scanned
+        ) as counted
+        where manifest.source = $source and manifest.source_file = counted.source_file
+        """,
+        bound,
+    )
+    conn.execute("drop table scan_rejects")
+    conn.execute(f"drop table if exists temp.{rejects_table}")
+    conn.execute(f"drop table if exists temp.{scans_table}")
+    if renumbered:
+        _create_raw_view(conn, _source(source))
+
+
+def _source(name: str) -> RawSource:
+    return next(source for source in SOURCES if source.name == name)
 
 
 def preflight(raw_dir: Path, months: tuple[str, ...] | None = None) -> list[Path]:

@@ -31,7 +31,7 @@ COMMON = {
     "customer_id": "the customer, as written in the raw data",
     "cohort_month": "first day of the signup month, in the reporting time zone",
     "quarantine_reason": "why the row is quarantined; null for a row that loads",
-    "raw_values": "the row's raw values, as text",
+    "raw_values": "the row's raw values as read from its file, JSON (in staging: quarantined rows only)",
 }
 
 

@@ -94,6 +94,10 @@ class PipelineSettings(BaseModel):
     full_refresh: bool = setting(
         False, "rebuild the incremental models from every loaded month instead of appending (as dbt's --full-refresh)"
     )
+    rebuild_from_files: bool = setting(
+        False,
+        "with --full-refresh: rebuild from the delivery files as they are now, even those that changed since they were loaded",
+    )
     high_risk_neighbours: int = setting(2, "high-risk months: months on each side whose pooled hazard is the baseline")
     high_risk_min_at_risk: int = setting(30, "high-risk months: months with fewer customers at risk are too thin to judge")
     high_risk_min_churned: int = setting(5, "high-risk months: months with fewer churns are too few to judge")

@@ -23,7 +23,7 @@ from pathlib import Path
 
 import duckdb
 
-from churn_pipeline.lib import incremental
+from churn_pipeline.lib import incremental, ingest
 from churn_pipeline.lib.duck import scalar, transaction
 from churn_pipeline.lib.identifiers import qualified, validate_identifier
 
@@ -229,7 +229,17 @@ def run_model(
     with transaction(conn):
         conn.execute(f"create or replace table {model.table} as {model.sql}", _parameters_of(model.sql, bound))
         _run_post_hook(conn, model, bound)
+        _record_scans(conn, model, None)
     return ModelBuild(_row_count(conn, model), "table")
+
+
+def _record_scans(conn: duckdb.DuckDBPyConnection, model: SqlModel, months: tuple[str, ...] | None) -> None:
+    """What reading the raw sources' files told (unreadable records, rows per file), for a staging
+    model, which reads each file the build needed once."""
+    if model.layer == "staging":
+        for schema, table in sorted(model.references):
+            if schema == "raw":
+                ingest.record_scan(conn, table, model.table, months)
 
 
 def _run_post_hook(conn: duckdb.DuckDBPyConnection, model: SqlModel, bound: dict[str, object]) -> None:
@@ -249,13 +259,15 @@ def _run_incremental(
     )
     inputs = incremental.input_versions(conn, source_schema, source_table)
     previous = incremental.builds(conn, model.table)
-    plan = incremental.plan_build(table_exists, inputs, previous, key, full_refresh)
+    reads_files = source_schema == "raw" and ingest.is_file_view(conn, source_table)
+    plan = incremental.plan_build(table_exists, inputs, previous, key, full_refresh, reads_files)
     if plan.kind != "unchanged":
         with transaction(conn):
             if plan.kind == "rebuild":
                 conn.execute(f"create or replace table {model.table} as {full_sql}", _parameters_of(full_sql, bound))
                 incremental.check_columns(conn, model.table, model.path.name, model.unique_key)
                 _run_post_hook(conn, model, bound)
+                _record_scans(conn, model, None)
                 touched = None
             else:
                 parameters = _parameters_of(append_sql, {**bound, APPEND_MONTHS: list(plan.months)})
@@ -268,6 +280,7 @@ def _run_incremental(
                     model.unique_key,
                     after_insert=lambda: _run_post_hook(conn, model, bound),
                 )
+                _record_scans(conn, model, plan.months)
             incremental.record_build(conn, model.table, inputs, previous, touched, key)
     return ModelBuild(_row_count(conn, model), plan.describe())
 

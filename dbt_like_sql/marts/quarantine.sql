@@ -3,35 +3,21 @@ with csv_rejects as (
     select * from raw.csv_rejects
 ),
 
--- staging keeps no raw text (8M copies of it cost more than the rest of staging); the
--- few quarantined rows get theirs back from raw by (source_file, source_row), which
--- identifies a raw row
+-- staging keeps the raw values of the rows it quarantines
 orders as (
-    select
-        staged.source_file,
-        staged.source_row,
-        staged.quarantine_reason,
-        to_json(struct_pack(
-            order_id := raw_rows.order_id, customer_id := raw_rows.customer_id, ordered_at := raw_rows.ordered_at,
-            amount := raw_rows.amount, currency := raw_rows.currency, channel := raw_rows.channel
-        )) as raw_values
-    from staging.stg_orders as staged
-    left join raw.orders as raw_rows
-        on
-            raw_rows.source_file = staged.source_file
-            and raw_rows.source_row = staged.source_row
-    where staged.quarantine_reason is not null
-),
-
-subscription_rows as (
     select
         source_file,
         source_row,
-        quarantine_reason
-    from staging.stg_subscription_events
+        quarantine_reason,
+        raw_values
+    from staging.stg_orders
     where quarantine_reason is not null
-    union all
-    -- event_id is unique among the loaded (staged, valid) rows the lifecycle reads
+),
+
+-- a row the lifecycle quarantines was valid when staged, so its raw values are read again from
+-- its delivery file, by (source_file, source_row), which identifies a raw row: a second read of
+-- the files that hold such rows, none when there are none
+lifecycle_errors as materialized (
     select
         staged.source_file,
         staged.source_row,
@@ -46,16 +32,24 @@ subscription_rows as (
 
 subscription_events as (
     select
+        source_file,
+        source_row,
+        quarantine_reason,
+        raw_values
+    from staging.stg_subscription_events
+    where quarantine_reason is not null
+    union all
+    select
         quarantined.source_file,
         quarantined.source_row,
-        quarantined.quarantine_reason,
+        quarantined.lifecycle_error,
         to_json(struct_pack(
             event_id := raw_rows.event_id, customer_id := raw_rows.customer_id, occurred_at := raw_rows.occurred_at,
             event_type := raw_rows.event_type, plan := raw_rows.plan, price := raw_rows.price,
             billing_period := raw_rows.billing_period, currency := raw_rows.currency, channel := raw_rows.channel,
             segment := raw_rows.segment
         )) as raw_values
-    from subscription_rows as quarantined
+    from lifecycle_errors as quarantined
     left join raw.subscription_events as raw_rows
         on
             raw_rows.source_file = quarantined.source_file

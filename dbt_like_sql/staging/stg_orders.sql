@@ -1,26 +1,48 @@
 -- Every raw order row, typed (UTC instants, reporting-currency amounts), with the reason
--- it cannot be loaded (null when it can). The raw text stays in raw.orders.
+-- it cannot be loaded (null when it can) and, for such a row, its raw values. raw.orders is a
+-- view of the delivery files: this model reads each file once and keeps no other raw text.
 -- materialized: incremental
 -- incremental_source: raw.orders
 -- unique_key: source_file, source_row
 
--- A new delivery month is typed alone, with every other copy of an id it delivers: which copy
--- of a repeated id is loaded depends on all of them, and nothing else crosses rows.
+-- An append reads the months from the first changed one on, and the top-level files. Which copy
+-- of a repeated id is loaded depends on all of them: the valid copies in earlier months join the
+-- duplicate window (their rows keep their state: they come first by time).
 {% if is_incremental() %}
 with delivered as materialized (
-    select * from delivered_rows('raw.orders', '{{ this }}', 'order_id', $append_months)
+    select * from raw.orders
+    where list_contains($append_months, coalesce(delivery_month, ''))
+),
+
+earlier_copies as materialized (
+    select order_id, customer_id, ordered_at, amount_original, currency, channel, source_file, source_row
+    from {{ this }}
+    where
+        not list_contains($append_months, coalesce(delivery_month, ''))
+        and coalesce(quarantine_reason, 'duplicate order_id') = 'duplicate order_id'
+        and order_id in (select clean_text(delivered.order_id) from delivered)
+),
+
+delivered_ids as (
+    select clean_text(order_id) as order_id from delivered
+    union all
+    select order_id from earlier_copies
 ),
 {% else %}
 with delivered as not materialized (
     select * from raw.orders
+),
+
+delivered_ids as (
+    select clean_text(order_id) as order_id from delivered
 ),
 {% endif %}
 
 -- ids that occur more than once, as hashes: only their rows need the duplicate window in
 -- `final` (a hash collision only sends more rows through it; the window compares the ids)
 repeated_ids as (
-    select hash(clean_text(order_id)) as id_hash
-    from delivered
+    select hash(order_id) as id_hash
+    from delivered_ids
     group by id_hash
     having count(*) > 1
 ),
@@ -50,6 +72,10 @@ typed as not materialized (
         clean_text(channel) is null as channel_missing,
         clean_text(ordered_at) is null as missing_ordered_at,
         clean_text(amount) is null as missing_amount,
+        struct_pack(
+            order_id := source.order_id, customer_id := source.customer_id, ordered_at := source.ordered_at,
+            amount := source.amount, currency := source.currency, channel := source.channel
+        ) as raw_row,
         source_file,
         source_row,
         delivery_month,
@@ -108,6 +134,7 @@ valued as not materialized (
         channel,
         channel_missing,
         row_error,
+        raw_row,
         source_file,
         source_row,
         delivery_month,
@@ -115,12 +142,42 @@ valued as not materialized (
     from checked
 ),
 
+-- the rows of repeated ids, with (in an append) the valid copies of earlier months
+repeated_rows as (
+    select
+        * exclude (is_repeated_id),
+        false as is_earlier_copy
+    from valued
+    where is_repeated_id
+    {% if is_incremental() %}
+    union all by name
+    select
+        *,
+        true as is_earlier_copy
+    from earlier_copies
+    {% else %}
+    {% endif %}
+),
+
 -- a repeated order_id is a duplicate delivery: the first by content is loaded; the window
 -- (a sort of every column) runs over the rows of repeated ids only
+numbered as (
+    select
+        *,
+        coalesce(row_error, case
+            when row_number() over (
+                partition by row_error is null, order_id
+                order by ordered_at, amount_original, customer_id, currency, channel, source_file, source_row
+            ) > 1 then 'duplicate order_id'
+        end) as quarantine_reason
+    from repeated_rows
+),
+
 final as (
     select
-        * exclude (row_error, source_file, source_row, delivery_month, is_repeated_id),
+        * exclude (row_error, raw_row, source_file, source_row, delivery_month, is_repeated_id),
         row_error as quarantine_reason,
+        if(row_error is null, null, to_json(raw_row)::varchar) as raw_values,
         source_file,
         source_row,
         delivery_month
@@ -128,19 +185,14 @@ final as (
     where not is_repeated_id
     union all
     select
-        * exclude (row_error, source_file, source_row, delivery_month, is_repeated_id),
-        case
-            when row_error is not null then row_error
-            when row_number() over (
-                partition by row_error is null, order_id
-                order by ordered_at, amount_original, customer_id, currency, channel, source_file, source_row
-            ) > 1 then 'duplicate order_id'
-        end as quarantine_reason,
+        * exclude (row_error, raw_row, source_file, source_row, delivery_month, is_earlier_copy, quarantine_reason),
+        quarantine_reason,
+        if(quarantine_reason is null, null, to_json(raw_row)::varchar) as raw_values,
         source_file,
         source_row,
         delivery_month
-    from valued
-    where is_repeated_id
+    from numbered
+    where not is_earlier_copy
 )
 
 select * from final

@@ -1,27 +1,51 @@
 -- Every raw subscription event, typed (UTC instants, MRR in the reporting currency), with
--- the row-level reason it cannot be loaded (null when it can). Lifecycle order is checked
--- in int_subscription_events_lifecycle; the raw text stays in raw.subscription_events.
+-- the row-level reason it cannot be loaded (null when it can) and, for such a row, its raw
+-- values. Lifecycle order is checked in int_subscription_events_lifecycle. raw.subscription_events
+-- is a view of the delivery files: this model reads each file once and keeps no other raw text.
 -- materialized: incremental
 -- incremental_source: raw.subscription_events
 -- unique_key: source_file, source_row
 
--- A new delivery month is typed alone, with every other copy of an id it delivers: which copy
--- of a repeated id is loaded depends on all of them, and nothing else crosses rows.
+-- An append reads the months from the first changed one on, and the top-level files. Which copy
+-- of a repeated id is loaded depends on all of them: the valid copies in earlier months join the
+-- duplicate window (their rows keep their state: they come first by time).
 {% if is_incremental() %}
 with delivered as materialized (
-    select * from delivered_rows('raw.subscription_events', '{{ this }}', 'event_id', $append_months)
+    select * from raw.subscription_events
+    where list_contains($append_months, coalesce(delivery_month, ''))
+),
+
+earlier_copies as materialized (
+    select
+        event_id, customer_id, occurred_at, event_type, plan, price, billing_period, currency, channel, segment,
+        source_file, source_row
+    from {{ this }}
+    where
+        not list_contains($append_months, coalesce(delivery_month, ''))
+        and coalesce(quarantine_reason, 'duplicate event_id') = 'duplicate event_id'
+        and event_id in (select clean_text(delivered.event_id) from delivered)
+),
+
+delivered_ids as (
+    select clean_text(event_id) as event_id from delivered
+    union all
+    select event_id from earlier_copies
 ),
 {% else %}
 with delivered as not materialized (
     select * from raw.subscription_events
+),
+
+delivered_ids as (
+    select clean_text(event_id) as event_id from delivered
 ),
 {% endif %}
 
 -- ids that occur more than once, as hashes: only their rows need the duplicate window in
 -- `final` (a hash collision only sends more rows through it; the window compares the ids)
 repeated_ids as (
-    select hash(clean_text(event_id)) as id_hash
-    from delivered
+    select hash(event_id) as id_hash
+    from delivered_ids
     group by id_hash
     having count(*) > 1
 ),
@@ -54,6 +78,12 @@ typed as not materialized (
         coalesce(lower(clean_text(segment)), 'unknown') as segment,
         clean_text(occurred_at) is null as missing_occurred_at,
         clean_text(price) is not null as has_price,
+        struct_pack(
+            event_id := source.event_id, customer_id := source.customer_id, occurred_at := source.occurred_at,
+            event_type := source.event_type, plan := source.plan, price := source.price,
+            billing_period := source.billing_period, currency := source.currency, channel := source.channel,
+            segment := source.segment
+        ) as raw_row,
         source_file,
         source_row,
         delivery_month,
@@ -124,6 +154,7 @@ valued as not materialized (
         channel,
         segment,
         row_error,
+        raw_row,
         source_file,
         source_row,
         delivery_month,
@@ -131,12 +162,44 @@ valued as not materialized (
     from checked
 ),
 
+-- the rows of repeated ids, with (in an append) the valid copies of earlier months
+repeated_rows as (
+    select
+        * exclude (is_repeated_id),
+        false as is_earlier_copy
+    from valued
+    where is_repeated_id
+    {% if is_incremental() %}
+    union all by name
+    select
+        *,
+        true as is_earlier_copy
+    from earlier_copies
+    {% else %}
+    {% endif %}
+),
+
 -- a repeated event_id is a duplicate delivery: the first by content is loaded; the window
 -- (a sort of every column) runs over the rows of repeated ids only
+numbered as (
+    select
+        *,
+        coalesce(row_error, case
+            when row_number() over (
+                partition by row_error is null, event_id
+                order by
+                    occurred_at, event_type, customer_id, plan, price, billing_period, currency,
+                    channel, segment, source_file, source_row
+            ) > 1 then 'duplicate event_id'
+        end) as quarantine_reason
+    from repeated_rows
+),
+
 final as (
     select
-        * exclude (row_error, source_file, source_row, delivery_month, is_repeated_id),
+        * exclude (row_error, raw_row, source_file, source_row, delivery_month, is_repeated_id),
         row_error as quarantine_reason,
+        if(row_error is null, null, to_json(raw_row)::varchar) as raw_values,
         source_file,
         source_row,
         delivery_month
@@ -144,21 +207,14 @@ final as (
     where not is_repeated_id
     union all
     select
-        * exclude (row_error, source_file, source_row, delivery_month, is_repeated_id),
-        case
-            when row_error is not null then row_error
-            when row_number() over (
-                partition by row_error is null, event_id
-                order by
-                    occurred_at, event_type, customer_id, plan, price, billing_period, currency,
-                    channel, segment, source_file, source_row
-            ) > 1 then 'duplicate event_id'
-        end as quarantine_reason,
+        * exclude (row_error, raw_row, source_file, source_row, delivery_month, is_earlier_copy, quarantine_reason),
+        quarantine_reason,
+        if(quarantine_reason is null, null, to_json(raw_row)::varchar) as raw_values,
         source_file,
         source_row,
         delivery_month
-    from valued
-    where is_repeated_id
+    from numbered
+    where not is_earlier_copy
 )
 
 select * from final
