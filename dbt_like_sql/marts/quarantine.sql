@@ -15,8 +15,7 @@ orders as (
 ),
 
 -- a row the lifecycle quarantines was valid when staged, so its raw values are read again from
--- its delivery file, by (source_file, source_row), which identifies a raw row: a second read of
--- the files that hold such rows, none when there are none
+-- its delivery file, by (source_file, source_row), which identifies a raw row
 lifecycle_errors as materialized (
     select
         staged.source_file,
@@ -28,6 +27,12 @@ lifecycle_errors as materialized (
             staged.event_id = lifecycle.event_id
             and staged.quarantine_reason is null
     where lifecycle.lifecycle_error is not null
+),
+
+-- a second read of the event files, skipped when the lifecycle quarantined nothing
+raw_rows as (
+    select * from raw.subscription_events
+    where exists (select 1 from lifecycle_errors)
 ),
 
 subscription_events as (
@@ -50,7 +55,7 @@ subscription_events as (
             segment := raw_rows.segment
         )) as raw_values
     from lifecycle_errors as quarantined
-    left join raw.subscription_events as raw_rows
+    left join raw_rows
         on
             raw_rows.source_file = quarantined.source_file
             and raw_rows.source_row = quarantined.source_row
