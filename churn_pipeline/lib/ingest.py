@@ -335,6 +335,19 @@ def register_file(
         raise RawFileChanged(f"{relative_name(path, raw_dir)} changed while it was read (still being written?)")
     month = delivery_month(path, raw_dir)
     load = FileLoad(source.name, relative_name(path, raw_dir), month, *before, checksum, _extra_columns(source, header))
+    counts = counted.get((load.file, checksum), (None, None))
+    write_manifest_line(conn, load, path, *counts, header)
+    return load
+
+
+def write_manifest_line(
+    conn: duckdb.DuckDBPyConnection,
+    load: FileLoad,
+    path: Path,
+    rows_read: int | None,
+    unreadable: int | None,
+    columns: list[str] | None = None,
+) -> None:
     conn.execute(
         f"""
         insert into {LOAD_MANIFEST} by name
@@ -344,19 +357,18 @@ def register_file(
             $unreadable::bigint as unreadable_rows, now() as loaded_at, $path as path, $columns::varchar[] as file_columns
         """,
         {
-            "read": counted.get((load.file, checksum), (None, None))[0],
-            "unreadable": counted.get((load.file, checksum), (None, None))[1],
             "source": load.source,
             "file": load.file,
-            "month": month,
+            "month": load.delivery_month,
             "size": load.size,
             "mtime_us": load.mtime_ns // 1000,
-            "sha256": checksum,
+            "sha256": load.sha256,
+            "read": rows_read,
+            "unreadable": unreadable,
             "path": str(path.resolve()),
-            "columns": header,
+            "columns": columns,
         },
     )
-    return load
 
 
 def _forget_manifest(conn: duckdb.DuckDBPyConnection, source: str, months: tuple[str, ...] | None) -> None:

@@ -9,7 +9,6 @@ import duckdb
 
 from churn_pipeline.lib.duck import scalar
 from churn_pipeline.lib.ingest import (
-    LOAD_MANIFEST,
     FileLoad,
     RawFileChanged,
     _csv_header,
@@ -18,6 +17,7 @@ from churn_pipeline.lib.ingest import (
     _label,
     _map_columns,
     _sha256,
+    write_manifest_line,
 )
 from churn_pipeline.lib.raw_sources import RawInputError, RawSource, delivery_month, file_format, relative_name
 
@@ -136,24 +136,5 @@ def load_text_file(conn: duckdb.DuckDBPyConnection, source: RawSource, path: Pat
     if _fingerprint(path) != before:
         raise RawFileChanged(f"{relative_name(path, raw_dir)} changed while it was read (still being written?)")
     load = FileLoad(source.name, relative_name(path, raw_dir), month, *before, checksum, ignored, loaded, rejected)
-    conn.execute(
-        f"""
-        insert into {LOAD_MANIFEST} by name
-        select
-            $source as source, $file as source_file, $month as delivery_month, $size as size_bytes,
-            make_timestamptz($mtime_us) as modified_at, $sha256 as sha256, $read as rows_read,
-            $unreadable as unreadable_rows, now() as loaded_at, $path as path
-        """,
-        {
-            "source": load.source,
-            "file": load.file,
-            "month": month,
-            "size": load.size,
-            "mtime_us": load.mtime_ns // 1000,
-            "sha256": checksum,
-            "read": loaded + rejected,
-            "unreadable": rejected,
-            "path": str(path.resolve()),
-        },
-    )
+    write_manifest_line(conn, load, path, loaded + rejected, rejected)
     return load
