@@ -84,7 +84,7 @@ def _define_raw_asset(source: RawSource, partitions: dg.PartitionsDefinition | N
         if upgraded:
             note(
                 context,
-                f"upgraded in place: raw.{source.name} was a text table (an earlier version); it is now a view of the "
+                f"upgraded in place: raw.{source.name} was a text table (an earlier version, or a source adapter); it is now a view of the "
                 "delivery files, every file is registered again and the staging models rebuild",
             )
         for load in loads:
