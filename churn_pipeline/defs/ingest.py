@@ -66,7 +66,7 @@ def _define_raw_asset(source: RawSource, partitions: dg.PartitionsDefinition | N
                     upgraded = False
                 else:
                     if pipeline.full_refresh and not pipeline.rebuild_from_files:
-                        check_unchanged(conn, pipeline.raw_path)
+                        check_unchanged(conn, pipeline.raw_path, source.name)
                     rebuild = pipeline.full_refresh and pipeline.rebuild_from_files
                     loaded = load_source(conn, source, pipeline.raw_path, months, every_loaded_month=rebuild)
                     loads, upgraded = loaded.files, loaded.upgraded

@@ -20,7 +20,7 @@ import duckdb
 
 from churn_pipeline.lib.duck import transaction
 from churn_pipeline.lib.identifiers import IdentifierError, validate_identifier
-from churn_pipeline.lib.ingest import FileLoad, RawInputError, _create_raw_table, _create_rejects_table, _csv_header
+from churn_pipeline.lib.ingest import FileLoad, RawInputError, _create_raw_table, _create_rejects_table, file_header
 from churn_pipeline.lib.raw_sources import RawSource, file_format, inside_raw_dir
 from churn_pipeline.lib.raw_text import load_text_file
 from churn_pipeline.lib.sql_models import _PARAMETER, SQL_ROOT, _code_only
@@ -107,10 +107,7 @@ def load_adapter(name: str) -> Adapter:
 def _source_for_files(spec: FileSpec, paths: list[Path], conn: duckdb.DuckDBPyConnection) -> RawSource:
     """A RawSource keeping every column of the first file (lower-cased), requiring the declared ones."""
     first = paths[0]
-    if file_format(first) == "csv":
-        header = _csv_header(first)
-    else:
-        header = [row[0] for row in conn.execute("describe select * from read_parquet($p)", {"p": str(first)}).fetchall()]
+    header = file_header(conn, first)
     columns = []
     for written in header:
         name = written.strip().lower()

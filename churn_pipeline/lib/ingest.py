@@ -151,25 +151,23 @@ def _create_raw_table(conn: duckdb.DuckDBPyConnection, source: RawSource) -> Non
     _forget_manifest(conn, source.name, None)
 
 
-def is_file_view(conn: duckdb.DuckDBPyConnection, source: str) -> bool:
-    """Whether raw.<source> is a view of delivery files (not an adapter's text table)."""
-    return (
-        scalar(
-            conn,
-            "select table_type from information_schema.tables where table_schema = 'raw' and table_name = $name",
-            {"name": source},
-        )
-        == "VIEW"
-    )
-
-
-def _drop_raw_relation(conn: duckdb.DuckDBPyConnection, name: str) -> str | None:
-    """Drop raw.<name>, a table or a view; returns which it was."""
-    kind = scalar(
+def _raw_kind(conn: duckdb.DuckDBPyConnection, name: str) -> str | None:
+    """What raw.<name> is: 'VIEW', 'BASE TABLE', or None when there is none."""
+    return scalar(
         conn,
         "select table_type from information_schema.tables where table_schema = 'raw' and table_name = $name",
         {"name": name},
     )
+
+
+def is_file_view(conn: duckdb.DuckDBPyConnection, source: str) -> bool:
+    """Whether raw.<source> is a view of delivery files (not an adapter's text table)."""
+    return _raw_kind(conn, source) == "VIEW"
+
+
+def _drop_raw_relation(conn: duckdb.DuckDBPyConnection, name: str) -> str | None:
+    """Drop raw.<name>, a table or a view; returns which it was."""
+    kind = _raw_kind(conn, name)
     if kind == "VIEW":
         conn.execute(f"drop view raw.{name}")
     elif kind is not None:
@@ -200,16 +198,14 @@ def _fingerprint(path: Path) -> tuple[int, int]:
     return stat.st_size, stat.st_mtime_ns
 
 
-def _header(path: Path) -> list[str]:
+def file_header(conn: duckdb.DuckDBPyConnection, path: Path) -> list[str]:
+    """A delivery file's column names as written: a CSV's header row, a Parquet file's schema."""
     if file_format(path) == "csv":
         return _csv_header(path)
-    conn = duckdb.connect()
     try:
         return [row[0] for row in conn.execute("describe select * from read_parquet($path)", {"path": str(path)}).fetchall()]
     except duckdb.Error as exc:
         raise RawInputError(f"{_label(path)}: not a readable Parquet file ({str(exc).splitlines()[0]})") from None
-    finally:
-        conn.close()
 
 
 def _sql_text(value: str) -> str:
@@ -323,7 +319,7 @@ def register_file(
     """The file's line in the load manifest: where it is, its size, time, checksum and columns.
     Its rows are counted when a staging model reads it; a file registered again unchanged keeps
     its counts from `counted` ((file, sha256) -> (rows read, unreadable)), since nothing reads it again."""
-    header = _header(path)
+    header = file_header(conn, path)
     _map_columns(source, path, header)
     before = _fingerprint(path)
     checksum = _sha256(path)
@@ -434,14 +430,17 @@ def load_source(
     return SourceLoad(files, upgraded)
 
 
-def changed_files(conn: duckdb.DuckDBPyConnection, raw_dir: Path) -> list[str]:
-    """The files the load manifest lists that are now missing from `raw_dir` or differ from what
-    was loaded (size, then checksum), as `2024-03/orders.csv (changed)`."""
+def changed_files(conn: duckdb.DuckDBPyConnection, raw_dir: Path, source: str | None = None) -> list[str]:
+    """The files the load manifest lists (for `source`, or all) that are now missing from `raw_dir`
+    or differ from what was loaded (size, then checksum), as `2024-03/orders.csv (changed)`."""
     if not has_column(conn, "raw", "load_manifest"):
         return []
     found = []
     for file, size, checksum in rows(
-        conn, f"select source_file, size_bytes, sha256 from {LOAD_MANIFEST} where sha256 is not null order by source_file"
+        conn,
+        f"select source_file, size_bytes, sha256 from {LOAD_MANIFEST} where sha256 is not null "
+        "and ($source is null or source = $source) order by source_file",
+        {"source": source},
     ):
         path = raw_dir / file
         if not path.is_file():
@@ -451,10 +450,10 @@ def changed_files(conn: duckdb.DuckDBPyConnection, raw_dir: Path) -> list[str]:
     return found
 
 
-def check_unchanged(conn: duckdb.DuckDBPyConnection, raw_dir: Path) -> None:
+def check_unchanged(conn: duckdb.DuckDBPyConnection, raw_dir: Path, source: str | None = None) -> None:
     """A full refresh rebuilds every table from the delivery files, the only record of the raw
-    rows: refused when one of them is gone or changed since it was loaded."""
-    changed = changed_files(conn, raw_dir)
+    rows: refused when one of them (of `source`, or of any) is gone or changed since it was loaded."""
+    changed = changed_files(conn, raw_dir, source)
     if changed:
         shown = ", ".join(changed[:3]) + (f" and {len(changed) - 3} more" if len(changed) > 3 else "")
         raise RawInputError(
@@ -468,31 +467,26 @@ def record_scan(conn: duckdb.DuckDBPyConnection, source: str, staged_table: str,
     ones): the unreadable CSV records it met go to raw.csv_rejects, each file read gets its row
     counts in the manifest, and a file read for the first time with unreadable records gets its
     staged rows renumbered by record and its reader in the view told which records it skips."""
-    if (
-        scalar(
-            conn, "select table_type from information_schema.tables where table_schema = 'raw' and table_name = $n", {"n": source}
-        )
-        != "VIEW"
-    ):
+    if not is_file_view(conn, source):
         return  # a source adapter's table: nothing was read from files
     scanned = f"""
-        select source_file, path, delivery_month, unreadable_rows is null as first_read from {LOAD_MANIFEST}
+        select
+            source_file, path, delivery_month, unreadable_rows is null as first_read, size_bytes,
+            epoch_us(modified_at) as modified_us
+        from {LOAD_MANIFEST}
         where source = $source and ($all or list_contains($months, coalesce(delivery_month, '')))
     """
     bound = {"source": source, "all": months is None, "months": list(months or ())}
     for file, path, size, modified_us in rows(
         conn,
-        f"""select source_file, path, size_bytes, epoch_us(modified_at) from {LOAD_MANIFEST}
-        where source = $source and ($all or list_contains($months, coalesce(delivery_month, ''))) and path is not null""",
+        f"select source_file, path, size_bytes, modified_us from ({scanned}) where path is not null",
         bound,
     ):
         stat = Path(path).stat() if Path(path).is_file() else None
         if stat is not None and (stat.st_size, stat.st_mtime_ns // 1000) != (size, modified_us):
             raise RawFileChanged(f"{file} changed after the raw step registered it (still being written?); run again")
     rejects_table, scans_table = f"{source}_rejects", f"{source}_scans"
-    if has_column(conn, "temp", rejects_table) or scalar(
-        conn, "select count(*) from duckdb_tables() where temporary and table_name = $t", {"t": rejects_table}
-    ):
+    if scalar(conn, "select count(*) from duckdb_tables() where temporary and table_name = $t", {"t": rejects_table}):
         met = f"""
             select scans.file_path as path, rejects.line - 1 as source_row,
                 string_agg(distinct rejects.error_type, '; ' order by rejects.error_type) as error_type,
@@ -568,14 +562,7 @@ def preflight(raw_dir: Path, months: tuple[str, ...] | None = None) -> list[Path
     try:
         for source in SOURCES:
             for path in source.files(raw_dir, months):
-                if file_format(path) == "csv":
-                    _map_columns(source, path, _csv_header(path))
-                else:
-                    try:
-                        described = conn.execute("describe select * from read_parquet($path)", {"path": str(path)}).fetchall()
-                    except duckdb.Error as exc:
-                        raise RawInputError(f"{_label(path)}: not a readable Parquet file ({str(exc).splitlines()[0]})") from None
-                    _map_columns(source, path, [row[0] for row in described])
+                _map_columns(source, path, file_header(conn, path))
                 files.append(path)
     finally:
         conn.close()

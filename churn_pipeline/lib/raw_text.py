@@ -14,12 +14,12 @@ from churn_pipeline.lib.ingest import (
     _csv_header,
     _extra_columns,
     _fingerprint,
-    _label,
     _map_columns,
     _sha256,
+    file_header,
     write_manifest_line,
 )
-from churn_pipeline.lib.raw_sources import RawInputError, RawSource, delivery_month, file_format, relative_name
+from churn_pipeline.lib.raw_sources import RawSource, delivery_month, file_format, relative_name
 
 
 def _load_csv(
@@ -99,11 +99,7 @@ def _load_csv(
 def _load_parquet(
     conn: duckdb.DuckDBPyConnection, source: RawSource, path: Path, name: str, month: str | None
 ) -> tuple[int, int, tuple[str, ...]]:
-    try:
-        described = conn.execute("describe select * from read_parquet($path)", {"path": str(path)}).fetchall()
-    except duckdb.Error as exc:
-        raise RawInputError(f"{_label(path)}: not a readable Parquet file ({str(exc).splitlines()[0]})") from None
-    header = [row[0] for row in described]
+    header = file_header(conn, path)
     mapping = _map_columns(source, path, header)
     # Positional names keep file-supplied text out of SQL identifiers, as for CSV.
     positional = [f"c{i}" for i in range(len(header))]
