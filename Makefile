@@ -4,6 +4,7 @@
 PYTHON ?= python3
 VENV := .venv
 STAMP := $(VENV)/.installed
+SPARK_STAMP := $(VENV)/.installed-spark
 
 .PHONY: run test lint setup lock clean dev
 
@@ -11,7 +12,7 @@ run: $(STAMP)
 	$(VENV)/bin/churn-pipeline run
 
 # one worker per core; a module's tests stay on one worker, so its fixtures are built once
-test: $(STAMP)
+test: $(STAMP) $(SPARK_STAMP)
 	$(VENV)/bin/python -m pytest -q -n auto --dist loadscope $(PYTEST_ARGS)
 
 setup: $(STAMP)
@@ -34,9 +35,16 @@ $(STAMP): requirements.lock pyproject.toml
 	$(VENV)/bin/python -m compileall -q churn_pipeline
 	touch $(STAMP)
 
-# Regenerate the lock file from the current environment (maintainers only).
+# the `spark` extra (pyspark, sqlglot), for the tests and `--engine spark`; `make run` does without it
+$(SPARK_STAMP): $(STAMP) requirements-spark.lock
+	$(VENV)/bin/python -m pip install --quiet --disable-pip-version-check -r requirements-spark.lock
+	touch $(SPARK_STAMP)
+
+# Regenerate the lock files from the current environment (maintainers only).
+SPARK_PACKAGES := ^(py4j|pyspark|sqlglot)==
 lock:
-	$(VENV)/bin/python -m pip freeze --exclude-editable | grep -v -E '^(uv|pip|setuptools|wheel)==' > requirements.lock
+	$(VENV)/bin/python -m pip freeze --exclude-editable | grep -v -E '^(uv|pip|setuptools|wheel)==' | grep -v -E '$(SPARK_PACKAGES)' > requirements.lock
+	$(VENV)/bin/python -m pip freeze --exclude-editable | grep -E '$(SPARK_PACKAGES)' > requirements-spark.lock
 
 clean:
 	rm -rf $(VENV) data/warehouse.duckdb* data/marts

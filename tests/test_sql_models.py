@@ -90,6 +90,7 @@ def test_shipped_views_and_the_macros_a_view_may_not_call() -> None:
     ]
     assert macro_names() == {
         "parse_instant",
+        "parse_month",
         "utc_offset",
         "earlier_occurrence",
         "local_instant",

@@ -6,7 +6,7 @@
 -- with its net revenue; months before the customer's cohort are left out.
 -- Every cohort: cohort_retention keeps the observed ones (lib/cohorts.py builds its grid of cells
 -- from them), so that rule lives in one place.
-with customers as (
+with cohorts as (
     select
         basis,
         customer_id,
@@ -46,16 +46,16 @@ intervals as (
 
 final as (
     select
-        customers.basis,
-        customers.cohort_month,
+        cohorts.basis,
+        cohorts.cohort_month,
         intervals.start_month,
         intervals.end_month,
         sum(intervals.customers)::bigint as customers,
         -- exact and independent of summation order, as in int_monthly_movements
         sum(intervals.revenue::decimal(38, 6))::double as revenue
     from intervals
-    inner join customers using (basis, customer_id)
-    where intervals.basis = 'subscription' or intervals.start_month >= customers.cohort_month
+    inner join cohorts using (basis, customer_id)
+    where intervals.basis = 'subscription' or intervals.start_month >= cohorts.cohort_month
     group by all
 )
 

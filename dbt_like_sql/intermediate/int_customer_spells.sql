@@ -46,11 +46,10 @@ boundaries as (
 
 numbered_boundaries as (
     select
-        * exclude (state_before) replace (
-            (count(*) filter (where toggle = 'start' and coalesce(state_before <> 'start', true)) over (
-                partition by customer_id order by event_seq rows between unbounded preceding and current row
-            ))::integer as spell_number
-        )
+        * exclude (state_before, spell_number),
+        (count(*) filter (where toggle = 'start' and coalesce(state_before <> 'start', true)) over (
+            partition by customer_id order by event_seq rows between unbounded preceding and current row
+        ))::integer as spell_number
     from boundaries
     where (toggle = 'start' and coalesce(state_before <> 'start', true)) or (toggle = 'end' and state_before = 'start')
 ),
@@ -65,9 +64,25 @@ spell_boundaries as (
         toggle,
         spell_number
     from (
-        select * from counted_boundaries
+        select
+            customer_id,
+            occurred_at,
+            movement,
+            mrr_before,
+            mrr_after,
+            toggle,
+            spell_number
+        from counted_boundaries
         union all
-        select * from numbered_boundaries
+        select
+            customer_id,
+            occurred_at,
+            movement,
+            mrr_before,
+            mrr_after,
+            toggle,
+            spell_number
+        from numbered_boundaries
     ) as boundaries
 ),
 

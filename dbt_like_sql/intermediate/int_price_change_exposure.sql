@@ -50,7 +50,7 @@ window_months as (
 observed_months as (
     select
         window_months.*,
-        timezone($timezone, window_months.month::timestamp) as month_start_at
+        local_instant(window_months.month::timestamp, $timezone) as month_start_at
     from window_months, observation
     where window_months.month <= observation.last_complete_month
 ),

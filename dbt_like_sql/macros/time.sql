@@ -52,6 +52,10 @@ date_diff('second', make_timestamp(epoch_us(a::timestamptz)), make_timestamp(epo
 create or replace temp macro months_between(a, b) as
 (year(b) - year(a)) * 12 + (month(b) - month(a));
 
+-- A text date (YYYY-MM-DD) or month (YYYY-MM) as a date, the first of the month for a month.
+create or replace temp macro parse_month(value) as
+coalesce(try_cast(value as date), try_strptime(value, '%Y-%m')::date);
+
 -- A text amount as a finite double, else null.
 create or replace temp macro parse_number(value) as
 case when isfinite(try_cast(trim(value) as double)) then try_cast(trim(value) as double) end;

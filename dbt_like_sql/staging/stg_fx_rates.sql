@@ -9,10 +9,7 @@ typed as (
         upper(trim(currency)) as currency,
         parse_number(rate_to_reporting) as rate_to_reporting,
         clean_text(month) as month_text,
-        coalesce(
-            try_cast(clean_text(month) as date),
-            try_strptime(clean_text(month), '%Y-%m')::date
-        ) as rate_month,
+        parse_month(clean_text(month)) as rate_month,
         to_json(struct_pack(currency, rate_to_reporting, month)) as raw_values,
         source_file,
         source_row

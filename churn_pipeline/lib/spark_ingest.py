@@ -1,0 +1,150 @@
+"""The delivery files on Spark, with DuckDB's rules (lib/ingest.py): the same files per source, the
+same header checks and column matching, every value as text, each row numbered by its record in
+its file, and the records the CSV reader cannot read set apart with a reason.
+
+raw.<source> and raw.csv_rejects are session views here (Spark reads the files in place, as
+DuckDB's views do); lib/dialects.py gives the models their Spark names.
+
+A CSV file is read whole by one task (`multiLine`, which also keeps a quoted line break inside
+its record), so its records keep their order and `monotonically_increasing_id()` counts them;
+a delivery of many files is read in parallel, a file at a time per core.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from churn_pipeline.lib import ingest
+from churn_pipeline.lib.raw_sources import SOURCES, RawInputError, RawSource, delivery_month, file_format, relative_name
+
+if TYPE_CHECKING:
+    from pyspark.sql import DataFrame, SparkSession
+
+CORRUPT = "_unreadable_record"
+# Spark decodes invalid UTF-8 as U+FFFD where DuckDB's reader refuses the record: such a record
+# is set apart as DuckDB sets it apart (a file that holds U+FFFD itself loses those rows here)
+REPLACEMENT_CHARACTER = "\ufffd"
+
+
+def session_view(schema: str, table: str) -> str:
+    """The session view standing for `schema.table` (Spark's temporary views have no schema)."""
+    return f"{schema}__{table}"
+
+
+@dataclass(frozen=True)
+class SparkFile:
+    source: str
+    file: str
+    month: str | None
+    path: Path
+    columns: tuple[str, ...]
+
+
+def delivery_files(raw_dir: Path, source: RawSource) -> list[SparkFile]:
+    """The source's files with their columns as written, checked as DuckDB's raw step checks them."""
+    found = []
+    for path in source.files(raw_dir):
+        header = _parquet_columns(path) if file_format(path) == "parquet" else ingest._csv_header(path)
+        ingest._map_columns(source, path, header)
+        found.append(SparkFile(source.name, relative_name(path, raw_dir), delivery_month(path, raw_dir), path, tuple(header)))
+    return found
+
+
+def _parquet_columns(path: Path) -> list[str]:
+    import pyarrow.parquet as pq
+
+    try:
+        return list(pq.read_schema(path).names)
+    except Exception as exc:  # pyarrow raises several kinds for a file that is not Parquet
+        raise RawInputError(f"{path.name}: not a readable Parquet file ({str(exc).splitlines()[0]})") from None
+
+
+def _read_file(spark: SparkSession, source: RawSource, delivered: SparkFile) -> DataFrame:
+    """One file's records: the contract's columns as text, source_file, source_row, delivery_month,
+    and for a record that cannot be read, DuckDB's name for the error and the record's text."""
+    from functools import reduce
+
+    from pyspark.sql import functions as F
+    from pyspark.sql.types import StringType, StructField, StructType
+
+    by_key = {written.strip().lower(): f"c{i}" for i, written in enumerate(delivered.columns)}
+    positional = [f"c{i}" for i in range(len(delivered.columns))]
+    if file_format(delivered.path) == "parquet":
+        frame = spark.read.parquet(str(delivered.path)).toDF(*positional)
+        frame = frame.select(
+            *[F.col(c).cast("string") for c in positional],
+            (F.col("_metadata.row_index") + 1).alias("source_row"),
+            F.lit(None).cast("string").alias("_error"),
+            F.lit(None).cast("string").alias("_raw_line"),
+        )
+    else:
+        schema = StructType([StructField(c, StringType()) for c in positional] + [StructField(CORRUPT, StringType())])
+        frame = (
+            spark.read.schema(schema)
+            .options(header=True, multiLine=True, mode="PERMISSIVE", columnNameOfCorruptRecord=CORRUPT)
+            .options(sep=",", quote='"', escape='"', encoding="UTF-8", enforceSchema=True)
+            .csv(str(delivered.path))
+            .withColumn("source_row", F.monotonically_increasing_id() + 1)
+        )
+        undecodable = reduce(
+            lambda a, b: a | b, [F.coalesce(F.col(c).contains(REPLACEMENT_CHARACTER), F.lit(False)) for c in positional]
+        )
+        # a quoted field is one field, whatever commas it holds
+        fields = F.size(F.split(F.regexp_replace(F.col(CORRUPT), '"([^"]|"")*"', ""), ","))
+        frame = frame.select(
+            *positional,
+            "source_row",
+            F.when(F.col(CORRUPT).isNotNull() & (fields > len(positional)), F.lit("TOO MANY COLUMNS"))
+            .when(F.col(CORRUPT).isNotNull(), F.lit("MISSING COLUMNS"))
+            .when(undecodable, F.lit("INVALID ENCODING"))
+            .alias("_error"),
+            # DuckDB writes an undecodable byte of the record as '?'
+            F.translate(F.coalesce(F.col(CORRUPT), F.concat_ws(",", *positional)), REPLACEMENT_CHARACTER, "?").alias("_raw_line"),
+        )
+    return frame.select(
+        *[(F.col(by_key[c]) if c in by_key else F.lit(None).cast("string")).alias(c) for c in source.columns],
+        F.lit(delivered.file).alias("source_file"),
+        F.col("source_row"),
+        F.lit(delivered.month).cast("string").alias("delivery_month"),
+        "_error",
+        "_raw_line",
+    )
+
+
+def register_raw(spark: SparkSession, raw_dir: Path) -> dict[str, list[SparkFile]]:
+    """raw.<source> for every source and raw.csv_rejects, as session views of the delivery files."""
+    from functools import reduce
+
+    from pyspark.sql import functions as F
+
+    files = {source.name: delivery_files(raw_dir, source) for source in SOURCES}
+    rejects = []
+    for source in SOURCES:
+        frames = [_read_file(spark, source, delivered) for delivered in files[source.name]]
+        if not frames:
+            empty = ", ".join(f"cast(null as string) as {c}" for c in source.columns)
+            spark.sql(
+                f"select {empty}, cast(null as string) as source_file, cast(null as bigint) as source_row, "
+                "cast(null as string) as delivery_month where false"
+            ).createOrReplaceTempView(session_view("raw", source.name))
+            continue
+        rows = reduce(lambda a, b: a.unionByName(b), frames)
+        rows.where(F.col("_error").isNull()).drop("_error", "_raw_line").createOrReplaceTempView(session_view("raw", source.name))
+        rejects.append(
+            rows.where(F.col("_error").isNotNull()).select(
+                F.lit(source.name).alias("source"),
+                "source_file",
+                "source_row",
+                F.col("_error").alias("error_type"),
+                F.col("_raw_line").alias("raw_line"),
+                "delivery_month",
+            )
+        )
+    empty_rejects = spark.sql(
+        "select cast(null as string) as source, cast(null as string) as source_file, cast(null as bigint) as source_row, "
+        "cast(null as string) as error_type, cast(null as string) as raw_line, cast(null as string) as delivery_month where false"
+    )
+    reduce(lambda a, b: a.unionByName(b), rejects, empty_rejects).createOrReplaceTempView(session_view("raw", "csv_rejects"))
+    return files
