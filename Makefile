@@ -41,7 +41,7 @@ $(SPARK_STAMP): $(STAMP) requirements-spark.lock
 	touch $(SPARK_STAMP)
 
 # Regenerate the lock files from the current environment (maintainers only).
-SPARK_PACKAGES := ^(py4j|pyspark|sqlglot)==
+SPARK_PACKAGES := ^(googleapis-common-protos|grpcio-status|py4j|pyspark|sqlglot|zstandard)==
 lock:
 	$(VENV)/bin/python -m pip freeze --exclude-editable | grep -v -E '^(uv|pip|setuptools|wheel)==' | grep -v -E '$(SPARK_PACKAGES)' > requirements.lock
 	$(VENV)/bin/python -m pip freeze --exclude-editable | grep -E '$(SPARK_PACKAGES)' > requirements-spark.lock

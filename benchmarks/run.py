@@ -209,7 +209,7 @@ def round_tag(index: int, repeat: int) -> str:
     return f" #{index + 1}" if repeat > 1 else ""
 
 
-def run(scale: str, work: Path, incremental: bool, memory_limit: str | None, repeat: int = 1) -> dict:
+def run(scale: str, work: Path, incremental: bool, memory_limit: str | None, repeat: int = 1, spark: bool = False) -> dict:
     work = work / scale
     # the pipeline's runs record into a Dagster instance of the benchmark's own
     os.environ["DAGSTER_HOME"] = str(fresh(work / "dagster_home"))
@@ -227,6 +227,7 @@ def run(scale: str, work: Path, incremental: bool, memory_limit: str | None, rep
                 scale,
                 *(["--memory-limit", memory_limit] if memory_limit else []),
                 *(["--incremental"] if incremental else []),
+                *(["--spark"] if spark else []),
                 *([f"--repeat {repeat}"] if repeat > 1 else []),
             ]
         ),
@@ -272,6 +273,28 @@ def run(scale: str, work: Path, incremental: bool, memory_limit: str | None, rep
         pipeline.append(
             measure(f"pipeline (CLI, everything){tag}", pipeline_command(raw, pipeline_work, *extra), work / "pipeline.log")
         )
+    if spark:
+        # a figure, not a target: the layer that runs on both engines, each alone, taking turns
+        layers: dict[str, list[Measured]] = {"duckdb": [], "spark": []}
+        for index in range(repeat):
+            for engine in layers:
+                command = [
+                    sys.executable,
+                    str(ROOT / "benchmarks/warehouse_layer.py"),
+                    engine,
+                    str(raw),
+                    str(work / f"layer_{engine}"),
+                ]
+                label = "warehouse layer on DuckDB" if engine == "duckdb" else "warehouse layer on Spark (local[2])"
+                layers[engine].append(
+                    measure(
+                        f"{label}{round_tag(index, repeat)}",
+                        command + ([memory_limit] if memory_limit else []),
+                        work / f"layer_{engine}.log",
+                    )
+                )
+            shutil.rmtree(work / "layer_spark", ignore_errors=True)
+            shutil.rmtree(work / "layer_duckdb", ignore_errors=True)
     results["warehouse_mb"] = (work / "pipeline" / "warehouse.duckdb").stat().st_size / 1e6
     steps = {"lower bound (DuckDB load)": lower, "pandas tutorial (counts only)": pandas, "pipeline (CLI, everything)": pipeline}
     results["measured"].update({name: summarize(runs) for name, runs in steps.items() if runs})
@@ -279,6 +302,14 @@ def run(scale: str, work: Path, incremental: bool, memory_limit: str | None, rep
     results["ratios"] = {"pipeline / lower bound": ratio(pipeline, lower)}
     if pandas:
         results["ratios"]["pipeline / pandas"] = ratio(pipeline, pandas)
+    if spark:
+        results["measured"].update(
+            {
+                "warehouse layer on DuckDB": summarize(layers["duckdb"]),
+                "warehouse layer on Spark (local[2])": summarize(layers["spark"]),
+            }
+        )
+        results["ratios"]["warehouse layer: Spark / DuckDB"] = ratio(layers["spark"], layers["duckdb"])
 
     if incremental:
         if scale == "large":
@@ -442,10 +473,15 @@ def main() -> int:
     )
     parser.add_argument("--memory-limit", default=None, help="DuckDB memory_limit for the pipeline, e.g. 3GB")
     parser.add_argument("--repeat", type=int, default=1, help="rounds of every measurement, taking turns (medians are reported)")
+    parser.add_argument(
+        "--spark",
+        action="store_true",
+        help="also time the warehouse layer (files to every SQL model) on DuckDB and on Spark local[2]: a figure, not a target",
+    )
     args = parser.parse_args()
     if args.repeat < 1:
         parser.error("--repeat must be at least 1")
-    results = run(args.scale, Path(args.work), args.incremental, args.memory_limit, args.repeat)
+    results = run(args.scale, Path(args.work), args.incremental, args.memory_limit, args.repeat, args.spark)
     table = markdown(results)
     report = Path(args.report) if args.report else Path(args.work) / args.scale / "results.md"
     report.parent.mkdir(parents=True, exist_ok=True)

@@ -37,8 +37,9 @@ SESSION_SETTINGS = {
 }
 
 
-def spark_session(warehouse: Path, remote: str | None = None, cores: int = 2) -> SparkSession:
-    """A local Spark session (`local[cores]`), or one on a Spark Connect server at `remote`."""
+def spark_session(warehouse: Path, remote: str | None = None, cores: int = 2, driver_memory: str | None = None) -> SparkSession:
+    """A local Spark session (`local[cores]`, its JVM given `driver_memory`, e.g. "4g"), or one on
+    a Spark Connect server at `remote`."""
     from pyspark.sql import SparkSession
 
     builder = SparkSession.builder.appName("churn_pipeline")
@@ -51,6 +52,8 @@ def spark_session(warehouse: Path, remote: str | None = None, cores: int = 2) ->
             .config("spark.sql.shuffle.partitions", str(cores * 2))
             .config("spark.sql.warehouse.dir", str(warehouse))
         )
+        if driver_memory:
+            builder = builder.config("spark.driver.memory", driver_memory)
     for key, value in SESSION_SETTINGS.items():
         builder = builder.config(key, value)
     spark = builder.getOrCreate()
