@@ -8,6 +8,7 @@ from pathlib import Path
 
 import duckdb
 import polars as pl
+import pyarrow.parquet as pq
 import pytest
 
 from helpers import write_raw
@@ -46,6 +47,15 @@ def test_generate_then_run_end_to_end(tmp_path: Path) -> None:
         schemas = {row[0] for row in conn.sql("select schema_name from information_schema.schemata").fetchall()}
         assert {"raw", "staging", "marts"} <= schemas
         assert conn.sql("select count(*) from marts.quarantine").fetchall()[0][0] > 0
+        in_warehouse = conn.sql("select * from marts.quarantine").pl()
+    # dashboards read the quarantine from Parquet too, with the same as_of as every published file
+    published = pl.read_parquet(tmp_path / "marts" / "quarantine.parquet")
+    key = ["source", "source_file", "source_row", "reason"]
+    assert published.sort(key).equals(in_warehouse.sort(key))
+    metadata = {
+        name: pq.read_schema(tmp_path / "marts" / f"{name}.parquet").metadata for name in ("quarantine", "cohort_retention")
+    }
+    assert metadata["quarantine"][b"churn_pipeline.as_of"] == metadata["cohort_retention"][b"churn_pipeline.as_of"] != b""
 
 
 _HEADER = {"orders.csv": "order_id,customer_id,ordered_at,amount\n"}

@@ -46,7 +46,7 @@ class MartInputs:
         return self.conn.sql(f"select * from {validate_identifier(schema)}.{validate_identifier(name)}").pl()
 
 
-def _parquet_metadata(settings: PipelineSettings, observation: Observation) -> dict[str, str]:
+def parquet_metadata(settings: PipelineSettings, observation: Observation) -> dict[str, str]:
     return {
         "churn_pipeline.contract_version": CONTRACT_VERSION,
         "churn_pipeline.as_of": observation.as_of.isoformat() if observation.as_of else "",
@@ -85,7 +85,7 @@ def mart(
                 observation = read_observation(conn)
                 frame = build(MartInputs(conn, pipeline, observation))
                 write_table(conn, "marts", table, frame)
-            write_parquet(frame, build_dir(pipeline.output_path), table, _parquet_metadata(pipeline, observation))
+            write_parquet(frame, build_dir(pipeline.output_path), table, parquet_metadata(pipeline, observation))
             report(context, frame.height, time.perf_counter() - started)
             return dg.MaterializeResult(
                 metadata={

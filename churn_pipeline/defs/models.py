@@ -5,12 +5,17 @@ import time
 import dagster as dg
 
 from churn_pipeline.defs.asset_keys import raw
+from churn_pipeline.defs.marts import parquet_metadata
 from churn_pipeline.defs.metadata import report
 from churn_pipeline.defs.partitions import run_months
 from churn_pipeline.defs.resources import WAREHOUSE_POOL, PipelineConfig, Warehouse
 from churn_pipeline.defs.schemas import table_schema
+from churn_pipeline.lib.build_area import build_dir
+from churn_pipeline.lib.observation import read_observation
+from churn_pipeline.lib.output_files import output_path, write_parquet
 from churn_pipeline.lib.raw_sources import SOURCES
 from churn_pipeline.lib.sql_models import SqlModel, load_models, run_model
+from churn_pipeline.lib.table_docs import TABLES_BY_NAME
 
 # raw tables and the ingestion assets that write them
 _RAW_TABLE_ASSETS = {source.name: [raw(source.name)] for source in SOURCES}
@@ -35,10 +40,20 @@ def _deps(model: SqlModel, known: dict[tuple[str, str], SqlModel]) -> list[dg.As
     return sorted(set(keys), key=lambda key: key.to_user_string())
 
 
+def _is_published(model: SqlModel) -> bool:
+    """A marts model with a Parquet file (the quarantine)."""
+    return model.schema == "marts" and model.name in TABLES_BY_NAME and TABLES_BY_NAME[model.name].parquet
+
+
 def _model_asset(model: SqlModel, known: dict[tuple[str, str], SqlModel]) -> dg.AssetsDefinition:
+    deps = _deps(model, known)
+    if _is_published(model):
+        # its Parquet file carries the observation window (as_of) in its metadata, as every published file does
+        deps = sorted({*deps, dg.AssetKey(["staging", "int_observation_window"])}, key=lambda key: key.to_user_string())
+
     @dg.asset(
         key=model_asset_key(model),
-        deps=_deps(model, known),
+        deps=deps,
         group_name=model.layer,
         kinds={"duckdb", "sql"},
         description=model.description,
@@ -50,13 +65,23 @@ def _model_asset(model: SqlModel, known: dict[tuple[str, str], SqlModel]) -> dg.
     )
     def sql_table(context: dg.AssetExecutionContext, pipeline: PipelineConfig, warehouse: Warehouse) -> dg.MaterializeResult:
         started = time.perf_counter()
+        published = _is_published(model)
         with warehouse.get_connection() as conn:
             built = run_model(conn, model, pipeline.run_sql_parameters(run_months(context)), full_refresh=pipeline.full_refresh)
+            if published:
+                # a published SQL table (the quarantine) also goes to Parquet, as the polars marts do
+                frame = conn.sql(f"select * from {model.table}").pl()
+                write_parquet(
+                    frame, build_dir(pipeline.output_path), model.name, parquet_metadata(pipeline, read_observation(conn))
+                )
         incremental = model.materialized == "incremental"
         report(context, built.rows, time.perf_counter() - started, built.how if incremental else "")
         counted = {} if built.rows is None else {"dagster/row_count": built.rows}
         how = {"incremental_build": built.how} if incremental else {}
-        return dg.MaterializeResult(metadata={**counted, "table": model.table, "materialized": model.materialized, **how})
+        parquet = {"parquet": dg.MetadataValue.path(str(output_path(pipeline.output_path, model.name)))} if published else {}
+        return dg.MaterializeResult(
+            metadata={**counted, "table": model.table, "materialized": model.materialized, **how, **parquet}
+        )
 
     return sql_table
 

@@ -22,66 +22,72 @@ STAGED_TABLES = {
 }
 
 
-def reconciliation(conn: duckdb.DuckDBPyConnection) -> pl.DataFrame:
-    """One row per source: raw_rows (readable + unreadable), loaded, quarantined. raw_rows is
-    what the load manifest says its files held; for a source loaded through an adapter (whose
-    manifest lines name the adapter's files), the rows the adapter built."""
-    selects = " union all ".join(
-        f"""select '{source}' as source,
-               coalesce(
-                   (select sum(rows_read) from raw.load_manifest where source = '{source}'),
-                   (select count(*) from raw.{source}) + (select count(*) from raw.csv_rejects where source = '{source}')
-               ) as raw_rows,
-               (select count(*) from {loaded}) as loaded,
-               (select count(*) from marts.quarantine where source = '{source}') as quarantined"""
-        for source, loaded in LOADED_TABLES.items()  # fixed names from this module, never user text
+# one row per source: raw_rows (readable + unreadable), loaded, quarantined. raw_rows is what the
+# load manifest says its files held; for a source loaded through an adapter (whose manifest
+# lines name the adapter's files), the rows the adapter built. (Fixed names from this module.)
+RECONCILIATION_SQL = " union all ".join(
+    f"""select '{source}' as source,
+           coalesce(
+               (select sum(rows_read) from raw.load_manifest where source = '{source}'),
+               (select count(*) from raw.{source}) + (select count(*) from raw.csv_rejects where source = '{source}')
+           ) as raw_rows,
+           (select count(*) from {loaded}) as loaded,
+           (select count(*) from marts.quarantine where source = '{source}') as quarantined"""
+    for source, loaded in LOADED_TABLES.items()
+)
+
+_STAGED = " union all ".join(
+    f"select '{source}' as source, source_file, count(*) as staged from {table} group by source_file"
+    for source, table in STAGED_TABLES.items()
+)
+
+# one row per file of a directly loaded source, from the load manifest and from the staged table:
+# rows_read, staged, unreadable. A file staged but missing from the manifest has rows_read null.
+FILE_RECONCILIATION_SQL = f"""
+    with staged as ({_STAGED}),
+
+    unreadable as (
+        select source, source_file, count(*) as unreadable from raw.csv_rejects group by source, source_file
+    ),
+
+    manifest as (
+        select source, source_file, rows_read from raw.load_manifest
+        where source in (select source from staged)
+    ),
+
+    files as (
+        select source, source_file from manifest
+        union
+        select source, source_file from staged where source in (select source from manifest)
     )
-    return conn.sql(selects).pl()
+
+    select
+        files.source,
+        files.source_file,
+        manifest.rows_read,
+        coalesce(staged.staged, 0) as staged,
+        coalesce(unreadable.unreadable, 0) as unreadable
+    from files
+    left join manifest using (source, source_file)
+    left join staged using (source, source_file)
+    left join unreadable using (source, source_file)
+    order by files.source, files.source_file
+"""
+
+QUARANTINE_REASONS_SQL = (
+    "select source, reason, count(*) as rows from marts.quarantine group by source, reason order by source, rows desc, reason"
+)
+
+
+def reconciliation(conn: duckdb.DuckDBPyConnection) -> pl.DataFrame:
+    """One row per source: raw_rows (readable + unreadable), loaded, quarantined."""
+    return conn.sql(RECONCILIATION_SQL).pl()
 
 
 def file_reconciliation(conn: duckdb.DuckDBPyConnection) -> pl.DataFrame:
-    """One row per file of a directly loaded source, from the load manifest and from the staged
-    table: rows_read, staged, unreadable. A file staged but missing from the manifest has
-    rows_read null."""
-    staged = " union all ".join(
-        f"select '{source}' as source, source_file, count(*) as staged from {table} group by all"
-        for source, table in STAGED_TABLES.items()  # fixed names from this module, never user text
-    )
-    return conn.sql(
-        f"""
-        with staged as ({staged}),
-
-        unreadable as (
-            select source, source_file, count(*) as unreadable from raw.csv_rejects group by all
-        ),
-
-        manifest as (
-            select source, source_file, rows_read from raw.load_manifest
-            where source in (select source from staged)
-        ),
-
-        files as (
-            select source, source_file from manifest
-            union
-            select source, source_file from staged where source in (select source from manifest)
-        )
-
-        select
-            files.source,
-            files.source_file,
-            manifest.rows_read,
-            coalesce(staged.staged, 0) as staged,
-            coalesce(unreadable.unreadable, 0) as unreadable
-        from files
-        left join manifest using (source, source_file)
-        left join staged using (source, source_file)
-        left join unreadable using (source, source_file)
-        order by all
-        """
-    ).pl()
+    """One row per file: rows_read (from the load manifest), staged, unreadable."""
+    return conn.sql(FILE_RECONCILIATION_SQL).pl()
 
 
 def quarantine_reasons(conn: duckdb.DuckDBPyConnection) -> pl.DataFrame:
-    return conn.sql(
-        "select source, reason, count(*) as rows from marts.quarantine group by all order by source, rows desc, reason"
-    ).pl()
+    return conn.sql(QUARANTINE_REASONS_SQL).pl()

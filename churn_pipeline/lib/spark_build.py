@@ -127,5 +127,6 @@ def build_warehouse(spark: SparkSession, settings: PipelineSettings, warehouse: 
     counterpart of lib/warehouse_build.py, without source adapters yet)."""
     if settings.source:
         raise ValueError(f"source {settings.source!r}: source adapters do not run on Spark yet")
-    spark_ingest.register_raw(spark, settings.raw_path)
+    files = spark_ingest.register_raw(spark, settings.raw_path)
     build_models(spark, settings.sql_parameters(), warehouse)
+    spark_ingest.register_manifest(spark, files)

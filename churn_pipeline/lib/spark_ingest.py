@@ -148,3 +148,53 @@ def register_raw(spark: SparkSession, raw_dir: Path) -> dict[str, list[SparkFile
     )
     reduce(lambda a, b: a.unionByName(b), rejects, empty_rejects).createOrReplaceTempView(session_view("raw", "csv_rejects"))
     return files
+
+
+MANIFEST_SCHEMA = (
+    "source string, source_file string, delivery_month string, size_bytes bigint, modified_at timestamp, "
+    "sha256 string, rows_read bigint, unreadable_rows bigint, loaded_at timestamp, path string, file_columns array<string>"
+)
+
+
+def register_manifest(spark: SparkSession, files: dict[str, list[SparkFile]]) -> None:
+    """raw.load_manifest (a session view): a line per delivery file (size, time, SHA-256, columns),
+    its rows counted as DuckDB counts them, once staging has read it: rows staged from the file
+    plus its unreadable records. Call it after the staging models are built."""
+    from datetime import UTC, datetime
+
+    from churn_pipeline.lib.quality import STAGED_TABLES
+
+    counted = {
+        (source, file): staged
+        for source, table in STAGED_TABLES.items()
+        for file, staged in spark.sql(f"select source_file, count(*) from {table} group by source_file").collect()
+    }
+    unreadable = {
+        (source, file): rows
+        for source, file, rows in spark.sql(
+            f"select source, source_file, count(*) from {session_view('raw', 'csv_rejects')} group by source, source_file"
+        ).collect()
+    }
+    now = datetime.now(UTC).replace(tzinfo=None)
+    lines = []
+    for source, delivered_files in files.items():
+        for delivered in delivered_files:
+            stat = delivered.path.stat()
+            key = (source, delivered.file)
+            skipped = unreadable.get(key, 0)
+            lines.append(
+                (
+                    source,
+                    delivered.file,
+                    delivered.month,
+                    stat.st_size,
+                    datetime.fromtimestamp(stat.st_mtime, UTC).replace(tzinfo=None),
+                    ingest._sha256(delivered.path),
+                    counted.get(key, 0) + skipped,
+                    skipped,
+                    now,
+                    str(delivered.path.resolve()),
+                    list(delivered.columns),
+                )
+            )
+    spark.createDataFrame(lines, MANIFEST_SCHEMA).createOrReplaceTempView(session_view("raw", "load_manifest"))

@@ -284,7 +284,6 @@ TABLES: tuple[TableDoc, ...] = (
             "reason": "why it was not loaded",
             "raw_values": "JSON of the row's raw text",
         },
-        parquet=False,
     ),
 )
 TABLES_BY_NAME = {table.name: table for table in TABLES}
