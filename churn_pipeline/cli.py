@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
+import shutil
 import sys
 import time
 from pathlib import Path
@@ -193,6 +195,18 @@ def _check_unchanged(database: Path, raw_dir: Path) -> None:
         conn.close()
 
 
+def check_spark_available(warehouse: WarehouseSettings, pipeline: PipelineSettings) -> None:
+    """What `--engine spark` needs before a run starts, each missing piece named in one line."""
+    import importlib.util
+
+    if importlib.util.find_spec("pyspark") is None or importlib.util.find_spec("sqlglot") is None:
+        raise SettingsError("--engine spark: pyspark is not installed; pip install 'churn-pipeline[spark]' (or make test)")
+    if not warehouse.spark_remote and not (shutil.which("java") or os.environ.get("JAVA_HOME")):
+        raise SettingsError("--engine spark: local Spark needs Java 17 (java on PATH or JAVA_HOME), or --spark-remote")
+    if pipeline.source:
+        raise SettingsError(f"--source {pipeline.source}: source adapters do not run on Spark yet; use --engine duckdb")
+
+
 def command_run(args: argparse.Namespace) -> int:
     pipeline, warehouse = _settings(args)
     months = _months(args)
@@ -203,7 +217,9 @@ def command_run(args: argparse.Namespace) -> int:
         if args.source
         else preflight(pipeline.raw_path, months)
     )
-    if pipeline.full_refresh and not pipeline.rebuild_from_files and Path(warehouse.database).exists():
+    if warehouse.engine == "spark":
+        check_spark_available(warehouse, pipeline)
+    elif pipeline.full_refresh and not pipeline.rebuild_from_files and Path(warehouse.database).exists():
         _check_unchanged(Path(warehouse.database), pipeline.raw_path)
     scope = f" for {months[0]}..{months[-1]}" if months else ""
     print(f"churn-pipeline: {len(files)} raw files in {pipeline.raw_dir}{scope}", flush=True)
@@ -221,7 +237,7 @@ def command_run(args: argparse.Namespace) -> int:
     checks = len(evaluations)
     print(
         f"churn-pipeline: done in {time.perf_counter() - started:.1f}s, {checks} checks passed; "
-        f"warehouse {warehouse.database}, Parquet in {pipeline.output_dir}; run {result.run_id} in {instance.root_directory}",
+        f"warehouse {warehouse.location}, Parquet in {pipeline.output_dir}; run {result.run_id} in {instance.root_directory}",
         flush=True,
     )
     return 0

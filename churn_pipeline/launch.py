@@ -23,7 +23,7 @@ LAUNCHED_BY_CLI = {"churn_pipeline/launched_by": "cli"}
 
 def cli_run_tags(warehouse: WarehouseSettings) -> dict[str, str]:
     """The tags of a CLI run: who launched it and the warehouse file it builds."""
-    return {**LAUNCHED_BY_CLI, "churn_pipeline/warehouse_file": os.path.abspath(warehouse.database)}
+    return {**LAUNCHED_BY_CLI, "churn_pipeline/warehouse_file": os.path.abspath(warehouse.location)}
 
 
 UNFINISHED = [dg.DagsterRunStatus.STARTED, dg.DagsterRunStatus.STARTING, dg.DagsterRunStatus.NOT_STARTED]
@@ -80,7 +80,7 @@ def fail_abandoned_runs(instance: dg.DagsterInstance, warehouse: WarehouseSettin
     records = instance.get_run_records(dg.RunsFilter(job_name=JOB, statuses=UNFINISHED, tags=cli_run_tags(warehouse)))
     if not records:
         return []
-    lock = FileLock(lock_path(Path(warehouse.database).absolute()))
+    lock = FileLock(lock_path(warehouse.location.absolute()))
     try:
         lock.acquire(timeout=0)
     except Timeout:

@@ -79,6 +79,9 @@ _HEADER = {"orders.csv": "order_id,customer_id,ordered_at,amount\n"}
         (_HEADER, ["--reporting-currency", "euro"], "--reporting-currency: 'euro' is not an ISO-4217 code"),
         (_HEADER, ["--month", "2024-13"], "--month"),
         (_HEADER, ["--source-option", "novalue"], "--source-option: 'novalue' is not KEY=VALUE"),
+        (_HEADER, ["--engine", "postgres"], "--engine: 'postgres' is not one of duckdb, spark"),
+        (_HEADER, ["--spark-remote", "sc://localhost:15002"], "--spark-remote: only with --engine spark"),
+        (_HEADER, ["--engine", "spark", "--spark-remote", "localhost"], "--spark-remote: 'localhost' is not a Spark Connect"),
     ],
 )
 def test_user_mistakes_get_one_clear_line(tmp_path: Path, files: dict, args: list[str], message: str) -> None:

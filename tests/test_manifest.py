@@ -11,6 +11,7 @@ import duckdb
 from churn_pipeline.lib import ingest, sql_models
 from churn_pipeline.lib.quality import file_reconciliation, reconciliation
 from churn_pipeline.lib.raw_sources import SOURCES
+from churn_pipeline.lib.warehouse_tables import DuckDBTables
 from helpers import Built, sql_parameters, write_raw
 
 ORDERS = SOURCES[[source.name for source in SOURCES].index("orders")]
@@ -51,18 +52,18 @@ def test_every_file_read_has_a_line_and_every_row_is_accounted_for(tmp_path: Pat
     assert manifest[("subscription_events", "subscription_events.csv")][3:] == (2, 0)
     assert set(manifest) == {("orders", "orders.csv"), ("subscription_events", "subscription_events.csv")}
 
-    per_source = {row[0]: row[1:] for row in reconciliation(built.conn).rows()}
+    per_source = {row[0]: row[1:] for row in reconciliation(DuckDBTables(built.conn)).rows()}
     # orders: 4 read; o1 loaded once; its copy, o2 (no amount) and the unreadable row quarantined
     assert per_source["orders"] == (4, 1, 3)
     assert per_source["subscription_events"] == (2, 2, 0)
-    assert file_reconciliation(built.conn).rows() == [
+    assert file_reconciliation(DuckDBTables(built.conn)).rows() == [
         ("orders", "orders.csv", 4, 3, 1),
         ("subscription_events", "subscription_events.csv", 2, 2, 0),
     ]
 
     # a staged row that disappears shows on its file's line
     built.conn.execute("delete from staging.stg_orders where source_row = 2")
-    assert ("orders", "orders.csv", 4, 2, 1) in file_reconciliation(built.conn).rows()
+    assert ("orders", "orders.csv", 4, 2, 1) in file_reconciliation(DuckDBTables(built.conn)).rows()
 
 
 def _monthly(tmp_path: Path) -> Path:

@@ -21,11 +21,14 @@ import pytest
 import sqlglot
 from sqlglot import exp
 
+from churn_pipeline.defs.marts import compute_marts
 from churn_pipeline.lib import dialects, quality, spark_build, sql_models
 from churn_pipeline.lib.generate import GeneratorConfig, generate
 from churn_pipeline.lib.settings import PipelineSettings
 from churn_pipeline.lib.spark_build import spark_session
+from churn_pipeline.lib.table_docs import TABLES
 from churn_pipeline.lib.warehouse_build import build_warehouse
+from churn_pipeline.lib.warehouse_tables import SparkTables
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -38,11 +41,14 @@ def spark(tmp_path_factory: pytest.TempPathFactory):
 
 
 def build_both(spark, raw_dir: Path, work: Path, **settings: object) -> duckdb.DuckDBPyConnection:
-    """DuckDB's warehouse, and Spark's from the same delivery files (in `work`)."""
+    """DuckDB's warehouse, and Spark's from the same delivery files (in `work`), each with every
+    published table computed by the marts' polars functions from that engine's tables."""
     conn = duckdb.connect()
     pipeline_settings = PipelineSettings(raw_dir=str(raw_dir), **settings)
     build_warehouse(conn, pipeline_settings)
+    compute_marts(conn, pipeline_settings)
     spark_build.build_warehouse(spark, pipeline_settings, work / "spark-warehouse")
+    compute_marts(SparkTables(spark, work / "spark-warehouse"), pipeline_settings)
     return conn
 
 
@@ -86,13 +92,19 @@ def differences(spark_frame: pl.DataFrame, duckdb_frame: pl.DataFrame) -> list[s
     return problems
 
 
+PUBLISHED = [table.name for table in TABLES if table.parquet]
+
+
 def assert_same_tables(spark, conn: duckdb.DuckDBPyConnection) -> None:
+    """Every SQL model, every published table and the accounting agree between the engines."""
     checked, failures = 0, {}
-    for model in sql_models.load_models():
-        problems = differences(pl.from_arrow(spark.table(model.table).toArrow()), conn.sql(f"from {model.table}").pl())
+    tables = [model.table for model in sql_models.load_models()]
+    tables += [f"marts.{name}" for name in PUBLISHED if f"marts.{name}" not in tables]
+    for table in tables:
+        problems = differences(pl.from_arrow(spark.table(table).toArrow()), conn.sql(f"from {table}").pl())
         checked += 1
         if problems:
-            failures[model.table] = problems
+            failures[table] = problems
     # the accounting: per source raw rows = loaded + quarantined, per file rows read = staged + unreadable
     manifest = "select source, source_file, delivery_month, size_bytes, sha256, rows_read, unreadable_rows from raw.load_manifest"
     for name, sql in {
@@ -106,7 +118,7 @@ def assert_same_tables(spark, conn: duckdb.DuckDBPyConnection) -> None:
         if problems:
             failures[name] = problems
     assert not failures
-    assert checked == len(sql_models.load_models()) + 4
+    assert checked == len(sql_models.load_models()) + len(PUBLISHED) - 1 + 4  # the quarantine is a model
 
 
 def test_embedded_sample(spark, tmp_path: Path) -> None:
@@ -292,25 +304,11 @@ def test_same_rows_on_both_engines(spark, query: str, expected: list) -> None:
 
 
 # the client runs in a process of its own: a process that holds a local Spark session cannot open a remote one
-_CONNECT_CLIENT = """
-import sys
-from pathlib import Path
-import pyarrow.parquet as pq
-from churn_pipeline.lib import spark_build, sql_models
-from churn_pipeline.lib.settings import PipelineSettings
-url, raw, work = sys.argv[1], Path(sys.argv[2]), Path(sys.argv[3])
-spark = spark_build.spark_session(work / "spark-warehouse", remote=url)
-spark_build.build_warehouse(spark, PipelineSettings(raw_dir=str(raw)), work / "spark-warehouse")
-for model in sql_models.load_models():
-    pq.write_table(spark.table(model.table).toArrow(), work / f"{model.table}.parquet")
-spark.stop()
-"""
-
-
 @pytest.mark.slow
 def test_the_worked_example_through_a_spark_connect_server(tmp_path: Path, worked_example_dir: Path) -> None:
     """A local Spark Connect server, started from the pyspark package and stopped by its PID: the
-    warehouse built through it, as on a cluster, equals DuckDB's table by table."""
+    pipeline run through it (`churn-pipeline run --engine spark --spark-remote`), as on a cluster,
+    publishes DuckDB's tables, file by file."""
     import socket
     import subprocess
     import sys
@@ -352,13 +350,18 @@ def test_the_worked_example_through_a_spark_connect_server(tmp_path: Path, worke
                     break
             assert time.monotonic() < deadline, "the Spark Connect server did not answer in 180 s"
             time.sleep(1)
-        client = subprocess.run(
-            [sys.executable, "-c", _CONNECT_CLIENT, f"sc://127.0.0.1:{port}", str(worked_example_dir), str(tmp_path)],
+        run = [sys.executable, "-m", "churn_pipeline.cli", "run", "--raw-dir", str(worked_example_dir)]
+        on_spark = subprocess.run(
+            [
+                *run,
+                *("--engine", "spark", "--spark-remote", f"sc://127.0.0.1:{port}"),
+                *("--warehouse", str(tmp_path / "spark-warehouse"), "--output-dir", str(tmp_path / "spark-out")),
+            ],
             capture_output=True,
             text=True,
             timeout=600,
         )
-        assert client.returncode == 0, client.stderr[-3000:]
+        assert on_spark.returncode == 0, on_spark.stderr[-3000:]
     finally:
         os.kill(pid, signal.SIGTERM)
     deadline = time.monotonic() + 60
@@ -366,15 +369,27 @@ def test_the_worked_example_through_a_spark_connect_server(tmp_path: Path, worke
         time.sleep(0.5)
     assert not _alive(pid)
 
-    conn = duckdb.connect()
-    build_warehouse(conn, PipelineSettings(raw_dir=str(worked_example_dir)))
-    assert conn.sql("select count(*) from staging.int_customers").fetchall()[0][0] > 0
+    on_duckdb = subprocess.run(
+        [*run, "--warehouse", str(tmp_path / "w.duckdb"), "--output-dir", str(tmp_path / "duckdb-out")],
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert on_duckdb.returncode == 0, on_duckdb.stderr[-3000:]
+    published = sorted(path.name for path in (tmp_path / "duckdb-out").glob("*.parquet"))
+    assert published == sorted(f"{name}.parquet" for name in PUBLISHED)
+    assert sorted(path.name for path in (tmp_path / "spark-out").glob("*.parquet")) == published
     failures = {
-        model.table: problems
-        for model in sql_models.load_models()
-        if (problems := differences(pl.read_parquet(tmp_path / f"{model.table}.parquet"), conn.sql(f"from {model.table}").pl()))
+        name: problems
+        for name in published
+        if (
+            problems := differences(
+                pl.read_parquet(tmp_path / "spark-out" / name), pl.read_parquet(tmp_path / "duckdb-out" / name)
+            )
+        )
     }
     assert failures == {}
+    assert pl.read_parquet(tmp_path / "duckdb-out" / "cohort_retention.parquet").height > 0
 
 
 def _alive(pid: int) -> bool:

@@ -4,14 +4,13 @@ import dagster as dg
 
 from churn_pipeline.defs.asset_keys import QUARANTINE, marts
 from churn_pipeline.defs.resources import WAREHOUSE_POOL, Warehouse
-from churn_pipeline.lib.duck import rows
 from churn_pipeline.lib.quality import LOADED_TABLES, file_reconciliation, reconciliation
 
 
 def failing_rows(warehouse: Warehouse, sql: str, columns: list[str], what: str) -> dg.AssetCheckResult:
     """The check passes when `sql` returns no row; otherwise it reports how many and the first."""
-    with warehouse.get_connection() as conn:
-        return _result(rows(conn, sql), columns, what)
+    with warehouse.tables() as tables:
+        return _result(tables.frame(sql).rows(), columns, what)
 
 
 def _result(failures: list[tuple], columns: list[str], what: str) -> dg.AssetCheckResult:
@@ -35,9 +34,9 @@ def _result(failures: list[tuple], columns: list[str], what: str) -> dg.AssetChe
 def raw_rows_reconcile(warehouse: Warehouse) -> dg.AssetCheckResult:
     """For every source, raw rows (from the load manifest) = loaded rows + quarantined rows; for
     every file in the manifest, rows read = rows staged + unreadable rows."""
-    with warehouse.get_connection() as conn:
-        counts = reconciliation(conn).rows()
-        files = file_reconciliation(conn).rows()
+    with warehouse.tables() as tables:
+        counts = reconciliation(tables).rows()
+        files = file_reconciliation(tables).rows()
     failures = [(source, "(every file)", raw, loaded, q) for source, raw, loaded, q in counts if raw != loaded + q]
     failures += [row for row in files if row[2] != row[3] + row[4]]
     result = _result(
@@ -96,7 +95,7 @@ def cohort_sizes_sum_to_customers(warehouse: Warehouse) -> dg.AssetCheckResult:
             where cohort_month <= w.last_complete_month
             group by basis
         )
-        select basis, coalesce(published.customers, 0), coalesce(expected.customers, 0)
+        select basis, coalesce(published.customers, 0) as published, coalesce(expected.customers, 0) as expected
         from published full join expected using (basis)
         where coalesce(published.customers, 0) <> coalesce(expected.customers, 0)
         """,
@@ -237,7 +236,8 @@ def customer_months_match_the_curve(warehouse: Warehouse) -> dg.AssetCheckResult
         curve as (
             select basis, sum(at_risk) as months, sum(churned) as churned from marts.retention_curve group by basis
         )
-        select basis, cohorts.months, curve.months, cohorts.churned, curve.churned
+        select basis, cohorts.months as cohort_months, curve.months as curve_months,
+            cohorts.churned as cohort_churns, curve.churned as curve_churns
         from cohorts full join curve using (basis)
         where cohorts.months is distinct from curve.months or cohorts.churned is distinct from curve.churned
         """,

@@ -16,19 +16,19 @@ from churn_pipeline.defs.metadata import column_schema, observation_metadata, re
 from churn_pipeline.defs.resources import WAREHOUSE_POOL, PipelineConfig, Warehouse
 from churn_pipeline.defs.schemas import table_schema
 from churn_pipeline.lib.build_area import build_dir
-from churn_pipeline.lib.duck import scan_table, write_table
 from churn_pipeline.lib.identifiers import validate_identifier
 from churn_pipeline.lib.observation import Observation, read_observation
 from churn_pipeline.lib.output_files import output_path, write_parquet
 from churn_pipeline.lib.settings import CONTRACT_VERSION, PipelineSettings
 from churn_pipeline.lib.table_docs import TABLES_BY_NAME
+from churn_pipeline.lib.warehouse_tables import DuckDBTables, WarehouseTables
 
 
 @dataclass(frozen=True)
 class MartInputs:
-    """What a mart's function reads: the run's warehouse, settings and observation window."""
+    """What a mart's function reads: the run's warehouse (on its engine), settings and observation window."""
 
-    conn: duckdb.DuckDBPyConnection
+    tables: WarehouseTables
     settings: PipelineSettings
     observation: Observation
 
@@ -38,12 +38,12 @@ class MartInputs:
 
     def scan(self, table: str) -> pl.LazyFrame:
         """A warehouse table as a lazy frame that reads only the columns the plan uses."""
-        return scan_table(self.conn, table)
+        return self.tables.scan(table)
 
     def read(self, table: str) -> pl.DataFrame:
         """A small warehouse table (an aggregate or another mart), whole."""
         schema, _, name = table.partition(".")
-        return self.conn.sql(f"select * from {validate_identifier(schema)}.{validate_identifier(name)}").pl()
+        return self.tables.frame(f"select * from {validate_identifier(schema)}.{validate_identifier(name)}")
 
 
 def parquet_metadata(settings: PipelineSettings, observation: Observation) -> dict[str, str]:
@@ -72,7 +72,7 @@ def mart(
             key=marts(table),
             deps=deps,
             group_name=group_name,
-            kinds={"polars", "duckdb", "parquet"},
+            kinds={"polars", "duckdb", "spark", "parquet"},
             description=inspect.getdoc(build),
             metadata={"dagster/column_schema": table_schema("marts", table)},
             pool=WAREHOUSE_POOL,
@@ -81,10 +81,10 @@ def mart(
             context: dg.AssetExecutionContext, pipeline: PipelineConfig, warehouse: Warehouse
         ) -> dg.MaterializeResult:
             started = time.perf_counter()
-            with warehouse.get_connection() as conn:
-                observation = read_observation(conn)
-                frame = build(MartInputs(conn, pipeline, observation))
-                write_table(conn, "marts", table, frame)
+            with warehouse.tables() as tables:
+                observation = read_observation(tables)
+                frame = build(MartInputs(tables, pipeline, observation))
+                tables.write("marts", table, frame)
             write_parquet(frame, build_dir(pipeline.output_path), table, parquet_metadata(pipeline, observation))
             report(context, frame.height, time.perf_counter() - started)
             return dg.MaterializeResult(
@@ -102,22 +102,23 @@ def mart(
     return decorator
 
 
-def compute_marts(conn: duckdb.DuckDBPyConnection, settings: PipelineSettings) -> dict[str, pl.DataFrame]:
-    """Every published table, computed by the marts' own functions on a built warehouse (no Dagster
-    run), each also written to `marts` for the marts that read it."""
+def compute_marts(warehouse: duckdb.DuckDBPyConnection | WarehouseTables, settings: PipelineSettings) -> dict[str, pl.DataFrame]:
+    """Every published table, computed by the marts' own functions on a built warehouse (a DuckDB
+    connection, or SparkTables; no Dagster run), each also written to `marts` for the marts that read it."""
     import churn_pipeline.defs.churn  # noqa: F401  (declares the marts)
     import churn_pipeline.defs.cohorts  # noqa: F401
 
-    inputs = MartInputs(conn, settings, read_observation(conn))
-    tables: dict[str, pl.DataFrame] = {}
-    while len(tables) < len(MART_FUNCTIONS):
+    tables = DuckDBTables(warehouse) if isinstance(warehouse, duckdb.DuckDBPyConnection) else warehouse
+    inputs = MartInputs(tables, settings, read_observation(tables))
+    frames: dict[str, pl.DataFrame] = {}
+    while len(frames) < len(MART_FUNCTIONS):
         # a mart waits for the other marts it reads (the SQL-built quarantine is already there)
         ready = [
-            t for t, (_, reads) in MART_FUNCTIONS.items() if t not in tables and reads & MART_FUNCTIONS.keys() <= tables.keys()
+            t for t, (_, reads) in MART_FUNCTIONS.items() if t not in frames and reads & MART_FUNCTIONS.keys() <= frames.keys()
         ]
         if not ready:
-            raise ValueError(f"marts that read each other: {sorted(MART_FUNCTIONS.keys() - tables.keys())}")
+            raise ValueError(f"marts that read each other: {sorted(MART_FUNCTIONS.keys() - frames.keys())}")
         for table in ready:
-            tables[table] = MART_FUNCTIONS[table][0](inputs)
-            write_table(conn, "marts", table, tables[table])
-    return tables
+            frames[table] = MART_FUNCTIONS[table][0](inputs)
+            tables.write("marts", table, frames[table])
+    return frames

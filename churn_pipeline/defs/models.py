@@ -14,7 +14,7 @@ from churn_pipeline.lib.build_area import build_dir
 from churn_pipeline.lib.observation import read_observation
 from churn_pipeline.lib.output_files import output_path, write_parquet
 from churn_pipeline.lib.raw_sources import SOURCES
-from churn_pipeline.lib.sql_models import SqlModel, load_models, run_model
+from churn_pipeline.lib.sql_models import ModelBuild, SqlModel, load_models, run_model
 from churn_pipeline.lib.table_docs import TABLES_BY_NAME
 
 # raw tables and the ingestion assets that write them
@@ -66,13 +66,18 @@ def _model_asset(model: SqlModel, known: dict[tuple[str, str], SqlModel]) -> dg.
     def sql_table(context: dg.AssetExecutionContext, pipeline: PipelineConfig, warehouse: Warehouse) -> dg.MaterializeResult:
         started = time.perf_counter()
         published = _is_published(model)
-        with warehouse.get_connection() as conn:
-            built = run_model(conn, model, pipeline.run_sql_parameters(run_months(context)), full_refresh=pipeline.full_refresh)
-            if published:
-                # a published SQL table (the quarantine) also goes to Parquet, as the polars marts do
-                frame = conn.sql(f"select * from {model.table}").pl()
+        parameters = pipeline.run_sql_parameters(run_months(context))
+        if warehouse.on_spark:
+            built = _build_on_spark(warehouse, model, parameters)
+        else:
+            with warehouse.get_connection() as conn:
+                built = run_model(conn, model, parameters, full_refresh=pipeline.full_refresh)
+        if published:
+            # a published SQL table (the quarantine) also goes to Parquet, as the polars marts do
+            with warehouse.tables() as tables:
+                frame = tables.frame(f"select * from {model.table}")
                 write_parquet(
-                    frame, build_dir(pipeline.output_path), model.name, parquet_metadata(pipeline, read_observation(conn))
+                    frame, build_dir(pipeline.output_path), model.name, parquet_metadata(pipeline, read_observation(tables))
                 )
         incremental = model.materialized == "incremental"
         report(context, built.rows, time.perf_counter() - started, built.how if incremental else "")
@@ -84,6 +89,17 @@ def _model_asset(model: SqlModel, known: dict[tuple[str, str], SqlModel]) -> dg.
         )
 
     return sql_table
+
+
+def _build_on_spark(warehouse: Warehouse, model: SqlModel, parameters: dict[str, object]) -> ModelBuild:
+    """The model in full on Spark; once staging has read every file, the load manifest counts them."""
+    from churn_pipeline.lib import spark_build, spark_ingest
+
+    spark = warehouse.spark()
+    spark_build.run_model(spark, model, parameters, warehouse.live_path.absolute())
+    if _is_published(model):
+        spark_ingest.register_manifest(spark, warehouse.spark_files)
+    return ModelBuild(rows=None, how="full rebuild (Spark)")
 
 
 def build_model_assets() -> list[dg.AssetsDefinition]:

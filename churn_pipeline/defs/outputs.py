@@ -14,7 +14,7 @@ from churn_pipeline.lib.build_area import build_dir
 from churn_pipeline.lib.observation import read_observation
 from churn_pipeline.lib.output_files import output_path, write_text_atomic
 from churn_pipeline.lib.quality import quarantine_reasons, reconciliation
-from churn_pipeline.lib.release import release_build
+from churn_pipeline.lib.release import release_build, release_outputs
 from churn_pipeline.lib.table_docs import TABLES
 
 # the tables built by @mart (defs/cohorts.py, defs/churn.py): every documented table with a Parquet
@@ -29,13 +29,13 @@ def churn_report(context: dg.AssetExecutionContext, pipeline: PipelineConfig, wa
     cohort heatmaps, retention curve, high-risk months, churn by channel, segment and price change,
     the monthly MRR bridge and churn against benchmarks, reactivation, and data quality."""
     started = time.perf_counter()
-    with warehouse.get_connection() as conn:
-        tables = {key.path[-1]: conn.sql(f"select * from marts.{key.path[-1]}").pl() for key in PUBLISHED_TABLES}
-        observation = read_observation(conn)
+    with warehouse.tables() as warehouse_tables:
+        tables = {key.path[-1]: warehouse_tables.frame(f"select * from marts.{key.path[-1]}") for key in PUBLISHED_TABLES}
+        observation = read_observation(warehouse_tables)
         inputs = churn_report_html.ReportInputs(
             tables=tables,
-            data_quality=reconciliation(conn),
-            quarantine_reasons=quarantine_reasons(conn),
+            data_quality=reconciliation(warehouse_tables),
+            quarantine_reasons=quarantine_reasons(warehouse_tables),
             as_of=observation.as_of,
             last_complete_month=observation.last_complete_month,
             timezone=pipeline.timezone,
@@ -77,16 +77,22 @@ def churn_report(context: dg.AssetExecutionContext, pipeline: PipelineConfig, wa
     key=dg.AssetKey(["published"]),
     deps=[*PUBLISHED_TABLES, QUARANTINE, REPORT],
     group_name="outputs",
-    kinds={"duckdb", "parquet"},
+    kinds={"duckdb", "spark", "parquet"},
     pool=WAREHOUSE_POOL,
     retry_policy=TRANSIENT_RETRIES,
 )
 def published(context: dg.AssetExecutionContext, pipeline: PipelineConfig, warehouse: Warehouse) -> dg.MaterializeResult:
     """The run's warehouse, Parquet files and report, swapped in atomically once every blocking check upstream has passed."""
     started = time.perf_counter()
-    warehouse.close_build()
-    files = release_build(warehouse.live_path, pipeline.output_path)
-    report(context, len(files), time.perf_counter() - started, "the warehouse, each Parquet table and the report", unit="files")
+    if warehouse.on_spark:
+        # Spark's tables were replaced as they were built; the published files are swapped in here
+        files = release_outputs(pipeline.output_path)
+        what = "each Parquet table and the report"
+    else:
+        warehouse.close_build()
+        files = release_build(warehouse.live_path, pipeline.output_path)
+        what = "the warehouse, each Parquet table and the report"
+    report(context, len(files), time.perf_counter() - started, what, unit="files")
     return dg.MaterializeResult(
         metadata={
             "warehouse": dg.MetadataValue.path(str(warehouse.live_path)),

@@ -1,10 +1,11 @@
-"""Dagster resources: the pipeline settings and the DuckDB warehouse, and the operational limits
+"""Dagster resources: the pipeline settings and the warehouse (DuckDB, or Spark), and the operational limits
 every step that opens the warehouse shares."""
 
 import logging
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import dagster as dg
 import duckdb
@@ -16,6 +17,10 @@ from churn_pipeline.lib.build_area import build_path, open_build, open_output_bu
 from churn_pipeline.lib.months import end_of_month
 from churn_pipeline.lib.run_lock import acquire_run_lock
 from churn_pipeline.lib.settings import PipelineSettings, WarehouseSettings, parse_as_of
+from churn_pipeline.lib.warehouse_tables import DuckDBTables, SparkTables, WarehouseTables
+
+if TYPE_CHECKING:
+    from pyspark.sql import SparkSession
 
 progress_log = logging.getLogger("churn_pipeline.progress")
 
@@ -45,20 +50,30 @@ class PipelineConfig(dg.ConfigurableResource, PipelineSettings):
 
 
 class Warehouse(dg.ConfigurableResource, WarehouseSettings):
-    """The DuckDB warehouse. A run writes to a build copy beside the live file; the
+    """The warehouse. On DuckDB a run writes to a build copy beside the live file; the
     `published` asset swaps it in atomically once every blocking check has passed, so
-    analysts reading the live file are never blocked and never see half a refresh."""
+    analysts reading the live file are never blocked and never see half a refresh. On Spark
+    (`engine: spark`) each table is replaced as it is built (docs/scale_out.md)."""
 
     _lock: FileLock | None = PrivateAttr(default=None)
     _database: duckdb.DuckDBPyConnection | None = PrivateAttr(default=None)
+    # on Spark: the delivery files each raw step read, for the load manifest once staging has counted them
+    _spark_files: dict = PrivateAttr(default_factory=dict)
+    _spark_session: Any = PrivateAttr(default=None)
 
     @property
     def live_path(self) -> Path:
-        return Path(self.database)
+        return self.location
+
+    @property
+    def on_spark(self) -> bool:
+        return self.engine == "spark"
 
     def setup_for_execution(self, context: dg.InitResourceContext) -> None:
         # one run per warehouse at a time: a second run waits here rather than clobbering the build
         self._lock = acquire_run_lock(self.live_path, self.lock_timeout_seconds)
+        if self.on_spark:
+            return
         seeded = open_build(self.live_path, context.run.run_id)
         if seeded and ".wal" in seeded:
             line = f"warehouse {self.live_path}: {seeded}"
@@ -77,9 +92,34 @@ class Warehouse(dg.ConfigurableResource, WarehouseSettings):
             self._database.close()
             self._database = None
 
+    def spark(self) -> "SparkSession":
+        """The Spark session of this process (local, or on the Spark Connect server `spark_remote`)."""
+        from churn_pipeline.lib.spark_build import create_schemas, spark_session
+
+        # one session for the whole run: raw.* are session views the later steps read
+        if self._spark_session is None:
+            self._spark_session = spark_session(self.live_path.absolute(), self.spark_remote)
+            create_schemas(self._spark_session)
+        return self._spark_session
+
+    @property
+    def spark_files(self) -> dict:
+        return self._spark_files
+
+    @contextmanager
+    def tables(self) -> Iterator[WarehouseTables]:
+        """The run's warehouse, for queries and frames, on its engine."""
+        if self.on_spark:
+            yield SparkTables(self.spark(), self.live_path.absolute())
+        else:
+            with self.get_connection() as conn:
+                yield DuckDBTables(conn)
+
     @contextmanager
     def get_connection(self) -> Iterator[duckdb.DuckDBPyConnection]:
         """A cursor on the run's build warehouse; every step of a run shares one database instance."""
+        if self.on_spark:
+            raise RuntimeError("a DuckDB connection was asked for in a Spark run; use Warehouse.tables()")
         if self._database is None:
             build = build_path(self.live_path)
             if not build.exists():

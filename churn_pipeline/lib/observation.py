@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import date, datetime
 
-import duckdb
+from churn_pipeline.lib.warehouse_tables import WarehouseTables
 
 
 @dataclass(frozen=True)
@@ -14,6 +14,6 @@ class Observation:
     last_complete_month: date | None
 
 
-def read_observation(conn: duckdb.DuckDBPyConnection) -> Observation:
-    rows = conn.execute("select as_of, last_complete_month from staging.int_observation_window").fetchall()
+def read_observation(tables: WarehouseTables) -> Observation:
+    rows = tables.frame("select as_of, last_complete_month from staging.int_observation_window").rows()
     return Observation(*rows[0]) if rows else Observation(None, None)

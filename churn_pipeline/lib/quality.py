@@ -3,8 +3,9 @@ the load manifest, rows read = rows staged + unreadable rows."""
 
 from __future__ import annotations
 
-import duckdb
 import polars as pl
+
+from churn_pipeline.lib.warehouse_tables import WarehouseTables
 
 # loaded table per raw source; pre-subscription trial events count as loaded
 LOADED_TABLES = {
@@ -79,15 +80,15 @@ QUARANTINE_REASONS_SQL = (
 )
 
 
-def reconciliation(conn: duckdb.DuckDBPyConnection) -> pl.DataFrame:
+def reconciliation(tables: WarehouseTables) -> pl.DataFrame:
     """One row per source: raw_rows (readable + unreadable), loaded, quarantined."""
-    return conn.sql(RECONCILIATION_SQL).pl()
+    return tables.frame(RECONCILIATION_SQL)
 
 
-def file_reconciliation(conn: duckdb.DuckDBPyConnection) -> pl.DataFrame:
+def file_reconciliation(tables: WarehouseTables) -> pl.DataFrame:
     """One row per file: rows_read (from the load manifest), staged, unreadable."""
-    return conn.sql(FILE_RECONCILIATION_SQL).pl()
+    return tables.frame(FILE_RECONCILIATION_SQL)
 
 
-def quarantine_reasons(conn: duckdb.DuckDBPyConnection) -> pl.DataFrame:
-    return conn.sql(QUARANTINE_REASONS_SQL).pl()
+def quarantine_reasons(tables: WarehouseTables) -> pl.DataFrame:
+    return tables.frame(QUARANTINE_REASONS_SQL)

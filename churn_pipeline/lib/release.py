@@ -31,7 +31,12 @@ def release_build(live: Path, output_dir: Path) -> list[str]:
     wal_path(live).unlink(missing_ok=True)
     os.replace(build, live)
     run_marker(live).unlink(missing_ok=True)
-    released = [live.name]
+    return [live.name, *release_outputs(output_dir)]
+
+
+def release_outputs(output_dir: Path) -> list[str]:
+    """Swap each built Parquet file and the report in; returns the names released."""
+    released = []
     built = build_dir(output_dir)
     for suffix in (".parquet", ".html"):
         for path in sorted(built.glob(f"*{suffix}")) if built.exists() else []:

@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 CONTRACT_VERSION = "1"
 
@@ -204,12 +204,21 @@ class PipelineSettings(BaseModel):
         return values
 
 
+ENGINES = ("duckdb", "spark")
+DUCKDB_WAREHOUSE = "data/warehouse.duckdb"
+SPARK_WAREHOUSE = "data/spark-warehouse"
+
+
 class WarehouseSettings(BaseModel):
-    """The DuckDB warehouse file and what DuckDB may use."""
+    """The warehouse (a DuckDB file by default, or a Spark warehouse) and what its engine may use."""
 
     model_config = ConfigDict(extra="forbid")
 
-    database: str = setting("data/warehouse.duckdb", "the DuckDB file", flag="--warehouse")
+    engine: str = setting("duckdb", "the engine that builds the warehouse: duckdb or spark (docs/scale_out.md)")
+    database: str = setting(
+        DUCKDB_WAREHOUSE, f"the DuckDB file; with --engine spark the Spark warehouse ({SPARK_WAREHOUSE})", flag="--warehouse"
+    )
+    spark_remote: str | None = setting(None, "with --engine spark: a Spark Connect server, sc://host:port (default: local Spark)")
     memory_limit: str | None = setting(None, "DuckDB memory_limit, e.g. 4GB")
     threads: int | None = setting(None, "DuckDB threads")
     temp_directory: str | None = setting(
@@ -229,6 +238,33 @@ class WarehouseSettings(BaseModel):
                 except duckdb.Error:
                     raise SettingsError(f"--memory-limit: cannot read {value!r} as a size (e.g. 4GB, 512MB)") from None
         return value
+
+    @field_validator("engine")
+    @classmethod
+    def _engine(cls, value: str) -> str:
+        if value not in ENGINES:
+            raise SettingsError(f"--engine: {value!r} is not one of {', '.join(ENGINES)}")
+        return value
+
+    @field_validator("spark_remote")
+    @classmethod
+    def _spark_remote(cls, value: str | None) -> str | None:
+        if value is not None and not value.startswith("sc://"):
+            raise SettingsError(f"--spark-remote: {value!r} is not a Spark Connect address, sc://host:port")
+        return value
+
+    @model_validator(mode="after")
+    def _remote_needs_spark(self) -> WarehouseSettings:
+        if self.spark_remote and self.engine != "spark":
+            raise SettingsError("--spark-remote: only with --engine spark")
+        return self
+
+    @property
+    def location(self) -> Path:
+        """The DuckDB file, or the Spark warehouse directory (data/spark-warehouse unless named)."""
+        if self.engine == "spark" and self.database == DUCKDB_WAREHOUSE:
+            return Path(SPARK_WAREHOUSE)
+        return Path(self.database)
 
     @field_validator("threads")
     @classmethod

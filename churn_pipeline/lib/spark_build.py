@@ -49,6 +49,7 @@ def spark_session(warehouse: Path, remote: str | None = None, cores: int = 2, dr
         builder = (
             builder.master(f"local[{cores}]")
             .config("spark.ui.enabled", "false")
+            .config("spark.ui.showConsoleProgress", "false")
             .config("spark.sql.shuffle.partitions", str(cores * 2))
             .config("spark.sql.warehouse.dir", str(warehouse))
         )
@@ -114,10 +115,14 @@ def _used(sql: str, bound: dict[str, object]) -> dict[str, object]:
     return {name: value for name, value in bound.items() if re.search(rf":{name}\b", sql)}
 
 
+def create_schemas(spark: SparkSession) -> None:
+    for schema in sql_models.SCHEMAS:
+        spark.sql(f"create database if not exists {validate_identifier(schema, 'schema')}")
+
+
 def build_models(spark: SparkSession, parameters: dict[str, object], warehouse: Path) -> None:
     """Every SQL model, in dependency order."""
-    for schema in sql_models.SCHEMAS:
-        spark.sql(f"create database if not exists {schema}")
+    create_schemas(spark)
     for model in sql_models.topological_order(sql_models.load_models()):
         run_model(spark, model, parameters, warehouse)
 

@@ -115,38 +115,52 @@ def _read_file(spark: SparkSession, source: RawSource, delivered: SparkFile) -> 
 
 def register_raw(spark: SparkSession, raw_dir: Path) -> dict[str, list[SparkFile]]:
     """raw.<source> for every source and raw.csv_rejects, as session views of the delivery files."""
+    return {source.name: register_source(spark, raw_dir, source) for source in SOURCES}
+
+
+REJECT_COLUMNS = ("source", "source_file", "source_row", "error_type", "raw_line", "delivery_month")
+
+
+def register_source(spark: SparkSession, raw_dir: Path, source: RawSource) -> list[SparkFile]:
+    """raw.<source> as a session view of its delivery files; its unreadable records join
+    raw.csv_rejects (the union of every source registered so far in this session)."""
     from functools import reduce
 
     from pyspark.sql import functions as F
 
-    files = {source.name: delivery_files(raw_dir, source) for source in SOURCES}
-    rejects = []
-    for source in SOURCES:
-        frames = [_read_file(spark, source, delivered) for delivered in files[source.name]]
-        if not frames:
-            empty = ", ".join(f"cast(null as string) as {c}" for c in source.columns)
-            spark.sql(
-                f"select {empty}, cast(null as string) as source_file, cast(null as bigint) as source_row, "
-                "cast(null as string) as delivery_month where false"
-            ).createOrReplaceTempView(session_view("raw", source.name))
-            continue
+    files = delivery_files(raw_dir, source)
+    frames = [_read_file(spark, source, delivered) for delivered in files]
+    rejects_view = session_view("raw", f"csv_rejects__{source.name}")
+    if frames:
         rows = reduce(lambda a, b: a.unionByName(b), frames)
         rows.where(F.col("_error").isNull()).drop("_error", "_raw_line").createOrReplaceTempView(session_view("raw", source.name))
-        rejects.append(
-            rows.where(F.col("_error").isNotNull()).select(
-                F.lit(source.name).alias("source"),
-                "source_file",
-                "source_row",
-                F.col("_error").alias("error_type"),
-                F.col("_raw_line").alias("raw_line"),
-                "delivery_month",
-            )
-        )
-    empty_rejects = spark.sql(
-        "select cast(null as string) as source, cast(null as string) as source_file, cast(null as bigint) as source_row, "
-        "cast(null as string) as error_type, cast(null as string) as raw_line, cast(null as string) as delivery_month where false"
-    )
-    reduce(lambda a, b: a.unionByName(b), rejects, empty_rejects).createOrReplaceTempView(session_view("raw", "csv_rejects"))
+        rows.where(F.col("_error").isNotNull()).select(
+            F.lit(source.name).alias("source"),
+            "source_file",
+            "source_row",
+            F.col("_error").alias("error_type"),
+            F.col("_raw_line").alias("raw_line"),
+            "delivery_month",
+        ).createOrReplaceTempView(rejects_view)
+    else:
+        empty = ", ".join(f"cast(null as string) as {c}" for c in source.columns)
+        spark.sql(
+            f"select {empty}, cast(null as string) as source_file, cast(null as bigint) as source_row, "
+            "cast(null as string) as delivery_month where false"
+        ).createOrReplaceTempView(session_view("raw", source.name))
+        spark.sql(
+            "select cast(null as string) as source, cast(null as string) as source_file, cast(null as bigint) as source_row, "
+            "cast(null as string) as error_type, cast(null as string) as raw_line, cast(null as string) as delivery_month "
+            "where false"
+        ).createOrReplaceTempView(rejects_view)
+    registered = [
+        session_view("raw", f"csv_rejects__{known.name}")
+        for known in SOURCES
+        if spark.catalog.tableExists(session_view("raw", f"csv_rejects__{known.name}"))
+    ]
+    columns = ", ".join(REJECT_COLUMNS)
+    union = " union all ".join(f"select {columns} from {view}" for view in registered)
+    spark.sql(union).createOrReplaceTempView(session_view("raw", "csv_rejects"))
     return files
 
 
