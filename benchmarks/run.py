@@ -273,28 +273,16 @@ def run(scale: str, work: Path, incremental: bool, memory_limit: str | None, rep
         pipeline.append(
             measure(f"pipeline (CLI, everything){tag}", pipeline_command(raw, pipeline_work, *extra), work / "pipeline.log")
         )
+    on_spark: list[Measured] = []
     if spark:
-        # a figure, not a target: the layer that runs on both engines, each alone, taking turns
-        layers: dict[str, list[Measured]] = {"duckdb": [], "spark": []}
+        # a figure, not a target: the same CLI run with --engine spark, after the DuckDB rounds
+        driver = ["--spark-driver-memory", memory_limit.lower().removesuffix("b")] if memory_limit else []
         for index in range(repeat):
-            for engine in layers:
-                command = [
-                    sys.executable,
-                    str(ROOT / "benchmarks/warehouse_layer.py"),
-                    engine,
-                    str(raw),
-                    str(work / f"layer_{engine}"),
-                ]
-                label = "warehouse layer on DuckDB" if engine == "duckdb" else "warehouse layer on Spark (local[2])"
-                layers[engine].append(
-                    measure(
-                        f"{label}{round_tag(index, repeat)}",
-                        command + ([memory_limit] if memory_limit else []),
-                        work / f"layer_{engine}.log",
-                    )
-                )
-            shutil.rmtree(work / "layer_spark", ignore_errors=True)
-            shutil.rmtree(work / "layer_duckdb", ignore_errors=True)
+            spark_work = fresh(work / "pipeline_spark")
+            command = pipeline_command(raw, spark_work, "--engine", "spark", *driver)
+            command[command.index("--warehouse") + 1] = str(spark_work / "spark-warehouse")
+            on_spark.append(measure(f"pipeline on Spark (CLI, local[2]){round_tag(index, repeat)}", command, work / "spark.log"))
+        shutil.rmtree(work / "pipeline_spark", ignore_errors=True)
     results["warehouse_mb"] = (work / "pipeline" / "warehouse.duckdb").stat().st_size / 1e6
     steps = {"lower bound (DuckDB load)": lower, "pandas tutorial (counts only)": pandas, "pipeline (CLI, everything)": pipeline}
     results["measured"].update({name: summarize(runs) for name, runs in steps.items() if runs})
@@ -302,14 +290,9 @@ def run(scale: str, work: Path, incremental: bool, memory_limit: str | None, rep
     results["ratios"] = {"pipeline / lower bound": ratio(pipeline, lower)}
     if pandas:
         results["ratios"]["pipeline / pandas"] = ratio(pipeline, pandas)
-    if spark:
-        results["measured"].update(
-            {
-                "warehouse layer on DuckDB": summarize(layers["duckdb"]),
-                "warehouse layer on Spark (local[2])": summarize(layers["spark"]),
-            }
-        )
-        results["ratios"]["warehouse layer: Spark / DuckDB"] = ratio(layers["spark"], layers["duckdb"])
+    if on_spark:
+        results["measured"]["pipeline on Spark (CLI, local[2])"] = summarize(on_spark)
+        results["ratios"]["pipeline: Spark / DuckDB"] = ratio(on_spark, pipeline)
 
     if incremental:
         if scale == "large":
@@ -476,7 +459,7 @@ def main() -> int:
     parser.add_argument(
         "--spark",
         action="store_true",
-        help="also time the warehouse layer (files to every SQL model) on DuckDB and on Spark local[2]: a figure, not a target",
+        help="also time the same CLI run with --engine spark (local[2]): a figure, not a target",
     )
     args = parser.parse_args()
     if args.repeat < 1:

@@ -82,6 +82,7 @@ _HEADER = {"orders.csv": "order_id,customer_id,ordered_at,amount\n"}
         (_HEADER, ["--engine", "postgres"], "--engine: 'postgres' is not one of duckdb, spark"),
         (_HEADER, ["--spark-remote", "sc://localhost:15002"], "--spark-remote: only with --engine spark"),
         (_HEADER, ["--engine", "spark", "--spark-remote", "localhost"], "--spark-remote: 'localhost' is not a Spark Connect"),
+        (_HEADER, ["--engine", "spark", "--spark-driver-memory", "lots"], "--spark-driver-memory: 'lots' is not a JVM size"),
     ],
 )
 def test_user_mistakes_get_one_clear_line(tmp_path: Path, files: dict, args: list[str], message: str) -> None:

@@ -98,7 +98,9 @@ class Warehouse(dg.ConfigurableResource, WarehouseSettings):
 
         # one session for the whole run: raw.* are session views the later steps read
         if self._spark_session is None:
-            self._spark_session = spark_session(self.live_path.absolute(), self.spark_remote)
+            self._spark_session = spark_session(
+                self.live_path.absolute(), self.spark_remote, driver_memory=self.spark_driver_memory
+            )
             create_schemas(self._spark_session)
         return self._spark_session
 

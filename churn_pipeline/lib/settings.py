@@ -219,6 +219,7 @@ class WarehouseSettings(BaseModel):
         DUCKDB_WAREHOUSE, f"the DuckDB file; with --engine spark the Spark warehouse ({SPARK_WAREHOUSE})", flag="--warehouse"
     )
     spark_remote: str | None = setting(None, "with --engine spark: a Spark Connect server, sc://host:port (default: local Spark)")
+    spark_driver_memory: str | None = setting(None, "with local Spark: the JVM's memory, e.g. 4g (Spark's default: 1g)")
     memory_limit: str | None = setting(None, "DuckDB memory_limit, e.g. 4GB")
     threads: int | None = setting(None, "DuckDB threads")
     temp_directory: str | None = setting(
@@ -253,10 +254,18 @@ class WarehouseSettings(BaseModel):
             raise SettingsError(f"--spark-remote: {value!r} is not a Spark Connect address, sc://host:port")
         return value
 
+    @field_validator("spark_driver_memory")
+    @classmethod
+    def _spark_driver_memory(cls, value: str | None) -> str | None:
+        if value is not None and not re.fullmatch(r"[1-9][0-9]*[kmgt]", value.strip().lower()):
+            raise SettingsError(f"--spark-driver-memory: {value!r} is not a JVM size such as 4g or 512m")
+        return None if value is None else value.strip().lower()
+
     @model_validator(mode="after")
-    def _remote_needs_spark(self) -> WarehouseSettings:
-        if self.spark_remote and self.engine != "spark":
-            raise SettingsError("--spark-remote: only with --engine spark")
+    def _options_need_spark(self) -> WarehouseSettings:
+        for flag, value in (("--spark-remote", self.spark_remote), ("--spark-driver-memory", self.spark_driver_memory)):
+            if value and self.engine != "spark":
+                raise SettingsError(f"{flag}: only with --engine spark")
         return self
 
     @property
