@@ -155,14 +155,14 @@ def raw_rows(raw: Path) -> int:
     ).fetchall()[0][0]
 
 
-def pipeline_command(raw: Path, work: Path, *extra: str) -> list[str]:
+def pipeline_command(raw: Path, work: Path, *extra: str, warehouse: str = "warehouse.duckdb") -> list[str]:
     return [
         str(BIN / "churn-pipeline"),
         "run",
         "--raw-dir",
         str(raw),
         "--warehouse",
-        str(work / "warehouse.duckdb"),
+        str(work / warehouse),
         "--output-dir",
         str(work / "marts"),
         "--temp-dir",
@@ -279,8 +279,7 @@ def run(scale: str, work: Path, incremental: bool, memory_limit: str | None, rep
         driver = ["--spark-driver-memory", memory_limit.lower().removesuffix("b")] if memory_limit else []
         for index in range(repeat):
             spark_work = fresh(work / "pipeline_spark")
-            command = pipeline_command(raw, spark_work, "--engine", "spark", *driver)
-            command[command.index("--warehouse") + 1] = str(spark_work / "spark-warehouse")
+            command = pipeline_command(raw, spark_work, "--engine", "spark", *driver, warehouse="spark-warehouse")
             on_spark.append(measure(f"pipeline on Spark (CLI, local[2]){round_tag(index, repeat)}", command, work / "spark.log"))
         shutil.rmtree(work / "pipeline_spark", ignore_errors=True)
     results["warehouse_mb"] = (work / "pipeline" / "warehouse.duckdb").stat().st_size / 1e6

@@ -130,7 +130,7 @@ def register_source(spark: SparkSession, raw_dir: Path, source: RawSource) -> li
 
     files = delivery_files(raw_dir, source)
     frames = [_read_file(spark, source, delivered) for delivered in files]
-    rejects_view = session_view("raw", f"csv_rejects__{source.name}")
+    rejects_view = _rejects_view(source)
     if frames:
         rows = reduce(lambda a, b: a.unionByName(b), frames)
         rows.where(F.col("_error").isNull()).drop("_error", "_raw_line").createOrReplaceTempView(session_view("raw", source.name))
@@ -153,15 +153,16 @@ def register_source(spark: SparkSession, raw_dir: Path, source: RawSource) -> li
             "cast(null as string) as error_type, cast(null as string) as raw_line, cast(null as string) as delivery_month "
             "where false"
         ).createOrReplaceTempView(rejects_view)
-    registered = [
-        session_view("raw", f"csv_rejects__{known.name}")
-        for known in SOURCES
-        if spark.catalog.tableExists(session_view("raw", f"csv_rejects__{known.name}"))
-    ]
+    registered = [_rejects_view(known) for known in SOURCES if spark.catalog.tableExists(_rejects_view(known))]
     columns = ", ".join(REJECT_COLUMNS)
     union = " union all ".join(f"select {columns} from {view}" for view in registered)
     spark.sql(union).createOrReplaceTempView(session_view("raw", "csv_rejects"))
     return files
+
+
+def _rejects_view(source: RawSource) -> str:
+    """The session view of one source's unreadable records (raw.csv_rejects unions them)."""
+    return session_view("raw", f"csv_rejects__{source.name}")
 
 
 MANIFEST_SCHEMA = (
