@@ -203,8 +203,6 @@ def check_spark_available(warehouse: WarehouseSettings, pipeline: PipelineSettin
         raise SettingsError("--engine spark: pyspark is not installed; pip install 'churn-pipeline[spark]' (or make test)")
     if not warehouse.spark_remote and not (shutil.which("java") or os.environ.get("JAVA_HOME")):
         raise SettingsError("--engine spark: local Spark needs Java 17 (java on PATH or JAVA_HOME), or --spark-remote")
-    if pipeline.source:
-        raise SettingsError(f"--source {pipeline.source}: source adapters do not run on Spark yet; use --engine duckdb")
 
 
 def command_run(args: argparse.Namespace) -> int:

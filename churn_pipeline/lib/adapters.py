@@ -104,10 +104,8 @@ def load_adapter(name: str) -> Adapter:
     )
 
 
-def _source_for_files(spec: FileSpec, paths: list[Path], conn: duckdb.DuckDBPyConnection) -> RawSource:
-    """A RawSource keeping every column of the first file (lower-cased), requiring the declared ones."""
-    first = paths[0]
-    header = file_header(conn, first)
+def source_for_files(spec: FileSpec, first: Path, header: list[str]) -> RawSource:
+    """A RawSource keeping every column of the spec's first file (lower-cased), requiring the declared ones."""
     columns = []
     for written in header:
         name = written.strip().lower()
@@ -119,22 +117,42 @@ def _source_for_files(spec: FileSpec, paths: list[Path], conn: duckdb.DuckDBPyCo
     return RawSource(name=f"src_{spec.table}", required=spec.required, optional=optional)
 
 
-def _files(spec: FileSpec, raw_dir: Path) -> list[Path]:
-    return sorted(
+def spec_files(adapter: Adapter, spec: FileSpec, raw_dir: Path) -> list[Path]:
+    """The files `spec` names, sorted; none is a mistake naming the pattern."""
+    paths = sorted(
         (p for p in raw_dir.glob(spec.pattern) if file_format(p) and inside_raw_dir(p, raw_dir).is_file()), key=lambda p: p.name
+    )
+    if not paths:
+        raise RawInputError(f"source {adapter.name}: no file matching {spec.pattern!r} in {raw_dir}")
+    return paths
+
+
+def read_specs(adapter: Adapter, sql: str) -> list[FileSpec]:
+    """The adapter's file tables that `sql` reads (`raw.src_<table>`)."""
+    code = _code_only(sql)
+    return [spec for spec in adapter.files if f"raw.src_{spec.table}" in code]
+
+
+def bound_options(adapter: Adapter, contract: str, sql: str, options: dict[str, object]) -> dict[str, object]:
+    """The options `sql` uses as `$name`, each of which must be one of the adapter's [options]."""
+    used = set(_PARAMETER.findall(_code_only(sql)))
+    missing = used - options.keys()
+    if missing:
+        raise AdapterError(f"{adapter.name}/{contract}.sql uses ${', $'.join(sorted(missing))}, not in its [options]")
+    return {k: options[k] for k in used}
+
+
+def repeated_row_key_error(adapter_file: str, file: str, row: int, count: int) -> AdapterError:
+    return AdapterError(
+        f"{adapter_file}: {count} output rows share source_file {file!r}, source_row {row}; "
+        "each output row must point back at its own source row (use min(source_row) for a group)"
     )
 
 
 def check_adapter_inputs(adapter: Adapter, raw_dir: Path) -> list[Path]:
     if not raw_dir.is_dir():
         raise RawInputError(f"raw directory {raw_dir} does not exist")
-    found = []
-    for spec in adapter.files:
-        paths = _files(spec, raw_dir)
-        if not paths:
-            raise RawInputError(f"source {adapter.name}: no file matching {spec.pattern!r} in {raw_dir}")
-        found.extend(paths)
-    return found
+    return [path for spec in adapter.files for path in spec_files(adapter, spec, raw_dir)]
 
 
 def load_through_adapter(
@@ -147,28 +165,18 @@ def load_through_adapter(
         _create_raw_table(conn, contract)
         loads: list[FileLoad] = []
         if sql is not None:
-            code = _code_only(sql)
-            for spec in adapter.files:
-                if f"raw.src_{spec.table}" not in code:
-                    continue
-                paths = _files(spec, raw_dir)
-                if not paths:
-                    raise RawInputError(f"source {adapter.name}: no file matching {spec.pattern!r} in {raw_dir}")
-                source = _source_for_files(spec, paths, conn)
+            for spec in read_specs(adapter, sql):
+                paths = spec_files(adapter, spec, raw_dir)
+                source = source_for_files(spec, paths[0], file_header(conn, paths[0]))
                 _create_raw_table(conn, source)
                 conn.execute("delete from raw.csv_rejects where source = $s", {"s": source.name})
                 loads.extend(load_text_file(conn, source, path, raw_dir) for path in paths)
-            used = set(_PARAMETER.findall(code))
-            missing = used - options.keys()
-            if missing:
-                raise AdapterError(
-                    f"{adapter.name}/{contract.name}.sql uses ${', $'.join(sorted(missing))}, not in its [options]"
-                )
+            bound = bound_options(adapter, contract.name, sql, options)
             columns = ", ".join(f"cast({c} as varchar)" for c in contract.columns)
             try:
                 conn.execute(
                     f"insert into raw.{contract.name} select {columns}, source_file::varchar, source_row::bigint, null from ({sql})",
-                    {k: options[k] for k in used},
+                    bound,
                 )
             except duckdb.BinderException as exc:
                 raise AdapterError(f"{adapter.name}/{contract.name}.sql: {str(exc).splitlines()[0]}") from None
@@ -182,8 +190,4 @@ def _require_row_keys(conn: duckdb.DuckDBPyConnection, adapter_file: str, table:
         f"select source_file, source_row, count(*) from raw.{table} group by all having count(*) > 1 order by all limit 1"
     ).fetchall()
     if repeated:
-        file, row, count = repeated[0]
-        raise AdapterError(
-            f"{adapter_file}: {count} output rows share source_file {file!r}, source_row {row}; "
-            "each output row must point back at its own source row (use min(source_row) for a group)"
-        )
+        raise repeated_row_key_error(adapter_file, *repeated[0])

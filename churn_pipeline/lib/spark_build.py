@@ -23,7 +23,9 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from churn_pipeline.lib import dialects, spark_ingest, sql_models
+from churn_pipeline.lib.adapters import load_adapter
 from churn_pipeline.lib.identifiers import validate_identifier
+from churn_pipeline.lib.raw_sources import SOURCES
 from churn_pipeline.lib.settings import PipelineSettings
 
 if TYPE_CHECKING:
@@ -129,9 +131,16 @@ def build_models(spark: SparkSession, parameters: dict[str, object], warehouse: 
 
 def build_warehouse(spark: SparkSession, settings: PipelineSettings, warehouse: Path) -> None:
     """Read the delivery files in `settings.raw_path` and build every SQL model (the Spark
-    counterpart of lib/warehouse_build.py, without source adapters yet)."""
+    counterpart of lib/warehouse_build.py), through `settings.source`'s adapter if any."""
+    spark_ingest.clear_raw(spark)
     if settings.source:
-        raise ValueError(f"source {settings.source!r}: source adapters do not run on Spark yet")
-    files = spark_ingest.register_raw(spark, settings.raw_path)
+        adapter = load_adapter(settings.source)
+        options = adapter.options(settings.source_options)
+        files = {}
+        for source in SOURCES:
+            for delivered in spark_ingest.register_through_adapter(spark, adapter, source, settings.raw_path, options):
+                files.setdefault(delivered.source, []).append(delivered)
+    else:
+        files = spark_ingest.register_raw(spark, settings.raw_path)
     build_models(spark, settings.sql_parameters(), warehouse)
     spark_ingest.register_manifest(spark, files)

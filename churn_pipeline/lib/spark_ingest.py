@@ -22,6 +22,8 @@ from churn_pipeline.lib.raw_sources import SOURCES, RawInputError, RawSource, de
 if TYPE_CHECKING:
     from pyspark.sql import DataFrame, SparkSession
 
+    from churn_pipeline.lib.adapters import Adapter
+
 CORRUPT = "_unreadable_record"
 # Spark decodes invalid UTF-8 as U+FFFD where DuckDB's reader refuses the record: such a record
 # is set apart as DuckDB sets it apart (a file that holds U+FFFD itself loses those rows here)
@@ -42,11 +44,15 @@ class SparkFile:
     columns: tuple[str, ...]
 
 
-def delivery_files(raw_dir: Path, source: RawSource) -> list[SparkFile]:
-    """The source's files with their columns as written, checked as DuckDB's raw step checks them."""
+def file_header(path: Path) -> list[str]:
+    return _parquet_columns(path) if file_format(path) == "parquet" else ingest._csv_header(path)
+
+
+def delivery_files(raw_dir: Path, source: RawSource, paths: list[Path] | None = None) -> list[SparkFile]:
+    """The source's files (or `paths`) with their columns as written, checked as DuckDB's raw step checks them."""
     found = []
-    for path in source.files(raw_dir):
-        header = _parquet_columns(path) if file_format(path) == "parquet" else ingest._csv_header(path)
+    for path in source.files(raw_dir) if paths is None else paths:
+        header = file_header(path)
         ingest._map_columns(source, path, header)
         found.append(SparkFile(source.name, relative_name(path, raw_dir), delivery_month(path, raw_dir), path, tuple(header)))
     return found
@@ -121,14 +127,14 @@ def register_raw(spark: SparkSession, raw_dir: Path) -> dict[str, list[SparkFile
 REJECT_COLUMNS = ("source", "source_file", "source_row", "error_type", "raw_line", "delivery_month")
 
 
-def register_source(spark: SparkSession, raw_dir: Path, source: RawSource) -> list[SparkFile]:
-    """raw.<source> as a session view of its delivery files; its unreadable records join
-    raw.csv_rejects (the union of every source registered so far in this session)."""
+def register_source(spark: SparkSession, raw_dir: Path, source: RawSource, paths: list[Path] | None = None) -> list[SparkFile]:
+    """raw.<source> as a session view of its delivery files (or of `paths`); its unreadable records
+    join raw.csv_rejects (the union of every source registered so far in this session)."""
     from functools import reduce
 
     from pyspark.sql import functions as F
 
-    files = delivery_files(raw_dir, source)
+    files = delivery_files(raw_dir, source, paths)
     frames = [_read_file(spark, source, delivered) for delivered in files]
     rejects_view = _rejects_view(source)
     if frames:
@@ -153,16 +159,65 @@ def register_source(spark: SparkSession, raw_dir: Path, source: RawSource) -> li
             "cast(null as string) as error_type, cast(null as string) as raw_line, cast(null as string) as delivery_month "
             "where false"
         ).createOrReplaceTempView(rejects_view)
-    registered = [_rejects_view(known) for known in SOURCES if spark.catalog.tableExists(_rejects_view(known))]
+    registered = sorted(view for view in _raw_views(spark) if view.startswith(REJECTS_PREFIX))
     columns = ", ".join(REJECT_COLUMNS)
     union = " union all ".join(f"select {columns} from {view}" for view in registered)
     spark.sql(union).createOrReplaceTempView(session_view("raw", "csv_rejects"))
     return files
 
 
+REJECTS_PREFIX = session_view("raw", "csv_rejects__")
+
+
 def _rejects_view(source: RawSource) -> str:
     """The session view of one source's unreadable records (raw.csv_rejects unions them)."""
-    return session_view("raw", f"csv_rejects__{source.name}")
+    return f"{REJECTS_PREFIX}{source.name}"
+
+
+def _raw_views(spark: SparkSession) -> list[str]:
+    return [table.name for table in spark.catalog.listTables() if table.isTemporary and table.name.startswith("raw__")]
+
+
+def clear_raw(spark: SparkSession) -> None:
+    """Drop the session's raw views, so a run in a reused session reads only its own files."""
+    for view in _raw_views(spark):
+        spark.catalog.dropTempView(view)
+
+
+def register_through_adapter(
+    spark: SparkSession, adapter: Adapter, contract: RawSource, raw_dir: Path, options: dict[str, object]
+) -> list[SparkFile]:
+    """raw.<contract> as a session view of the adapter's `<contract>.sql` over its files, each
+    registered as raw.src_<table> with its unreadable records in raw.csv_rejects (as
+    adapters.load_through_adapter does on DuckDB)."""
+    from churn_pipeline.lib import adapters, dialects
+
+    sql = adapter.sql_for(contract.name)
+    if sql is None:
+        return register_source(spark, raw_dir, contract, paths=[])
+    files = []
+    for spec in adapters.read_specs(adapter, sql):
+        paths = adapters.spec_files(adapter, spec, raw_dir)
+        files += register_source(spark, raw_dir, adapters.source_for_files(spec, paths[0], file_header(paths[0])), paths)
+    bound = adapters.bound_options(adapter, contract.name, sql, options)
+    adapter_file = f"{adapter.name}/{contract.name}.sql"
+    columns = ", ".join(f"cast({c} as varchar) as {c}" for c in contract.columns)
+    query = dialects.to_spark(
+        f"select {columns}, source_file::varchar as source_file, source_row::bigint as source_row, "
+        f"null::varchar as delivery_month from ({sql})"
+    )
+    view = session_view("raw", contract.name)
+    try:
+        spark.sql(query, args=bound or None).createOrReplaceTempView(view)
+        repeated = spark.sql(
+            f"select source_file, source_row, count(*) from {view} group by source_file, source_row "
+            "having count(*) > 1 order by source_file, source_row limit 1"
+        ).collect()
+    except Exception as exc:  # Spark's analysis errors name the column or function
+        raise adapters.AdapterError(f"{adapter_file}: {str(exc).splitlines()[0]}") from None
+    if repeated:
+        raise adapters.repeated_row_key_error(adapter_file, *repeated[0])
+    return files
 
 
 MANIFEST_SCHEMA = (
@@ -179,9 +234,11 @@ def register_manifest(spark: SparkSession, files: dict[str, list[SparkFile]]) ->
 
     from churn_pipeline.lib.quality import STAGED_TABLES
 
+    # a source adapter's files (raw.src_<table>) are counted where they are read
+    tables = {source: STAGED_TABLES.get(source, session_view("raw", source)) for source in files}
     counted = {
         (source, file): staged
-        for source, table in STAGED_TABLES.items()
+        for source, table in tables.items()
         for file, staged in spark.sql(f"select source_file, count(*) from {table} group by source_file").collect()
     }
     unreadable = {
