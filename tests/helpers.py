@@ -54,11 +54,12 @@ class Built:
 
     def cohort_retention(self) -> pl.DataFrame:
         return cohorts.cohort_retention(
-            self.frame("staging.int_customers"), self.frame("staging.int_cohort_activity"), self.last_complete_month
+            self.frame("staging.int_survival_counts"), self.frame("staging.int_cohort_activity"), self.last_complete_month
         ).collect()
 
     def retention_curve(self) -> pl.DataFrame:
-        return survival.life_table(self.frame("staging.int_customers"), ["basis"]).collect()
+        all_customers = self.frame("staging.int_survival_counts").filter(pl.col("dimension") == "all")
+        return survival.life_table(all_customers, ["basis"]).collect()
 
     def high_risk_months(self) -> pl.DataFrame:
         return high_risk.high_risk_months(self.retention_curve(), self.settings.high_risk, self.settings.inactivity_days)

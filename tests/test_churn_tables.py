@@ -75,7 +75,7 @@ def test_monthly_movements_and_mrr_bridge(hand: Built) -> None:
 
 
 def test_reactivation_after_45_days(hand: Built) -> None:
-    frame = churn_tables.churn_reactivation(hand.frame("staging.int_churn_returns"), hand.frame("staging.int_customers"))
+    frame = churn_tables.churn_reactivation(hand.sql("select * from staging.int_reactivation_counts"))
     overall = frame.filter((pl.col("basis") == "subscription") & (pl.col("dimension") == "all")).row(0, named=True)
     assert (overall["churns"], overall["returned_ever"]) == (3, 1)
     assert (overall["returned_30d"], overall["returned_60d"], overall["returned_90d"]) == (0, 1, 1)
@@ -95,7 +95,7 @@ def test_quarter_rollup(hand: Built) -> None:
 
 
 def test_segments_plans_and_value_tiers(hand: Built) -> None:
-    frame = churn_tables.churn_by_segment(hand.frame("staging.int_customers"), hand.last_complete_month)
+    frame = churn_tables.churn_by_segment(hand.frame("staging.int_survival_counts"))
     plans = dict(frame.filter(pl.col("dimension") == "signup_plan").select("value", "customers").rows())
     assert plans == {"basic": 5, "pro_annual": 1}
     segments = {
@@ -119,26 +119,26 @@ def _by(frame: pl.DataFrame, column: str, basis: str = "subscription") -> dict[s
 
 
 def test_planted_channel_differences(planted: Built) -> None:
-    channels = _by(churn_tables.churn_by_channel(planted.frame("staging.int_customers"), planted.last_complete_month), "channel")
+    channels = _by(churn_tables.churn_by_channel(planted.frame("staging.int_survival_counts")), "channel")
     assert channels["ads"]["rate_ratio_vs_others"] > 1.3 and channels["ads"]["p_value_vs_others"] < 0.001
     assert channels["referral"]["rate_ratio_vs_others"] < 0.8 and channels["referral"]["p_value_vs_others"] < 0.001
     assert channels["ads"]["rate_ratio_ci_low"] > 1
     assert "unknown" in channels  # 5 % have no channel
-    orders = _by(
-        churn_tables.churn_by_channel(planted.frame("staging.int_customers"), planted.last_complete_month), "channel", "orders"
-    )
+    orders = _by(churn_tables.churn_by_channel(planted.frame("staging.int_survival_counts")), "channel", "orders")
     assert orders["ads"]["rate_ratio_vs_others"] > 1 and orders["ads"]["p_value_vs_others"] < 0.001
 
 
 def test_planted_segment_differences(planted: Built) -> None:
-    frame = churn_tables.churn_by_segment(planted.frame("staging.int_customers"), planted.last_complete_month)
+    frame = churn_tables.churn_by_segment(planted.frame("staging.int_survival_counts"))
     segments = _by(frame.filter(pl.col("dimension") == "segment"), "value")
     assert segments["enterprise"]["rate_ratio_vs_others"] < 0.8 and segments["enterprise"]["p_value_vs_others"] < 0.001
     assert segments["smb"]["rate_ratio_vs_others"] > 1.1 and segments["smb"]["p_value_vs_others"] < 0.001
 
 
 def test_planted_price_changes(planted: Built) -> None:
-    frame = churn_by_price_change(planted.frame("staging.int_price_change_exposure"), planted.frame("staging.int_customers"), 3)
+    frame = churn_by_price_change(
+        planted.frame("staging.int_price_change_exposure"), planted.frame("staging.int_signup_counts"), 3
+    )
     config = GeneratorConfig(customers=20000, months=24, seed=21)
     start = date(2023, 1, 1)
     existing = frame.filter(pl.col("change_kind") == "existing_customers").row(0, named=True)

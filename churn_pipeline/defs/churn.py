@@ -8,23 +8,21 @@ from churn_pipeline.defs.metadata import markdown_table
 from churn_pipeline.lib import churn_tables
 from churn_pipeline.lib.price_changes import churn_by_price_change as price_change_table
 
-CUSTOMERS = [staging("int_customers"), staging("int_observation_window"), QUARANTINE]
+COUNTS = [staging("int_survival_counts"), QUARANTINE]
 
 
 def _columns(*columns: str, rows: int = 12):
     return lambda frame: markdown_table(frame.select(*columns), rows)
 
 
-@mart(deps=[*CUSTOMERS, marts("cohort_retention")], group_name="churn", preview=lambda frame: markdown_table(frame.tail(12)))
+@mart(deps=[*COUNTS, marts("cohort_retention")], group_name="churn", preview=lambda frame: markdown_table(frame.tail(12)))
 def churn_by_cohort(inputs: MartInputs) -> pl.DataFrame:
     """Monthly churn rate per signup cohort (churns / customer-months at risk) and retention at 1/3/6/12 months."""
-    return churn_tables.churn_by_cohort(
-        inputs.scan("staging.int_customers"), inputs.scan("marts.cohort_retention"), inputs.last_complete_month
-    )
+    return churn_tables.churn_by_cohort(inputs.scan("staging.int_survival_counts"), inputs.scan("marts.cohort_retention"))
 
 
 @mart(
-    deps=CUSTOMERS,
+    deps=COUNTS,
     group_name="churn",
     preview=_columns(
         "basis",
@@ -39,21 +37,21 @@ def churn_by_cohort(inputs: MartInputs) -> pl.DataFrame:
 )
 def churn_by_channel(inputs: MartInputs) -> pl.DataFrame:
     """Churn per acquisition channel, each compared with all other channels (rate ratio, 95 % CI, p-value)."""
-    return churn_tables.churn_by_channel(inputs.scan("staging.int_customers"), inputs.last_complete_month)
+    return churn_tables.churn_by_channel(inputs.scan("staging.int_survival_counts"))
 
 
 @mart(
-    deps=CUSTOMERS,
+    deps=COUNTS,
     group_name="churn",
     preview=_columns("basis", "dimension", "value", "customers", "monthly_churn_rate", "rate_ratio_vs_others", rows=20),
 )
 def churn_by_segment(inputs: MartInputs) -> pl.DataFrame:
     """churn_by_channel's metrics by segment, plan at signup and value tier (`dimension` names the grouping)."""
-    return churn_tables.churn_by_segment(inputs.scan("staging.int_customers"), inputs.last_complete_month)
+    return churn_tables.churn_by_segment(inputs.scan("staging.int_survival_counts"))
 
 
 @mart(
-    deps=[*CUSTOMERS, staging("int_price_change_exposure")],
+    deps=[staging("int_signup_counts"), staging("int_price_change_exposure"), QUARANTINE],
     group_name="churn",
     preview=_columns(
         "plan",
@@ -72,7 +70,7 @@ def churn_by_price_change(inputs: MartInputs) -> pl.DataFrame:
     """Churn before vs after each price change (existing customers repriced, or a new signup price), against unaffected customers."""
     return price_change_table(
         inputs.scan("staging.int_price_change_exposure"),
-        inputs.scan("staging.int_customers"),
+        inputs.scan("staging.int_signup_counts"),
         inputs.settings.price_change_window_months,
     )
 
@@ -111,10 +109,10 @@ def churn_by_quarter(inputs: MartInputs) -> pl.DataFrame:
 
 
 @mart(
-    deps=[*CUSTOMERS, staging("int_churn_returns")],
+    deps=[staging("int_reactivation_counts"), QUARANTINE],
     group_name="churn",
     preview=lambda frame: markdown_table(frame.filter(pl.col("dimension") != "cohort"), 20),
 )
 def churn_reactivation(inputs: MartInputs) -> pl.DataFrame:
     """ "Satisfied" churn: share of churned customers back within 30/60/90 days, and the time to return."""
-    return churn_tables.churn_reactivation(inputs.scan("staging.int_churn_returns"), inputs.scan("staging.int_customers"))
+    return churn_tables.churn_reactivation(inputs.read("staging.int_reactivation_counts"))

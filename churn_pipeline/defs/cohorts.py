@@ -33,26 +33,26 @@ def _high_risk_preview(frame: pl.DataFrame) -> str:
 
 
 @mart(
-    deps=[staging("int_customers"), staging("int_cohort_activity"), staging("int_observation_window"), QUARANTINE],
+    deps=[staging("int_survival_counts"), staging("int_cohort_activity"), staging("int_observation_window"), QUARANTINE],
     group_name="cohorts",
     preview=lambda frame: "\n\n".join(retention_matrix(frame, basis) for basis in ("subscription", "orders")),
 )
 def cohort_retention(inputs: MartInputs) -> pl.DataFrame:
     """Customers and revenue retained per signup cohort and lifetime month (observed cells only)."""
     return cohorts.cohort_retention(
-        inputs.scan("staging.int_customers"), inputs.scan("staging.int_cohort_activity"), inputs.last_complete_month
+        inputs.scan("staging.int_survival_counts"), inputs.scan("staging.int_cohort_activity"), inputs.last_complete_month
     ).collect()
 
 
 @mart(
-    deps=[staging("int_customers"), staging("int_observation_window"), QUARANTINE],
+    deps=[staging("int_survival_counts"), QUARANTINE],
     group_name="cohorts",
     preview=lambda frame: markdown_table(frame, limit=15),
 )
 def retention_curve(inputs: MartInputs) -> pl.DataFrame:
     """Kaplan-Meier survival by lifetime month, pooled over all cohorts, with a 95 % band."""
     return (
-        survival.life_table(inputs.scan("staging.int_customers"), ["basis"])
+        survival.life_table(inputs.scan("staging.int_survival_counts").filter(pl.col("dimension") == "all"), ["basis"])
         .select("basis", "months_since_signup", "at_risk", "churned", "hazard", "survival", "survival_ci_low", "survival_ci_high")
         .sort("basis", "months_since_signup")
         .collect()

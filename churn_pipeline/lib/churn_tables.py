@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from datetime import date
 
 import numpy as np
 import polars as pl
@@ -17,20 +16,21 @@ K = "months_since_signup"
 RETENTION_MONTHS = [1, 3, 6, 12]
 
 
-def _observed(customers: pl.LazyFrame, last_complete_month: date) -> pl.LazyFrame:
-    return customers.filter(pl.col("cohort_month") <= pl.lit(last_complete_month))
+def grouping(counts: pl.LazyFrame, dimension: str, name: str) -> pl.LazyFrame:
+    """int_survival_counts' rows for one grouping, its `value` named `name`."""
+    return counts.filter(pl.col("dimension") == dimension).rename({"value": name}).drop("dimension")
 
 
-def _exposure(customers: pl.LazyFrame, by: list[str]) -> tuple[pl.LazyFrame, pl.LazyFrame]:
+def _exposure(counts: pl.LazyFrame, by: list[str]) -> tuple[pl.LazyFrame, pl.LazyFrame]:
     """Per group: customers, first churns in observed months and customer-months at risk."""
-    # collected once: polars would otherwise scan the source for each of the four plans below
-    customers = customers.select(*by, "first_churn_lifetime_month", "last_observed_lifetime_month").collect().lazy()
-    table = survival.life_table(customers, by)
+    # collected once: polars would otherwise read the counts for each of the four plans below
+    counts = counts.select(*by, "first_churn_lifetime_month", "last_observed_lifetime_month", "customers").collect().lazy()
+    table = survival.life_table(counts, by)
     totals = table.group_by(by).agg(
         pl.col("churned").sum().alias("customers_churned"),
         pl.col("at_risk").sum().alias("customer_months"),
     )
-    sizes = customers.group_by(by).agg(pl.len().cast(pl.Int64).alias("customers"))
+    sizes = counts.group_by(by).agg(pl.col("customers").sum().cast(pl.Int64).alias("customers"))
     frame = (
         sizes.join(totals, on=by, how="left")
         .with_columns(pl.col("customers_churned", "customer_months").fill_null(0).cast(pl.Int64))
@@ -43,10 +43,12 @@ def _exposure(customers: pl.LazyFrame, by: list[str]) -> tuple[pl.LazyFrame, pl.
     return frame, table
 
 
-def churn_by_cohort(customers: pl.LazyFrame, cohort_retention: pl.LazyFrame, last_complete_month: date) -> pl.DataFrame:
-    """Exposure-based monthly churn per cohort; retention at 1/3/6/12 months from cohort_retention."""
+def churn_by_cohort(counts: pl.LazyFrame, cohort_retention: pl.LazyFrame) -> pl.DataFrame:
+    """Exposure-based monthly churn per cohort; retention at 1/3/6/12 months from cohort_retention.
+    `counts` is int_survival_counts, as for every table below built on the life table."""
     by = ["basis", "cohort_month"]
-    frame, _ = _exposure(_observed(customers, last_complete_month), by)
+    cohorts = grouping(counts, "cohort_month", "cohort_month").with_columns(pl.col("cohort_month").str.to_date())
+    frame, _ = _exposure(cohorts, by)
     retention = cohort_retention.group_by(by).agg(
         [pl.col("retention_rate").filter(pl.col(K) == m).first().alias(f"retention_m{m}") for m in RETENTION_MONTHS]
     )
@@ -103,9 +105,9 @@ def _versus_others(frame: pl.DataFrame, group: str) -> pl.DataFrame:
     )
 
 
-def _group_table(customers: pl.LazyFrame, group: str) -> pl.DataFrame:
+def _group_table(counts: pl.LazyFrame, group: str) -> pl.DataFrame:
     by = ["basis", group]
-    frame, table = _exposure(customers, by)
+    frame, table = _exposure(counts, by)
     retention = survival.survival_at(table, by, RETENTION_MONTHS)
     joined = frame.join(retention, on=by, how="left").sort(by).collect()
     return _versus_others(joined, group).select(
@@ -122,49 +124,37 @@ def _group_table(customers: pl.LazyFrame, group: str) -> pl.DataFrame:
     )
 
 
-def churn_by_channel(customers: pl.LazyFrame, last_complete_month: date) -> pl.DataFrame:
-    """Churn per acquisition channel (Kaplan-Meier retention within the channel)."""
-    observed = _observed(customers, last_complete_month).with_columns(pl.col("channel").fill_null("unknown"))
-    return _group_table(observed, "channel")
+def churn_by_channel(counts: pl.LazyFrame) -> pl.DataFrame:
+    """Churn per acquisition channel (Kaplan-Meier retention within the channel; no channel: `unknown`)."""
+    return _group_table(grouping(counts, "channel", "channel"), "channel")
 
 
-def value_tiers(customers: pl.LazyFrame) -> pl.LazyFrame:
-    """Quartile of value at signup within the basis: `Q1 (<= 20)` ... `Q4 (> 50)`."""
-    value = pl.col("signup_value")
-    q1, q2, q3 = (value.quantile(q, "nearest").over("basis") for q in (0.25, 0.5, 0.75))
-    fmt = lambda e: e.round(2).cast(pl.String)  # noqa: E731
-    return customers.with_columns(
-        pl.when(value.is_null())
-        .then(pl.lit("unknown"))
-        .when(value <= q1)
-        .then(pl.lit("Q1 (<= ") + fmt(q1) + pl.lit(")"))
-        .when(value <= q2)
-        .then(pl.lit("Q2 (<= ") + fmt(q2) + pl.lit(")"))
-        .when(value <= q3)
-        .then(pl.lit("Q3 (<= ") + fmt(q3) + pl.lit(")"))
-        .otherwise(pl.lit("Q4 (> ") + fmt(q3) + pl.lit(")"))
-        .alias("value_tier")
+def value_tier_label(tier: pl.Expr, bound: pl.Expr) -> pl.Expr:
+    """`Q1 (<= 20.0)` ... `Q4 (> 50.0)`: the quartile of value at signup within the basis and its
+    upper bound (Q4: above Q3's), as int_survival_counts assigns them."""
+    text = bound.round(2).cast(pl.String)
+    return (
+        pl.when(tier == "Q4")
+        .then(tier + pl.lit(" (> ") + text + pl.lit(")"))
+        .when(bound.is_not_null())
+        .then(tier + pl.lit(" (<= ") + text + pl.lit(")"))
+        .otherwise(tier)
     )
 
 
 SEGMENT_DIMENSIONS = ("segment", "signup_plan", "value_tier")
 
 
-def churn_by_segment(customers: pl.LazyFrame, last_complete_month: date) -> pl.DataFrame:
+def churn_by_segment(counts: pl.LazyFrame) -> pl.DataFrame:
     """churn_by_channel's metrics for every other customer dimension, with a `dimension` column."""
-    # collected once, with only the columns the tables use: each lazy dimension would scan the
-    # customers and rank their values again
-    observed = (
-        value_tiers(_observed(customers, last_complete_month))
-        .with_columns(pl.col("segment", "signup_plan").fill_null("unknown"))
-        .select("basis", *SEGMENT_DIMENSIONS, "first_churn_lifetime_month", "last_observed_lifetime_month")
-        .collect()
-        .lazy()
+    labelled = counts.filter(pl.col("dimension").is_in(SEGMENT_DIMENSIONS)).with_columns(
+        pl.when(pl.col("dimension") == "value_tier")
+        .then(value_tier_label(pl.col("value"), pl.col("value_tier_bound")))
+        .otherwise(pl.col("value"))
+        .alias("value")
     )
     frames = [
-        _group_table(observed.with_columns(pl.col(dimension).alias("value")), "value").with_columns(
-            pl.lit(dimension).alias("dimension")
-        )
+        _group_table(grouping(labelled, dimension, "value"), "value").with_columns(pl.lit(dimension).alias("dimension"))
         for dimension in SEGMENT_DIMENSIONS
     ]
     metrics = [c for c in frames[0].columns if c not in ("basis", "value", "dimension")]
@@ -287,42 +277,14 @@ def churn_by_quarter(monthly: pl.DataFrame, bands: BenchmarkBands = BenchmarkBan
 RETURN_WINDOWS = (30, 60, 90)
 
 
-def churn_reactivation(returns: pl.LazyFrame, customers: pl.LazyFrame) -> pl.DataFrame:
+def churn_reactivation(counts: pl.DataFrame) -> pl.DataFrame:
     """ "Satisfied" churn: of churned customers, the share back within 30/60/90 days.
 
-    One row per basis, dimension (`all`, `cohort`, `channel`) and value. A churn counts in
-    the N-day share only when N days after it are observed (churned_at + N days <= as_of),
-    so recent churns never look like customers who did not come back.
+    One row per basis, dimension (`all`, `cohort`, `channel`) and value, from
+    int_reactivation_counts. A churn counts in the N-day share only when N days after it are
+    observed (churned_at + N days <= as_of), so recent churns never look like customers who
+    did not come back.
     """
-    labelled = returns.join(
-        customers.select("basis", "customer_id", "cohort_month", "channel"), on=["basis", "customer_id"], how="inner"
-    ).with_columns(
-        pl.lit("all").alias("all"),
-        pl.col("cohort_month").cast(pl.String).alias("cohort"),
-        pl.col("channel").fill_null("unknown"),
-    )
-    days = pl.col("days_to_return")
-    aggregations = [pl.len().cast(pl.Int64).alias("churns")]
-    for window in RETURN_WINDOWS:
-        observed = pl.col("days_observed") >= window
-        back = observed & days.is_not_null() & (days <= window)
-        aggregations += [
-            observed.sum().cast(pl.Int64).alias(f"churns_observed_{window}d"),
-            back.sum().cast(pl.Int64).alias(f"returned_{window}d"),
-        ]
-    aggregations += [
-        days.is_not_null().sum().cast(pl.Int64).alias("returned_ever"),
-        days.median().alias("median_days_to_return"),
-        days.mean().alias("mean_days_to_return"),
-    ]
-    frames = [
-        labelled.group_by("basis", dimension)
-        .agg(aggregations)
-        .rename({dimension: "value"})
-        .with_columns(pl.lit(dimension).alias("dimension"))
-        for dimension in ("all", "cohort", "channel")
-    ]
-    frame = pl.concat(frames).collect()
     shares = [
         pl.when(pl.col(f"churns_observed_{w}d") > 0)
         .then(pl.col(f"returned_{w}d") / pl.col(f"churns_observed_{w}d"))
@@ -330,7 +292,7 @@ def churn_reactivation(returns: pl.LazyFrame, customers: pl.LazyFrame) -> pl.Dat
         for w in RETURN_WINDOWS
     ]
     return (
-        frame.with_columns(shares)
+        counts.with_columns(shares)
         .select(
             "basis",
             "dimension",

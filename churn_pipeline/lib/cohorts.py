@@ -18,11 +18,12 @@ K = "months_since_signup"
 COHORT_KEYS = ["basis", "cohort_month"]
 
 
-def cohort_sizes(customers: pl.LazyFrame, last_complete_month: date) -> pl.LazyFrame:
+def cohort_sizes(counts: pl.LazyFrame, last_complete_month: date) -> pl.LazyFrame:
+    """Customers per observed cohort, from int_survival_counts (which counts observed cohorts only)."""
     return (
-        customers.filter(pl.col("cohort_month") <= pl.lit(last_complete_month))
-        .group_by(COHORT_KEYS)
-        .agg(pl.len().cast(pl.Int64).alias("cohort_size"))
+        counts.filter(pl.col("dimension") == "cohort_month")
+        .group_by("basis", pl.col("value").str.to_date().alias("cohort_month"))
+        .agg(pl.col("customers").sum().cast(pl.Int64).alias("cohort_size"))
         .with_columns(months_between(pl.col("cohort_month"), pl.lit(last_complete_month)).alias("last_k"))
     )
 
@@ -45,14 +46,15 @@ def _cumulate(grid: pl.LazyFrame, deltas: pl.LazyFrame, names: list[str]) -> pl.
     )
 
 
-def cohort_retention(customers: pl.LazyFrame, activity: pl.LazyFrame, last_complete_month: date) -> pl.LazyFrame:
+def cohort_retention(counts: pl.LazyFrame, activity: pl.LazyFrame, last_complete_month: date) -> pl.LazyFrame:
     """The contract's cohort_retention: one row per basis, cohort and observed lifetime month.
 
-    `activity` is int_cohort_activity: customers and revenue per cohort and interval of months.
+    `counts` is int_survival_counts (cohort sizes); `activity` is int_cohort_activity:
+    customers and revenue per cohort and interval of months.
     subscription: active at the end of month k = inside a spell then; revenue = MRR held then.
     orders: active in month k = a positive order in it; revenue = the month's net order revenue.
     """
-    sizes = cohort_sizes(customers, last_complete_month)
+    sizes = cohort_sizes(counts, last_complete_month)
     grid = month_index_grid(sizes, COHORT_KEYS, "last_k", K)
     intervals = activity.select(
         *COHORT_KEYS,

@@ -29,11 +29,17 @@ from churn_pipeline.lib.probability import binom_cdf, binom_sf, normal_sf
 KEYS = ["plan", "change_month", "change_kind"]
 
 
-def _signup_price_changes(customers: pl.LazyFrame) -> pl.LazyFrame:
-    signups = customers.filter((pl.col("basis") == "subscription") & pl.col("signup_plan").is_not_null())
+def _signup_price_changes(signups: pl.LazyFrame) -> pl.LazyFrame:
+    """Months whose most common signup MRR (rounded to cents; the lower on a tie) differs from the previous month's."""
+    per_price = (
+        signups.filter(pl.col("signup_plan").is_not_null())
+        .group_by("signup_plan", "cohort_month", pl.col("signup_mrr").round(2).alias("price"))
+        .agg(pl.col("customers").sum())
+    )
     modal = (
-        signups.group_by("signup_plan", "cohort_month")
-        .agg(pl.col("signup_mrr").round(2).mode().min().alias("price"))
+        per_price.filter(pl.col("customers") == pl.col("customers").max().over("signup_plan", "cohort_month"))
+        .group_by("signup_plan", "cohort_month")
+        .agg(pl.col("price").min())
         .sort("signup_plan", "cohort_month")
         .with_columns(
             pl.col("price").shift(1).over("signup_plan").alias("old_price"),
@@ -53,9 +59,8 @@ def _signup_price_changes(customers: pl.LazyFrame) -> pl.LazyFrame:
     )
 
 
-def _new_signup_exposure(customers: pl.LazyFrame, changes: pl.LazyFrame, window: int) -> pl.LazyFrame:
+def _new_signup_exposure(signups: pl.LazyFrame, changes: pl.LazyFrame, window: int) -> pl.LazyFrame:
     """customer_months and churned over the first `window` lifetime months, per change, role and period."""
-    signups = customers.filter(pl.col("basis") == "subscription")
     offset = months_between(pl.col("change_month"), pl.col("cohort_month"))
     labelled = (
         signups.join(changes, how="cross")
@@ -82,7 +87,7 @@ def _new_signup_exposure(customers: pl.LazyFrame, changes: pl.LazyFrame, window:
     affected_counts = (
         labelled.filter((pl.col("role") == "affected") & (pl.col("period") == "after"))
         .group_by(KEYS)
-        .agg(pl.len().cast(pl.Int64).alias("customers_affected"))
+        .agg(pl.col("customers").sum().cast(pl.Int64).alias("customers_affected"))
     )
     return (
         table.group_by(by)
@@ -123,20 +128,14 @@ def _rate(role: str, period: str) -> pl.Expr:
     return pl.when(months > 0).then(pl.col(f"churned_{role}_{period}") / months)
 
 
-def churn_by_price_change(existing_exposure: pl.LazyFrame, customers: pl.LazyFrame, window: int) -> pl.DataFrame:
-    """One row per detected price change with before/after churn, the unaffected comparison and p-values."""
+def churn_by_price_change(existing_exposure: pl.LazyFrame, signups: pl.LazyFrame, window: int) -> pl.DataFrame:
+    """One row per detected price change with before/after churn, the unaffected comparison and
+    p-values, from int_price_change_exposure and int_signup_counts."""
     existing = existing_exposure.with_columns(pl.lit("existing_customers").alias("change_kind")).select(
         *KEYS, "old_price", "new_price", "customers_affected", "role", "period", "customer_months", "churned"
     )
-    # collected once (subscription customers, the columns used): each plan below would scan the warehouse
-    subscribers = (
-        customers.filter(pl.col("basis") == "subscription")
-        .select(
-            "basis", "cohort_month", "signup_plan", "signup_mrr", "first_churn_lifetime_month", "last_observed_lifetime_month"
-        )
-        .collect()
-        .lazy()
-    )
+    # collected once: each plan below would read the warehouse again
+    subscribers = signups.collect().lazy()
     changes = _signup_price_changes(subscribers).collect().lazy()
     new = _new_signup_exposure(subscribers, changes, window).select(
         *KEYS, "old_price", "new_price", "customers_affected", "role", "period", "customer_months", "churned"

@@ -1,8 +1,10 @@
 """Kaplan-Meier survival by lifetime month, for any grouping of customers.
 
-Input: one row per customer with `last_observed_lifetime_month` (the last lifetime month
-that is complete at as_of) and `first_churn_lifetime_month` (null if no first churn yet).
-A first churn in a month that is not observed yet is censoring, not churn.
+Input: counts of customers (`customers`) per group, `last_observed_lifetime_month` (the last
+lifetime month that is complete at as_of) and `first_churn_lifetime_month` (null if no first
+churn yet), as the SQL models int_survival_counts and int_signup_counts hold them: bounded by
+the calendar, not by customers. A first churn in a month that is not observed yet is
+censoring, not churn.
 """
 
 from __future__ import annotations
@@ -12,30 +14,30 @@ import polars as pl
 from churn_pipeline.lib.probability import Z_95
 
 
-def _exits(customers: pl.LazyFrame) -> pl.LazyFrame:
+def _exits(counts: pl.LazyFrame) -> pl.LazyFrame:
     churn_k = pl.col("first_churn_lifetime_month")
     last_k = pl.col("last_observed_lifetime_month")
     observed_churn = pl.when(churn_k.is_not_null() & (churn_k <= last_k)).then(churn_k)
-    return customers.filter(last_k >= 0).with_columns(
+    return counts.filter(last_k >= 0).with_columns(
         observed_churn.cast(pl.Int32).alias("churn_k"),
         pl.min_horizontal(last_k, observed_churn).cast(pl.Int32).alias("exit_k"),
     )
 
 
-def life_table(customers: pl.LazyFrame, by: list[str]) -> pl.LazyFrame:
+def life_table(counts: pl.LazyFrame, by: list[str]) -> pl.LazyFrame:
     """at_risk, churned, hazard, survival and a 95 % band per group and lifetime month.
 
     at_risk(k) = customers observed in month k who had not first-churned before k;
     churned(k) = those of them who first-churned in k. Only months with at_risk > 0.
     The band is Greenwood's variance on the log(-log) scale (as lifelines does).
     """
-    exits = _exits(customers)
+    exits = _exits(counts)
     k = "months_since_signup"
-    leaving = exits.group_by([*by, "exit_k"]).agg(pl.len().alias("leaving")).rename({"exit_k": k})
+    leaving = exits.group_by([*by, "exit_k"]).agg(pl.col("customers").sum().alias("leaving")).rename({"exit_k": k})
     churned = (
         exits.filter(pl.col("churn_k").is_not_null())
         .group_by([*by, "churn_k"])
-        .agg(pl.len().alias("churned"))
+        .agg(pl.col("customers").sum().alias("churned"))
         .rename({"churn_k": k})
     )
     grid = (
