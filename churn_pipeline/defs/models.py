@@ -92,14 +92,16 @@ def _model_asset(model: SqlModel, known: dict[tuple[str, str], SqlModel]) -> dg.
 
 
 def _build_on_spark(warehouse: Warehouse, model: SqlModel, parameters: dict[str, object]) -> ModelBuild:
-    """The model in full on Spark; once staging has read every file, the load manifest counts them."""
+    """The model in full on Spark, its rows counted (a view: not counted, as on DuckDB); once staging
+    has read every file, the load manifest counts them."""
     from churn_pipeline.lib import spark_build, spark_ingest
 
     spark = warehouse.spark()
     spark_build.run_model(spark, model, parameters, warehouse.live_path.absolute())
     if _is_published(model):
         spark_ingest.register_manifest(spark, warehouse.spark_files)
-    return ModelBuild(rows=None, how="full rebuild (Spark)")
+    rows = None if model.materialized == "view" else spark.table(model.table).count()
+    return ModelBuild(rows=rows, how="full rebuild (Spark)")
 
 
 def build_model_assets() -> list[dg.AssetsDefinition]:
