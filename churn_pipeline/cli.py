@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import json
 import logging
 import os
 import shutil
@@ -77,7 +78,14 @@ def _sql_parser(sub: argparse._SubParsersAction) -> None:
     sql = sub.add_parser("sql", help="query the published warehouse read-only (no writes, no file access, settings locked)")
     sql.add_argument("query", help='one SQL query, e.g. "select * from marts.high_risk_months where is_high_risk"')
     sql.add_argument("--warehouse", default="data/warehouse.duckdb", help="DuckDB file (default: data/warehouse.duckdb)")
-    sql.add_argument("--format", choices=["table", "csv"], default="table", help="output format (default: table)")
+    sql.add_argument(
+        "--format",
+        choices=["table", "csv", "json", "markdown"],
+        default="table",
+        help="table: DuckDB's box rendering, at most --max-rows rows (default); csv, json (one array of objects) "
+        "and markdown: every row",
+    )
+    sql.add_argument("--max-rows", type=int, default=40, help="rows a table shows; it says how many it left out (default: 40)")
 
 
 class _Parser(argparse.ArgumentParser):
@@ -113,20 +121,42 @@ def command_sql(args: argparse.Namespace) -> int:
         if len(statements) != 1:
             print(f"churn-pipeline: error: sql runs exactly one statement; this has {len(statements)}", file=sys.stderr)
             return 2
-        frame = conn.sql(args.query).pl()
+        result = conn.sql(args.query)
+        if result is None:  # a statement that returns no rows
+            return 0
+        if args.format == "table":
+            # DuckDB's renderer keeps every column name whole and says how many rows and columns it left out
+            width = shutil.get_terminal_size((250, 40)).columns if sys.stdout.isatty() else 100_000
+            result.show(max_width=width, max_rows=max(args.max_rows, 1))
+            return 0
+        frame = result.pl()
     except duckdb.Error as exc:
         print(f"churn-pipeline: query failed: {str(exc).splitlines()[0]}", file=sys.stderr)
         return 1
     finally:
         conn.close()
-    if args.format == "csv":
-        sys.stdout.write(frame.write_csv())
-    else:
-        import polars as pl
-
-        with pl.Config(tbl_rows=200, tbl_cols=50, tbl_width_chars=250):
-            print(frame)
+    sys.stdout.write(format_rows(frame, args.format))
     return 0
+
+
+def format_rows(frame, form: str) -> str:
+    """Every row of a query's result as csv, json (an array of objects) or a markdown table."""
+    import polars as pl
+
+    if form == "csv":
+        return frame.write_csv()
+    if form == "json":
+        return frame.write_json() + "\n"
+    cells = frame.select(
+        pl.col(name).cast(pl.String)
+        if not dtype.is_nested()
+        else pl.col(name).map_elements(lambda value: json.dumps(value, default=str), return_dtype=pl.String)
+        for name, dtype in frame.schema.items()
+    )
+    escaped = cells.fill_null("").with_columns(pl.all().str.replace_all("|", "\\|", literal=True))
+    lines = ["| " + " | ".join(frame.columns) + " |", "|" + "---|" * frame.width]
+    lines += ["| " + " | ".join(row) + " |" for row in escaped.iter_rows()]
+    return "\n".join(lines) + "\n"
 
 
 def _settings(args: argparse.Namespace) -> tuple[PipelineSettings, WarehouseSettings]:

@@ -3,6 +3,7 @@ failed checks publish nothing, reruns identical, hostile names refused."""
 
 from __future__ import annotations
 
+import io
 import json
 import os
 import shutil
@@ -295,6 +296,53 @@ def test_churn_pipeline_sql_prints_csv_and_refuses_writes(clean: Path) -> None:
         assert several.stderr == f"churn-pipeline: error: sql runs exactly one statement; this has {count}\n"
     missing = subprocess.run([*CLI, "sql", "select 1", "--warehouse", str(clean / "nope.duckdb")], capture_output=True, text=True)
     assert missing.returncode == 2 and "does not exist" in missing.stderr
+
+
+def _query(clean: Path, query: str, *flags: str) -> subprocess.CompletedProcess:
+    return subprocess.run([*CLI, "sql", query, "--warehouse", str(clean / "w.duckdb"), *flags], capture_output=True, text=True)
+
+
+def test_sql_tables_keep_whole_column_names_and_say_what_they_cut(clean: Path) -> None:
+
+    with duckdb.connect(str(clean / "w.duckdb"), read_only=True) as conn:
+        columns = [row[0] for row in conn.sql("describe marts.churn_by_month").fetchall()]
+        months = conn.sql("select count(*) from marts.churn_by_month").fetchall()[0][0]
+    wide = _query(clean, "select * from marts.churn_by_month order by basis, month", "--max-rows", "6")
+    assert wide.returncode == 0, wide.stderr
+    header = next(line for line in wide.stdout.splitlines() if "customers_start" in line)
+    assert [cell.strip() for cell in header.strip("│").split("│")] == columns  # every name whole, none left out
+    assert f"{months} rows (6 shown)" in wide.stdout
+    short = _query(clean, "select basis, count(*) as months from marts.churn_by_month group by 1 order by 1")
+    assert "shown" not in short.stdout and "subscription" in short.stdout
+
+
+def test_sql_json_and_markdown_hold_every_row(clean: Path) -> None:
+    query = "select basis, month, churned, customer_churn_rate from marts.churn_by_month order by basis, month"
+    csv = pl.read_csv(io.StringIO(_query(clean, query, "--format", "csv").stdout), try_parse_dates=True)
+    records = json.loads(_query(clean, query, "--format", "json").stdout)
+    assert len(records) == csv.height > 20
+    assert [r["churned"] for r in records] == csv["churned"].to_list()
+    assert [r["month"] for r in records] == [str(m) for m in csv["month"].to_list()]
+    markdown = _query(clean, query, "--format", "markdown").stdout.splitlines()
+    assert markdown[0] == "| basis | month | churned | customer_churn_rate |" and markdown[1] == "|---|---|---|---|"
+    assert len(markdown) == 2 + csv.height
+    first = [cell.strip() for cell in markdown[2].strip("|").split("|")]
+    assert first[:3] == [csv["basis"][0], str(csv["month"][0]), str(csv["churned"][0])]
+
+
+def test_two_analyst_connections_in_one_process(clean: Path) -> None:
+    from churn_pipeline.lib.analyst import connect_readonly
+
+    first = connect_readonly(clean / "w.duckdb")
+    second = connect_readonly(clean / "w.duckdb")
+    query = "select count(*) from marts.churn_by_month"
+    assert first.sql(query).fetchall() == second.sql(query).fetchall()
+    with pytest.raises(duckdb.Error):
+        second.execute("set lock_configuration = false")
+    with pytest.raises(duckdb.Error):
+        second.execute("create table marts.t (a int)")
+    first.close()
+    second.close()
 
 
 @pytest.mark.parametrize("memory_limit", ["1GB", None])
