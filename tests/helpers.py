@@ -11,7 +11,7 @@ import duckdb
 import polars as pl
 
 from churn_pipeline.defs.marts import compute_marts
-from churn_pipeline.lib import cohorts, high_risk, survival
+from churn_pipeline.lib import churn_tables, cohorts, high_risk, survival
 from churn_pipeline.lib.duck import scan_table
 from churn_pipeline.lib.settings import PipelineSettings
 from churn_pipeline.lib.warehouse_build import build_warehouse
@@ -63,6 +63,11 @@ class Built:
 
     def high_risk_months(self) -> pl.DataFrame:
         return high_risk.high_risk_months(self.retention_curve(), self.settings.high_risk, self.settings.inactivity_days)
+
+    def churn_by_month(self) -> pl.DataFrame:
+        return churn_tables.churn_by_month(
+            self.sql("select * from staging.int_monthly_movements"), self.sql("select * from staging.int_revenue_retention")
+        )
 
     def published_tables(self) -> dict[str, pl.DataFrame]:
         """Every table the job publishes, computed by the marts' own functions."""

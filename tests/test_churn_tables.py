@@ -53,7 +53,7 @@ def hand(tmp_path_factory: pytest.TempPathFactory) -> Built:
 
 
 def test_monthly_movements_and_mrr_bridge(hand: Built) -> None:
-    frame = churn_tables.churn_by_month(hand.sql("select * from staging.int_monthly_movements"))
+    frame = hand.churn_by_month()
     assert frame["month"].to_list() == list(EXPECTED)
     for row in frame.iter_rows(named=True):
         moves, mrr, kinds, stock = EXPECTED[row["month"]]
@@ -86,7 +86,7 @@ def test_reactivation_after_45_days(hand: Built) -> None:
 
 
 def test_quarter_rollup(hand: Built) -> None:
-    monthly = churn_tables.churn_by_month(hand.sql("select * from staging.int_monthly_movements"))
+    monthly = hand.churn_by_month()
     quarters = churn_tables.churn_by_quarter(monthly)
     q1 = quarters.filter(pl.col("quarter") == date(2024, 1, 1)).row(0, named=True)
     assert (q1["customers_start"], q1["new_customers"], q1["churned"], q1["customers_end"]) == (0, 6, 3, 4)
@@ -157,7 +157,7 @@ def test_planted_price_changes(planted: Built) -> None:
 
 def test_identities_hold_on_messy_data(tmp_path: Path) -> None:
     generate(tmp_path, GeneratorConfig(customers=3000, months=18, seed=8, messy_share=0.05, file_format="mixed"))
-    monthly = churn_tables.churn_by_month(Built(tmp_path).sql("select * from staging.int_monthly_movements"))
+    monthly = Built(tmp_path).churn_by_month()
     customers = monthly.filter(
         pl.col("customers_end") != pl.col("customers_start") + pl.col("new_customers") + pl.col("reactivated") - pl.col("churned")
     )
@@ -177,16 +177,85 @@ def test_identities_hold_on_messy_data(tmp_path: Path) -> None:
     )
     assert mrr["gap"].max() < 0.005
     assert monthly.filter(pl.col("basis") == "subscription")["churned"].sum() > 100
+    # the SaaS metrics' identities: ARR = 12 x MRR, ARPA x customers = MRR, GRR <= NRR, and the
+    # revenue retention base is the MRR held 12 months earlier
+    subscription = monthly.filter(pl.col("basis") == "subscription")
+    assert ((subscription["arr"] - 12 * subscription["mrr_end"]).abs() < 1e-6).all()
+    assert ((subscription["arpa"] * subscription["customers_end"] - subscription["mrr_end"]).abs() < 1e-3).all()
+    retained = subscription.drop_nulls("net_revenue_retention_12m")
+    assert retained.height == subscription.height - 12 > 0
+    assert (retained["gross_revenue_retention_12m"] <= retained["net_revenue_retention_12m"]).all()
+    assert (retained["gross_revenue_retention_12m"] <= 1).all()
+    metrics = ["arr", "arpa", "quick_ratio", "ltv", "net_revenue_retention_12m", "gross_revenue_retention_12m"]
+    orders = monthly.filter(pl.col("basis") == "orders")
+    assert orders.height > 0 and orders.select(pl.col(metrics).is_null().all()).row(0) == (True,) * len(metrics)
+    base = Built(tmp_path).sql(
+        """select r.mrr_12m_before, m.mrr_end from staging.int_revenue_retention as r
+           inner join staging.int_monthly_movements as m
+               on m.basis = 'subscription' and m.month = (r.month - interval 12 month)::date"""
+    )
+    assert base.height == retained.height and ((base["mrr_12m_before"] - base["mrr_end"]).abs() < 1e-6).all()
+
+
+def test_saas_metrics_on_the_worked_example(worked_example_dir: Path) -> None:
+    """Hand-worked from contract section 5 (subscription basis, UTC): end-of-month customers and
+    MRR Jan 1/20, Feb 2/70, Mar 4/80, Apr-Jun 3/60; MRR gained / lost Jan 70/50, Feb 70/20,
+    Mar 40/30, Apr 0/20, then nothing; churn rates Feb 1/1, Mar 0/2, Apr 1/4, May-Jun 0."""
+    monthly = Built(worked_example_dir, as_of="2024-07-10T00:00:00Z").churn_by_month()
+    rows = {row["month"].month: row for row in monthly.filter(pl.col("basis") == "subscription").iter_rows(named=True)}
+    expected = {  # month: arr, arpa, quick_ratio, ltv
+        1: (240, 20, 1.4, None),  # no customers at the start: no churn rate
+        2: (840, 35, 3.5, 35),
+        3: (960, 20, 40 / 30, None),  # no churn
+        4: (720, 20, 0, 80),
+        5: (720, 20, None, None),  # nothing lost, no churn
+        6: (720, 20, None, None),
+    }
+    for month, values in expected.items():
+        got = tuple(rows[month][c] for c in ("arr", "arpa", "quick_ratio", "ltv"))
+        assert [g is None for g in got] == [v is None for v in values], month
+        assert [g for g in got if g is not None] == pytest.approx([v for v in values if v is not None], rel=1e-6), month
+        # fewer than 12 months of history
+        assert rows[month]["net_revenue_retention_12m"] is None and rows[month]["gross_revenue_retention_12m"] is None
+
+
+# 14 months to as_of 2024-03-15 (last complete month February 2024). At the end of January 2023
+# x1 (20), x2 (50), x3 (20) and x5 (20) hold MRR; x4 joins in February 2023, x5 leaves in March.
+# By 2024: x1 expanded to 50, x2 contracted to 20, x3 churned, x5 came back at 20, x4 still 20.
+RETENTION_EVENTS = """
+event_id,customer_id,occurred_at,event_type,plan,price,billing_period
+a1,x1,2023-01-10T10:00:00Z,subscribed,basic,20,month
+a2,x1,2023-06-10T10:00:00Z,plan_changed,pro,50,month
+b1,x2,2023-01-15T10:00:00Z,subscribed,pro,50,month
+b2,x2,2023-09-15T10:00:00Z,plan_changed,basic,20,month
+c1,x3,2023-01-20T10:00:00Z,subscribed,basic,20,month
+c2,x3,2023-05-20T10:00:00Z,cancelled,,,
+d1,x4,2023-02-05T10:00:00Z,subscribed,basic,20,month
+e1,x5,2023-01-25T10:00:00Z,subscribed,basic,20,month
+e2,x5,2023-03-25T10:00:00Z,cancelled,,,
+e3,x5,2023-11-25T10:00:00Z,reactivated,basic,20,month
+"""
+
+
+def test_net_and_gross_revenue_retention_over_12_months(tmp_path: Path) -> None:
+    raw = write_raw(tmp_path, {"subscription_events.csv": RETENTION_EVENTS})
+    monthly = Built(raw, as_of="2024-03-15T00:00:00Z").churn_by_month().filter(pl.col("basis") == "subscription")
+    retention = {
+        row["month"]: (row["net_revenue_retention_12m"], row["gross_revenue_retention_12m"])
+        for row in monthly.iter_rows(named=True)
+    }
+    assert len(retention) == 14
+    # January 2024: then 20 + 50 + 20 + 20 = 110; now 50 + 20 + 0 + 20 = 90; capped 20 + 20 + 0 + 20 = 60
+    assert retention[date(2024, 1, 1)] == pytest.approx((90 / 110, 60 / 110))
+    # February 2024: x4 joins the base (130); now 110; capped 80
+    assert retention[date(2024, 2, 1)] == pytest.approx((110 / 130, 80 / 130))
+    assert all(value == (None, None) for month, value in retention.items() if month < date(2024, 1, 1))
 
 
 def test_downgrade_counts_as_churn_when_configured(tmp_path: Path) -> None:
     raw = write_raw(tmp_path, {"subscription_events.csv": EVENTS})
     built = Built(raw, as_of="2024-06-15T00:00:00Z", downgrade_is_churn=True)
-    march = (
-        churn_tables.churn_by_month(built.sql("select * from staging.int_monthly_movements"))
-        .filter(pl.col("month") == date(2024, 3, 1))
-        .row(0, named=True)
-    )
+    march = built.churn_by_month().filter(pl.col("month") == date(2024, 3, 1)).row(0, named=True)
     # d2's move from pro to basic is now a churn; its February upgrade, while active, started nothing
     assert (march["churned"], march["downgrade_churned"], march["involuntary_churned"], march["customers_end"]) == (2, 1, 1, 3)
     assert march["contraction_mrr"] == pytest.approx(30)  # money still moves as a contraction

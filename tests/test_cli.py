@@ -47,6 +47,7 @@ def test_generate_then_run_end_to_end(tmp_path: Path) -> None:
         schemas = {row[0] for row in conn.sql("select schema_name from information_schema.schemata").fetchall()}
         assert {"raw", "staging", "marts"} <= schemas
         assert conn.sql("select count(*) from marts.quarantine").fetchall()[0][0] > 0
+        conn.execute("set TimeZone = 'UTC'")  # as_of, a TIMESTAMPTZ, arrives in the session's zone
         in_warehouse = conn.sql("select * from marts.quarantine").pl()
     # dashboards read the quarantine from Parquet too, with the same as_of as every published file
     published = pl.read_parquet(tmp_path / "marts" / "quarantine.parquet")

@@ -141,6 +141,7 @@ def test_no_published_table_reads_a_row_per_customer(once_and_thrice) -> None:
         "staging.int_cohort_activity",  # customers and revenue per cohort and interval of months
         "staging.int_price_change_exposure",  # per price change, role and period
         "staging.int_monthly_movements",  # per basis and calendar month
+        "staging.int_revenue_retention",  # per calendar month
         "staging.int_observation_window",  # one row
     }
     staged = {table for table in tables.read if not table.startswith("marts.")}

@@ -23,6 +23,7 @@ import pytest
 from churn_pipeline.lib.generate import GeneratorConfig, generate
 from churn_pipeline.lib.report import BASES
 from churn_pipeline.lib.report_charts import retention_heatmap
+from churn_pipeline.lib.schemas import load_schemas
 from churn_pipeline.lib.table_docs import TABLES, markdown
 from helpers import run_job
 
@@ -171,14 +172,31 @@ def test_docs_tables_md_is_generated_from_code() -> None:
     )
 
 
+# the Arrow type of each DuckDB type in the Parquet files, as docs/tables.md states it
+PARQUET_TYPES = {
+    "BIGINT": "int64",
+    "INTEGER": "int32",
+    "DOUBLE": "double",
+    "DATE": "date32[day]",
+    "VARCHAR": "large_string",
+    "BOOLEAN": "bool",
+    "TIMESTAMP WITH TIME ZONE": "timestamp[us, tz=UTC]",
+}
+
+
 def test_table_docs_match_the_published_files(run: Path) -> None:
+    import pyarrow.parquet as pq
+
     with duckdb.connect(str(run / "warehouse.duckdb"), read_only=True) as conn:
         for table in TABLES:
-            warehouse_columns = [row[0] for row in conn.sql(f"describe marts.{table.name}").fetchall()]
-            assert warehouse_columns == list(table.columns), table.name
+            described = conn.sql(f"describe marts.{table.name}").fetchall()
+            assert [row[0] for row in described] == list(table.columns), table.name
+            documented = {column.name: column.data_type for column in load_schemas()[f"marts.{table.name}"]}
+            assert {row[0]: row[1] for row in described} == documented, table.name
             if table.parquet:
-                parquet = pl.read_parquet_schema(run / "marts" / f"{table.name}.parquet")
-                assert list(parquet) == list(table.columns), table.name
+                parquet = pq.read_schema(run / "marts" / f"{table.name}.parquet")
+                assert parquet.names == list(table.columns), table.name
+                assert {f.name: str(f.type) for f in parquet} == {c: PARQUET_TYPES[t] for c, t in documented.items()}, table.name
     published = {path.stem for path in (run / "marts").glob("*.parquet")}
     assert published == {table.name for table in TABLES if table.parquet}
 
@@ -250,6 +268,12 @@ def test_the_analyst_examples_run_and_agree_with_the_tables(run: Path) -> None:
     assert all(result.height > 0 for result in results)
     spike = results[0].filter(pl.col("basis") == "subscription")
     assert spike["months_since_signup"].to_list() == [5]
+
+    trend = results[3]
+    last_months = conn.sql("select basis, max(month) from marts.churn_by_month group by 1").fetchall()
+    assert trend.group_by("basis").agg(pl.len(), pl.col("month").max()).sort("basis").rows() == [
+        (basis, 6, latest) for basis, latest in sorted(last_months)
+    ]
 
     by_channel = results[2]
     quarter = conn.sql("""select customers_start, churned from marts.churn_by_quarter

@@ -107,6 +107,7 @@ def test_retention_curve(published: Path, basis: str) -> None:
 
 def test_warehouse_holds_the_same_tables_as_parquet(published: Path) -> None:
     with duckdb.connect(str(published / "warehouse.duckdb"), read_only=True) as conn:
+        conn.execute("set TimeZone = 'UTC'")  # as_of, a TIMESTAMPTZ, arrives in the session's zone
         for table in ("cohort_retention", "retention_curve", "high_risk_months"):
             in_warehouse = conn.sql(f"select * from marts.{table}").pl()
             in_parquet = pl.read_parquet(published / "marts" / f"{table}.parquet")

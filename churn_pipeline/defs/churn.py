@@ -76,7 +76,7 @@ def churn_by_price_change(inputs: MartInputs) -> pl.DataFrame:
 
 
 @mart(
-    deps=[staging("int_monthly_movements"), QUARANTINE],
+    deps=[staging("int_monthly_movements"), staging("int_revenue_retention"), QUARANTINE],
     group_name="churn",
     preview=lambda frame: markdown_table(
         frame.tail(12).select(
@@ -92,8 +92,9 @@ def churn_by_price_change(inputs: MartInputs) -> pl.DataFrame:
     ),
 )
 def churn_by_month(inputs: MartInputs) -> pl.DataFrame:
-    """Calendar-month customer movements and MRR bridge, churn rates with benchmark band and 3/6-month trend."""
-    return churn_tables.churn_by_month(inputs.read("staging.int_monthly_movements"))
+    """Calendar-month customer movements and MRR bridge, churn rates with benchmark band and 3/6-month trend,
+    and the SaaS metrics: ARR, ARPA, Quick Ratio, LTV, 12-month net and gross revenue retention."""
+    return churn_tables.churn_by_month(inputs.read("staging.int_monthly_movements"), inputs.read("staging.int_revenue_retention"))
 
 
 @mart(

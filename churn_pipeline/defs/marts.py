@@ -55,7 +55,15 @@ def parquet_metadata(settings: PipelineSettings, observation: Observation) -> di
     }
 
 
-# every mart's function and the `marts` tables it reads
+def with_as_of(frame: pl.DataFrame, observation: Observation) -> pl.DataFrame:
+    """The table with its `as_of` column last: the instant the data is observed to (the same on
+    every row), so a dashboard shows "data as of" without reading the file's metadata."""
+    return frame.drop("as_of", strict=False).with_columns(
+        pl.lit(observation.as_of, dtype=pl.Datetime("us", "UTC")).alias("as_of")
+    )
+
+
+# every mart's function (as_of added) and the `marts` tables it reads
 MART_FUNCTIONS: dict[str, tuple[Callable[[MartInputs], pl.DataFrame], set[str]]] = {}
 
 
@@ -64,8 +72,12 @@ def mart(
 ) -> Callable[[Callable[[MartInputs], pl.DataFrame]], dg.AssetsDefinition]:
     """The asset `marts/<function name>`, described by the function's docstring."""
 
-    def decorator(build: Callable[[MartInputs], pl.DataFrame]) -> dg.AssetsDefinition:
-        table = build.__name__
+    def decorator(compute: Callable[[MartInputs], pl.DataFrame]) -> dg.AssetsDefinition:
+        table = compute.__name__
+
+        def build(inputs: MartInputs) -> pl.DataFrame:
+            return with_as_of(compute(inputs), inputs.observation)
+
         MART_FUNCTIONS[table] = (build, {key.path[-1] for key in deps if key.path[0] == "marts"})
 
         @dg.asset(
@@ -73,7 +85,7 @@ def mart(
             deps=deps,
             group_name=group_name,
             kinds={"polars", "duckdb", "spark", "parquet"},
-            description=inspect.getdoc(build),
+            description=inspect.getdoc(compute),
             metadata={"dagster/column_schema": table_schema("marts", table)},
             pool=WAREHOUSE_POOL,
         )

@@ -220,11 +220,48 @@ def _churn_rates() -> list[pl.Expr]:
     ]
 
 
-def churn_by_month(movements: pl.DataFrame, bands: BenchmarkBands = BenchmarkBands(), alpha: float = 0.05) -> pl.DataFrame:
-    """Monthly movements with churn rates, MRR churn rates, benchmark band and 3/6-month trends."""
-    frame = movements.sort("basis", "month").with_columns(
-        *_churn_rates(),
-        (pl.col("revenue") - pl.col("new_customer_revenue")).alias("existing_customer_revenue"),
+def _saas_metrics(revenue_retention: pl.DataFrame) -> tuple[pl.DataFrame, list[pl.Expr]]:
+    """ARR, ARPA, Quick Ratio, LTV and 12-month net / gross revenue retention (subscription basis)."""
+    retention = revenue_retention.select(
+        pl.lit("subscription").alias("basis"),
+        "month",
+        pl.when(pl.col("mrr_12m_before") > 0)
+        .then(pl.col("mrr_now_of_those") / pl.col("mrr_12m_before"))
+        .alias("net_revenue_retention_12m"),
+        pl.when(pl.col("mrr_12m_before") > 0)
+        .then(pl.col("mrr_now_of_those_capped") / pl.col("mrr_12m_before"))
+        .alias("gross_revenue_retention_12m"),
+    )
+    subscription = pl.col("basis") == "subscription"
+    arpa = pl.when(subscription & (pl.col("customers_end") > 0)).then(pl.col("mrr_end") / pl.col("customers_end"))
+    gained = pl.col("new_mrr") + pl.col("expansion_mrr") + pl.col("reactivation_mrr")
+    lost = pl.col("contraction_mrr") + pl.col("churned_mrr")
+    metrics = [
+        pl.when(subscription).then(12 * pl.col("mrr_end")).alias("arr"),
+        arpa.alias("arpa"),
+        pl.when(subscription & (lost > 0)).then(gained / lost).alias("quick_ratio"),
+        pl.when(pl.col("customer_churn_rate") > 0).then(arpa / pl.col("customer_churn_rate")).alias("ltv"),
+    ]
+    return retention, metrics
+
+
+def churn_by_month(
+    movements: pl.DataFrame,
+    revenue_retention: pl.DataFrame,
+    bands: BenchmarkBands = BenchmarkBands(),
+    alpha: float = 0.05,
+) -> pl.DataFrame:
+    """Monthly movements with churn rates, MRR churn rates, benchmark band, 3/6-month trends and
+    the SaaS metrics (`revenue_retention` is int_revenue_retention)."""
+    retention, metrics = _saas_metrics(revenue_retention)
+    frame = (
+        movements.sort("basis", "month")
+        .with_columns(
+            *_churn_rates(),
+            (pl.col("revenue") - pl.col("new_customer_revenue")).alias("existing_customer_revenue"),
+        )
+        .with_columns(metrics)
+        .join(retention, on=["basis", "month"], how="left")
     )
     frame = frame.with_columns(bands.expression(pl.col("customer_churn_rate")).alias("benchmark_band"))
     parts = []
@@ -237,7 +274,7 @@ def churn_by_month(movements: pl.DataFrame, bands: BenchmarkBands = BenchmarkBan
             columns[f"trend_{window}m"] = pl.Series(directions, dtype=pl.String)
             columns[f"trend_{window}m_p_value"] = pl.Series(p_values, dtype=pl.Float64)
         parts.append(part.with_columns(**columns))
-    columns = list(TABLES_BY_NAME["churn_by_month"].columns)
+    columns = [c for c in TABLES_BY_NAME["churn_by_month"].columns if c != "as_of"]  # the mart adds as_of
     if not parts:  # no complete month yet
         trend_columns = {f"trend_{w}m": pl.String for w in (3, 6)} | {f"trend_{w}m_p_value": pl.Float64 for w in (3, 6)}
         return frame.with_columns(pl.lit(None, dtype).alias(name) for name, dtype in trend_columns.items()).select(columns)

@@ -59,6 +59,16 @@ MOVEMENTS = {
     "benchmark_band": "`healthy` (<= 3 %), `acceptable while young` (<= 5 %), `typical, worth work` (<= 8 %), `high` (<= 15 %), `emergency` (> 15 %) monthly churn",
 }
 
+# the figures SaaS-metrics dashboards open with (subscription basis; null on the orders basis)
+SAAS_METRICS = {
+    "arr": "subscription: annual run rate, 12 x mrr_end",
+    "arpa": "subscription: average MRR per account, mrr_end / customers_end; null with no customers",
+    "quick_ratio": "subscription: (new_mrr + expansion_mrr + reactivation_mrr) / (contraction_mrr + churned_mrr); null when nothing was lost",
+    "ltv": "subscription: lifetime value, arpa / customer_churn_rate (this month's); null at zero churn",
+    "net_revenue_retention_12m": "subscription: MRR at the end of the month of the customers who held MRR 12 months earlier, over their MRR then (expansion counted); null until 12 months of history",
+    "gross_revenue_retention_12m": "subscription: the same with each customer's MRR capped at its earlier value (no expansion); <= net_revenue_retention_12m",
+}
+
 # what churn_by_month counts within a month: churn_by_quarter sums these over the quarter
 MONTHLY_FLOWS = (
     "new_customers", "reactivated", "churned", "voluntary_churned", "involuntary_churned", "downgrade_churned",
@@ -232,6 +242,7 @@ TABLES: tuple[TableDoc, ...] = (
                     "existing_customer_revenue",
                 )
             },
+            **SAAS_METRICS,
         },
     ),
     TableDoc(
@@ -286,18 +297,26 @@ TABLES: tuple[TableDoc, ...] = (
         },
     ),
 )
+# every published table ends with the run's as_of (defs/marts.py adds it; the quarantine's SQL selects it)
+AS_OF = 'the instant the data is observed to (UTC; the same on every row): a dashboard\'s "data as of"'
+TABLES = tuple(TableDoc(t.name, t.grain, t.description, {**t.columns, "as_of": AS_OF}, t.parquet) for t in TABLES)
 TABLES_BY_NAME = {table.name: table for table in TABLES}
 
 
 def markdown() -> str:
-    """docs/tables.md."""
+    """docs/tables.md, with each column's type as dbt_like_sql/schema.yml records it."""
+    from churn_pipeline.lib.schemas import load_schemas
+
+    types = {table: {column.name: column.data_type for column in columns} for table, columns in load_schemas().items()}
     lines = [
         "# Published tables and columns",
         "",
         "Generated from `churn_pipeline/lib/table_docs.py` (`python -m churn_pipeline.lib.table_docs > docs/tables.md`);",
         "a test checks it against that file and the Parquet schemas. Every table is in the warehouse's",
         "`marts` schema and, unless noted, in `<output_dir>/<table>.parquet`. The reasoning behind each",
-        "definition is in [definitions.md](definitions.md).",
+        "definition is in [definitions.md](definitions.md). Types are DuckDB's; the Parquet files hold",
+        "the same ones as Arrow types (BIGINT int64, INTEGER int32, DOUBLE double, DATE date32, VARCHAR",
+        "string, BOOLEAN bool, TIMESTAMP WITH TIME ZONE a UTC timestamp in microseconds).",
         "",
     ]
     for table in TABLES:
@@ -307,10 +326,13 @@ def markdown() -> str:
             "",
             f"{table.description} One row per {table.grain}. In {where}.",
             "",
-            "| column | meaning |",
-            "|---|---|",
+            "| column | type | meaning |",
+            "|---|---|---|",
         ]
-        lines += [f"| `{column}` | {meaning.replace('|', '&#124;')} |" for column, meaning in table.columns.items()]
+        lines += [
+            f"| `{column}` | {types[f'marts.{table.name}'][column]} | {meaning.replace('|', '&#124;')} |"
+            for column, meaning in table.columns.items()
+        ]
         lines.append("")
     return "\n".join(lines)
 

@@ -100,14 +100,20 @@ unioned as (
     from csv_rejects
 ),
 
+observation as (
+    select * from staging.int_observation_window
+),
+
 final as (
     select
-        source,
-        source_file,
-        source_row,
-        reason,
-        raw_values
+        unioned.source,
+        unioned.source_file,
+        unioned.source_row,
+        unioned.reason,
+        unioned.raw_values,
+        observation.as_of
     from unioned
+    left join observation on true
 )
 
 select * from final
