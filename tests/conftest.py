@@ -10,16 +10,6 @@ import pytest
 from helpers import FIXTURES
 
 
-@pytest.fixture(scope="module")
-def spark(tmp_path_factory: pytest.TempPathFactory):
-    """One local Spark session per test module that asks for it (starting one takes seconds)."""
-    from churn_pipeline.lib.spark_build import spark_session
-
-    session = spark_session(tmp_path_factory.mktemp("spark-warehouse"))
-    yield session
-    session.stop()
-
-
 @pytest.fixture
 def worked_example_dir() -> Path:
     return FIXTURES / "worked_example"
@@ -52,6 +42,6 @@ def _no_instance_left_current() -> Iterator[None]:
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    """The Spark modules run longest, each on one worker (`--dist loadscope`); collected first, they
-    are dealt out to the workers first and run beside the other modules instead of after them."""
-    items.sort(key=lambda item: not item.module.__name__.startswith("test_spark"))
+    """The Spark module runs longest on its one worker (`--dist loadscope`); collected first, it
+    starts beside the other modules instead of after most of them."""
+    items.sort(key=lambda item: item.module.__name__ != "test_spark")

@@ -10,17 +10,121 @@ integers and text exactly, floats within 1e-9 relative, nulls equal, in any row 
 
 from __future__ import annotations
 
+import os
 import re
+import signal
+from dataclasses import replace
 from pathlib import Path
 
 import duckdb
+import polars as pl
 import pytest
 import sqlglot
-from spark_compare import ROOT, assert_same_tables, build_both
 from sqlglot import exp
+from test_adapters import EXTERNAL, FOODIE_PLANS, FOODIE_SUBS, RETAIL
 
-from churn_pipeline.lib import dialects, sql_models
+from churn_pipeline.defs.marts import compute_marts
+from churn_pipeline.lib import dialects, quality, spark_build, sql_models
+from churn_pipeline.lib.adapters import AdapterError, load_adapter
 from churn_pipeline.lib.generate import GeneratorConfig, generate
+from churn_pipeline.lib.raw_sources import SOURCES
+from churn_pipeline.lib.settings import PipelineSettings
+from churn_pipeline.lib.spark_build import spark_session
+from churn_pipeline.lib.spark_ingest import register_through_adapter
+from churn_pipeline.lib.table_docs import TABLES
+from churn_pipeline.lib.warehouse_build import build_warehouse
+from churn_pipeline.lib.warehouse_tables import SparkTables
+from helpers import write_raw
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(scope="module")
+def spark(tmp_path_factory: pytest.TempPathFactory):
+    session = spark_session(tmp_path_factory.mktemp("spark-warehouse"))
+    yield session
+    session.stop()
+
+
+def build_both(spark, raw_dir: Path, work: Path, **settings: object) -> duckdb.DuckDBPyConnection:
+    """DuckDB's warehouse, and Spark's from the same delivery files (in `work`), each with every
+    published table computed by the marts' polars functions from that engine's tables."""
+    conn = duckdb.connect()
+    pipeline_settings = PipelineSettings(raw_dir=str(raw_dir), **settings)
+    build_warehouse(conn, pipeline_settings)
+    compute_marts(conn, pipeline_settings)
+    spark_build.build_warehouse(spark, pipeline_settings, work / "spark-warehouse")
+    compute_marts(SparkTables(spark, work / "spark-warehouse"), pipeline_settings)
+    return conn
+
+
+def comparable(frame: pl.DataFrame) -> pl.DataFrame:
+    """Instants as UTC microseconds, whole numbers as Int64, others Float64, rows sorted."""
+    columns = []
+    for name, dtype in frame.schema.items():
+        column = pl.col(name)
+        if isinstance(dtype, pl.Datetime):
+            if dtype.time_zone is not None:
+                column = column.dt.convert_time_zone("UTC").dt.replace_time_zone(None)
+            column = column.dt.cast_time_unit("us")
+        elif isinstance(dtype, pl.Decimal) and dtype.scale == 0:
+            column = column.cast(pl.Int64)  # DuckDB's sum of integers is a HUGEINT, Spark's a BIGINT
+        elif isinstance(dtype, pl.Decimal) or dtype in (pl.Float32, pl.Float64):
+            column = column.cast(pl.Float64)
+        elif dtype.is_integer():
+            column = column.cast(pl.Int64)
+        columns.append(column)
+    frame = frame.select(columns)
+    return frame.sort(frame.columns, nulls_last=True)
+
+
+def differences(spark_frame: pl.DataFrame, duckdb_frame: pl.DataFrame) -> list[str]:
+    got, want = comparable(spark_frame), comparable(duckdb_frame)
+    if got.columns != want.columns:
+        return [f"columns {got.columns} != {want.columns}"]
+    if got.height != want.height:
+        return [f"{got.height} rows != {want.height}"]
+    problems = []
+    for name in got.columns:
+        a, b = got[name], want[name]
+        if not a.is_null().equals(b.is_null()):
+            problems.append(f"{name}: nulls differ")
+        elif a.dtype == pl.Float64:
+            both = pl.DataFrame({"a": a, "b": b}).drop_nulls()
+            if not ((both["a"] - both["b"]).abs() <= 1e-9 * both["b"].abs().clip(lower_bound=1.0)).all():
+                problems.append(f"{name}: values differ")
+        elif a.dtype != b.dtype or not a.equals(b):
+            problems.append(f"{name}: values differ ({a.dtype} vs {b.dtype})")
+    return problems
+
+
+PUBLISHED = [table.name for table in TABLES if table.parquet]
+
+
+def assert_same_tables(spark, conn: duckdb.DuckDBPyConnection) -> None:
+    """Every SQL model, every published table and the accounting agree between the engines."""
+    checked, failures = 0, {}
+    tables = [model.table for model in sql_models.load_models()]
+    tables += [f"marts.{name}" for name in PUBLISHED if f"marts.{name}" not in tables]
+    for table in tables:
+        problems = differences(pl.from_arrow(spark.table(table).toArrow()), conn.sql(f"from {table}").pl())
+        checked += 1
+        if problems:
+            failures[table] = problems
+    # the accounting: per source raw rows = loaded + quarantined, per file rows read = staged + unreadable
+    manifest = "select source, source_file, delivery_month, size_bytes, sha256, rows_read, unreadable_rows from raw.load_manifest"
+    for name, sql in {
+        "reconciliation": quality.RECONCILIATION_SQL,
+        "file reconciliation": quality.FILE_RECONCILIATION_SQL,
+        "quarantine reasons": quality.QUARANTINE_REASONS_SQL,
+        "load manifest": manifest,
+    }.items():
+        problems = differences(pl.from_arrow(spark.sql(dialects.to_spark(sql)).toArrow()), conn.sql(sql).pl())
+        checked += 1
+        if problems:
+            failures[name] = problems
+    assert not failures
+    assert checked == len(sql_models.load_models()) + len(PUBLISHED) - 1 + 4  # the quarantine is a model
 
 
 def test_embedded_sample(spark, tmp_path: Path) -> None:
@@ -203,3 +307,146 @@ def test_same_rows_on_both_engines(spark, query: str, expected: list) -> None:
     got_spark = [row["v"] for row in spark.sql(dialects.to_spark(query)).collect()]
     assert [str(v) for v in got_duckdb] == [str(v) for v in expected]
     assert [str(v) for v in got_spark] == [str(v) for v in expected]
+
+
+# the client runs in a process of its own: a process that holds a local Spark session cannot open a remote one
+@pytest.mark.slow
+def test_the_worked_example_through_a_spark_connect_server(tmp_path: Path, worked_example_dir: Path) -> None:
+    """A local Spark Connect server, started from the pyspark package and stopped by its PID: the
+    pipeline run through it (`churn-pipeline run --engine spark --spark-remote`), as on a cluster,
+    publishes DuckDB's tables, file by file."""
+    import socket
+    import subprocess
+    import sys
+    import time
+
+    import pyspark
+
+    home = Path(pyspark.__file__).parent
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    environment = {
+        **os.environ,
+        "SPARK_HOME": str(home),
+        "SPARK_PID_DIR": str(tmp_path),
+        "SPARK_LOG_DIR": str(tmp_path),
+        "SPARK_IDENT_STRING": "churn-pipeline-test",
+    }
+    subprocess.run(
+        [
+            str(home / "sbin" / "start-connect-server.sh"),
+            *("--master", "local[2]"),
+            *("--conf", f"spark.connect.grpc.binding.port={port}"),
+            *("--conf", f"spark.sql.warehouse.dir={tmp_path / 'server-warehouse'}"),
+        ],
+        env=environment,
+        cwd=tmp_path,
+        check=True,
+        capture_output=True,
+    )
+    pid_files = list(tmp_path.glob("*SparkConnectServer*.pid"))
+    assert len(pid_files) == 1, sorted(path.name for path in tmp_path.iterdir())
+    pid = int(pid_files[0].read_text().strip())
+    try:
+        deadline = time.monotonic() + 180
+        while True:
+            with socket.socket() as client:
+                if client.connect_ex(("127.0.0.1", port)) == 0:
+                    break
+            assert time.monotonic() < deadline, "the Spark Connect server did not answer in 180 s"
+            time.sleep(1)
+        run = [sys.executable, "-m", "churn_pipeline.cli", "run", "--raw-dir", str(worked_example_dir)]
+        on_spark = subprocess.run(
+            [
+                *run,
+                *("--engine", "spark", "--spark-remote", f"sc://127.0.0.1:{port}"),
+                *("--warehouse", str(tmp_path / "spark-warehouse"), "--output-dir", str(tmp_path / "spark-out")),
+            ],
+            capture_output=True,
+            text=True,
+            timeout=600,
+        )
+        assert on_spark.returncode == 0, on_spark.stderr[-3000:]
+    finally:
+        os.kill(pid, signal.SIGTERM)
+    deadline = time.monotonic() + 60
+    while _alive(pid) and time.monotonic() < deadline:
+        time.sleep(0.5)
+    assert not _alive(pid)
+
+    on_duckdb = subprocess.run(
+        [*run, "--warehouse", str(tmp_path / "w.duckdb"), "--output-dir", str(tmp_path / "duckdb-out")],
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert on_duckdb.returncode == 0, on_duckdb.stderr[-3000:]
+    published = sorted(path.name for path in (tmp_path / "duckdb-out").glob("*.parquet"))
+    assert published == sorted(f"{name}.parquet" for name in PUBLISHED)
+    assert sorted(path.name for path in (tmp_path / "spark-out").glob("*.parquet")) == published
+    failures = {
+        name: problems
+        for name in published
+        if (
+            problems := differences(
+                pl.read_parquet(tmp_path / "spark-out" / name), pl.read_parquet(tmp_path / "duckdb-out" / name)
+            )
+        )
+    }
+    assert failures == {}
+    assert pl.read_parquet(tmp_path / "duckdb-out" / "cohort_retention.parquet").height > 0
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    return True
+
+
+# Online Retail's slice with a record the CSV reader cannot read (too many fields)
+RETAIL_WITH_UNREADABLE = RETAIL + "536383,22115,BOTTLE,1,2011-08-01 10:00:00,5.00,13047.0,United Kingdom,extra\n"
+
+
+@pytest.mark.parametrize(
+    "source, files",
+    [
+        ("online_retail", {"online_retail.csv": RETAIL_WITH_UNREADABLE}),
+        ("foodie_fi", {"subscriptions.csv": FOODIE_SUBS, "plans.csv": FOODIE_PLANS}),
+    ],
+)
+def test_source_adapters(spark, tmp_path: Path, source: str, files: dict[str, str]) -> None:
+    """An adapter's select over its own files runs on Spark from the same SQL, with its options bound."""
+    raw = write_raw(tmp_path, files)
+    conn = build_both(spark, raw, tmp_path, source=source)
+    assert conn.sql("select count(*) from staging.int_customers").fetchall()[0][0] > 0
+    assert_same_tables(spark, conn)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("source", ["foodie_fi", "online_retail"])
+def test_public_data_sets(spark, tmp_path: Path, source: str) -> None:
+    raw_dir = EXTERNAL / source
+    if not raw_dir.exists():
+        pytest.skip(f"public data set {raw_dir} is not here (set CHURN_PUBLIC_DATA to the folder that holds {source}/)")
+    assert_same_tables(spark, build_both(spark, raw_dir, tmp_path, source=source))
+
+
+def test_an_adapter_row_key_repeated_on_spark_is_the_same_one_line(spark, tmp_path: Path) -> None:
+    root = tmp_path / "doubling"
+    root.mkdir()
+    shipped = load_adapter("foodie_fi")
+    (root / "subscription_events.sql").write_text(
+        shipped.sql_for("subscription_events") + "\nunion all\nselect * from final where event_type = 'cancelled'\n",
+        encoding="utf-8",
+    )
+    raw = write_raw(tmp_path, {"subscriptions.csv": FOODIE_SUBS, "plans.csv": FOODIE_PLANS})
+    events = next(source for source in SOURCES if source.name == "subscription_events")
+    with pytest.raises(
+        AdapterError,
+        match=r"foodie_fi/subscription_events\.sql: 2 output rows share source_file "
+        r"'subscriptions\.csv', source_row 4; each output row must point back",
+    ):
+        register_through_adapter(spark, replace(shipped, root=root), events, raw, shipped.options({}))
