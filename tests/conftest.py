@@ -39,9 +39,3 @@ def _no_instance_left_current() -> Iterator[None]:
 
     yield
     _current_storage.set(None)
-
-
-def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    """The Spark module runs longest on its one worker (`--dist loadscope`); collected first, it
-    starts beside the other modules instead of after most of them."""
-    items.sort(key=lambda item: item.module.__name__ != "test_spark")
