@@ -162,12 +162,18 @@ def test_full_public_data_sets(tmp_path: Path, source: str, raw_rows: int, basis
         assert all_customers == expected_customers
 
 
-def test_adapter_rows_must_point_at_their_own_source_row(tmp_path: Path) -> None:
-    """The quarantine finds a row's raw text by (source_file, source_row), so an adapter that
-    emits two rows for one source row is stopped with one line naming the file."""
+# Foodie-Fi's adapter with its cancellations emitted twice: two output rows for one source row
+REPEATED_ROW_KEY = (
+    r"foodie_fi/subscription_events\.sql: 2 output rows share source_file "
+    r"'subscriptions\.csv', source_row 4; each output row must point back"
+)
+
+
+def doubling_adapter(tmp_path: Path):
+    """Foodie-Fi's adapter whose events select repeats the cancellations, its slice's files, and
+    the contract source it builds."""
     from dataclasses import replace
 
-    from churn_pipeline.lib.adapters import load_through_adapter
     from churn_pipeline.lib.raw_sources import SOURCES
 
     root = tmp_path / "doubling"
@@ -178,17 +184,17 @@ def test_adapter_rows_must_point_at_their_own_source_row(tmp_path: Path) -> None
         encoding="utf-8",
     )
     raw = write_raw(tmp_path, {"subscriptions.csv": FOODIE_SUBS, "plans.csv": FOODIE_PLANS})
+    events = next(source for source in SOURCES if source.name == "subscription_events")
+    return replace(shipped, root=root), raw, events
+
+
+def test_adapter_rows_must_point_at_their_own_source_row(tmp_path: Path) -> None:
+    """The quarantine finds a row's raw text by (source_file, source_row), so an adapter that
+    emits two rows for one source row is stopped with one line naming the file."""
+    from churn_pipeline.lib.adapters import load_through_adapter
+
+    adapter, raw, events = doubling_adapter(tmp_path)
     conn = duckdb.connect()
     conn.execute("create schema raw")
-    with pytest.raises(
-        AdapterError,
-        match=r"foodie_fi/subscription_events\.sql: 2 output rows share source_file "
-        r"'subscriptions\.csv', source_row 4; each output row must point back",
-    ):
-        load_through_adapter(
-            conn,
-            replace(shipped, root=root),
-            next(source for source in SOURCES if source.name == "subscription_events"),
-            raw,
-            shipped.options({}),
-        )
+    with pytest.raises(AdapterError, match=REPEATED_ROW_KEY):
+        load_through_adapter(conn, adapter, events, raw, adapter.options({}))

@@ -13,7 +13,6 @@ from __future__ import annotations
 import os
 import re
 import signal
-from dataclasses import replace
 from pathlib import Path
 
 import duckdb
@@ -21,13 +20,12 @@ import polars as pl
 import pytest
 import sqlglot
 from sqlglot import exp
-from test_adapters import EXTERNAL, FOODIE_PLANS, FOODIE_SUBS, RETAIL
+from test_adapters import EXTERNAL, FOODIE_PLANS, FOODIE_SUBS, REPEATED_ROW_KEY, RETAIL, doubling_adapter
 
 from churn_pipeline.defs.marts import compute_marts
 from churn_pipeline.lib import dialects, quality, spark_build, sql_models
-from churn_pipeline.lib.adapters import AdapterError, load_adapter
+from churn_pipeline.lib.adapters import AdapterError
 from churn_pipeline.lib.generate import GeneratorConfig, generate
-from churn_pipeline.lib.raw_sources import SOURCES
 from churn_pipeline.lib.settings import PipelineSettings
 from churn_pipeline.lib.spark_build import spark_session
 from churn_pipeline.lib.spark_ingest import register_through_adapter
@@ -435,18 +433,6 @@ def test_public_data_sets(spark, tmp_path: Path, source: str) -> None:
 
 
 def test_an_adapter_row_key_repeated_on_spark_is_the_same_one_line(spark, tmp_path: Path) -> None:
-    root = tmp_path / "doubling"
-    root.mkdir()
-    shipped = load_adapter("foodie_fi")
-    (root / "subscription_events.sql").write_text(
-        shipped.sql_for("subscription_events") + "\nunion all\nselect * from final where event_type = 'cancelled'\n",
-        encoding="utf-8",
-    )
-    raw = write_raw(tmp_path, {"subscriptions.csv": FOODIE_SUBS, "plans.csv": FOODIE_PLANS})
-    events = next(source for source in SOURCES if source.name == "subscription_events")
-    with pytest.raises(
-        AdapterError,
-        match=r"foodie_fi/subscription_events\.sql: 2 output rows share source_file "
-        r"'subscriptions\.csv', source_row 4; each output row must point back",
-    ):
-        register_through_adapter(spark, replace(shipped, root=root), events, raw, shipped.options({}))
+    adapter, raw, events = doubling_adapter(tmp_path)
+    with pytest.raises(AdapterError, match=REPEATED_ROW_KEY):
+        register_through_adapter(spark, adapter, events, raw, adapter.options({}))

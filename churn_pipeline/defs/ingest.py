@@ -129,7 +129,7 @@ def _raw_on_spark(
 ) -> dg.MaterializeResult:
     """raw.<source> as a Spark session view of every delivery file, or of a source adapter's select
     over its files (no appends on Spark yet)."""
-    from churn_pipeline.lib.spark_ingest import register_source, register_through_adapter
+    from churn_pipeline.lib.spark_ingest import by_source, register_source, register_through_adapter
 
     try:
         if pipeline.source:
@@ -142,9 +142,7 @@ def _raw_on_spark(
             files = register_source(warehouse.spark(), pipeline.raw_path, source)
     except Exception as exc:
         raise dg.Failure(str(exc), allow_retries=False) from exc
-    # the manifest's lines, per source read (an adapter's file tables are sources of their own)
-    for delivered in files:
-        warehouse.spark_files[delivered.source] = [f for f in files if f.source == delivered.source]
+    warehouse.spark_files.update(by_source(files))
     via = f"via {pipeline.source}, " if pipeline.source else ""
     report(context, len(files), time.perf_counter() - started, f"{via}read in place by Spark", unit="files")
     if months:

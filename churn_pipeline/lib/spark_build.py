@@ -136,10 +136,13 @@ def build_warehouse(spark: SparkSession, settings: PipelineSettings, warehouse: 
     if settings.source:
         adapter = load_adapter(settings.source)
         options = adapter.options(settings.source_options)
-        files = {}
-        for source in SOURCES:
-            for delivered in spark_ingest.register_through_adapter(spark, adapter, source, settings.raw_path, options):
-                files.setdefault(delivered.source, []).append(delivered)
+        files = spark_ingest.by_source(
+            [
+                delivered
+                for source in SOURCES
+                for delivered in spark_ingest.register_through_adapter(spark, adapter, source, settings.raw_path, options)
+            ]
+        )
     else:
         files = spark_ingest.register_raw(spark, settings.raw_path)
     build_models(spark, settings.sql_parameters(), warehouse)

@@ -174,6 +174,15 @@ def _rejects_view(source: RawSource) -> str:
     return f"{REJECTS_PREFIX}{source.name}"
 
 
+def by_source(files: list[SparkFile]) -> dict[str, list[SparkFile]]:
+    """Registered files grouped by the source they were read for (an adapter's file tables are
+    sources of their own), as register_manifest takes them."""
+    grouped: dict[str, list[SparkFile]] = {}
+    for delivered in files:
+        grouped.setdefault(delivered.source, []).append(delivered)
+    return grouped
+
+
 def _raw_views(spark: SparkSession) -> list[str]:
     return [table.name for table in spark.catalog.listTables() if table.isTemporary and table.name.startswith("raw__")]
 
