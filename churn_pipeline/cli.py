@@ -312,7 +312,12 @@ def main(argv: list[str] | None = None) -> int:
 
 def console_main() -> None:
     """The `churn-pipeline` command."""
-    sys.exit(main())
+    try:
+        sys.exit(main())
+    except BrokenPipeError:
+        # the reader stopped early (`churn-pipeline sql ... | head`): not an error of ours
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        sys.exit(0)
 
 
 if __name__ == "__main__":

@@ -13,6 +13,7 @@ import pytest
 
 from churn_pipeline.defs.marts import compute_marts
 from churn_pipeline.lib.generate import GeneratorConfig, generate
+from churn_pipeline.lib.high_risk import ENTERING_HIGH_RISK_SQL
 from churn_pipeline.lib.warehouse_tables import DuckDBTables
 from helpers import Built
 
@@ -122,10 +123,13 @@ class RecordingTables(DuckDBTables):
     def __init__(self, conn) -> None:
         super().__init__(conn)
         self.read: set[str] = set()
+        self.rows_by_query: dict[str, int] = {}
 
     def frame(self, sql: str) -> pl.DataFrame:
         self.read |= set(re.findall(r"\b(?:raw|staging|marts)\.\w+", sql))
-        return super().frame(sql)
+        rows = super().frame(sql)
+        self.rows_by_query[sql] = rows.height
+        return rows
 
     def scan(self, table: str) -> pl.LazyFrame:
         self.read.add(table)
@@ -135,7 +139,7 @@ class RecordingTables(DuckDBTables):
 def test_no_published_table_reads_a_row_per_customer(once_and_thrice) -> None:
     once, _ = once_and_thrice
     tables = RecordingTables(once.conn)
-    compute_marts(tables, once.settings)
+    published = compute_marts(tables, once.settings)
     aggregates = {
         *COUNTS,
         "staging.int_cohort_activity",  # customers and revenue per cohort and interval of months
@@ -144,5 +148,9 @@ def test_no_published_table_reads_a_row_per_customer(once_and_thrice) -> None:
         "staging.int_revenue_retention",  # per calendar month
         "staging.int_observation_window",  # one row
     }
+    # the one per-customer list: the engine joins the customers to the flagged months, and only
+    # the listed customers come back
+    listed = {"staging.int_customers", "staging.int_observed_subscription_events"}
     staged = {table for table in tables.read if not table.startswith("marts.")}
-    assert staged == aggregates
+    assert staged == aggregates | listed
+    assert tables.rows_by_query[ENTERING_HIGH_RISK_SQL] == published["customers_entering_high_risk"].height

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from datetime import date
 from pathlib import Path
 
 import numpy as np
@@ -130,3 +131,75 @@ def test_a_handful_of_churns_after_quiet_months_is_not_judged() -> None:
     frame = high_risk_months(curve, DEFAULTS, 90)
     assert _flagged(frame) == []
     assert frame.filter(pl.col("months_since_signup") == 14)["note"].item().startswith("too few churns")
+
+
+def _planted_subscriptions(directory: Path, month_five_hazard: float) -> dict[str, set[str]]:
+    """150 signups a month from 2023-07 to 2024-12 (as_of 2025-01-15), 3 % churning in every
+    lifetime month but month five; returns the customer ids by what the test expects of them."""
+    rows, expected = [], {"listed": set(), "upgraded": set()}
+    month = date(2023, 7, 1)
+    last_complete = date(2024, 12, 1)
+
+    def add(customer: str, day: date, event_type: str, plan: str = "", price: str = "") -> None:
+        rows.append(f"e{len(rows)},{customer},{day}T10:00:00Z,{event_type},{plan},{price},month,ads")
+
+    def shift(start: date, k: int) -> date:
+        index = start.year * 12 + start.month - 1 + k
+        return date(index // 12, index % 12 + 1, start.day)
+
+    while month <= last_complete:
+        observed = (last_complete.year - month.year) * 12 + last_complete.month - month.month
+        remaining = [f"c{month:%Y%m}_{i:03d}" for i in range(150)]
+        for customer in remaining:
+            add(customer, month.replace(day=5), "subscribed", "basic", "20")
+        for k in range(observed + 1):
+            hazard = month_five_hazard if k == 5 else 0.03
+            churning, remaining = remaining[: round(len(remaining) * hazard)], remaining[round(len(remaining) * hazard) :]
+            for customer in churning:
+                add(customer, shift(month.replace(day=15), k), "cancelled")
+        if observed in (3, 4):  # one or two months before month five
+            late, upgraded, returned = remaining[0], remaining[1], remaining[2]
+            add(late, date(2025, 1, 10), "cancelled")  # churned after the last complete month
+            add(upgraded, date(2024, 12, 20), "plan_changed", "pro", "50")
+            add(returned, date(2024, 11, 2), "cancelled")  # a second spell is not the one measured
+            add(returned, date(2024, 12, 2), "reactivated", "basic", "20")
+            expected["listed"] |= set(remaining) - {late, returned}
+            expected["upgraded"].add(upgraded)
+        month = shift(month, 1)
+    add("c202501_000", date(2025, 1, 5), "subscribed", "basic", "20")  # signed up in the incomplete month
+    header = "event_id,customer_id,occurred_at,event_type,plan,price,billing_period,channel\n"
+    (directory / "subscription_events.csv").write_text(header + "\n".join(rows) + "\n", encoding="utf-8")
+    return expected
+
+
+def test_customers_entering_a_month_five_spike_are_exactly_those_in_months_three_and_four(tmp_path: Path) -> None:
+    expected = _planted_subscriptions(tmp_path, month_five_hazard=0.20)
+    built = Built(tmp_path, as_of="2025-01-15T00:00:00Z")
+    tables = built.published_tables()
+    flagged = tables["high_risk_months"].filter(pl.col("is_high_risk"))
+    assert flagged.select("basis", "months_since_signup").rows() == [("subscription", 5)]
+    entering = tables["customers_entering_high_risk"]
+    assert set(entering["customer_id"]) == expected["listed"] and entering.height == len(expected["listed"])
+    by_cohort = entering.group_by("cohort_month", "current_lifetime_month", "entering_month").len().sort("cohort_month")
+    assert by_cohort.select(pl.exclude("len")).rows() == [
+        (date(2024, 8, 1), 4, date(2025, 1, 1)),
+        (date(2024, 9, 1), 3, date(2025, 2, 1)),
+    ]
+    assert set(entering["entering_lifetime_month"]) == {5}
+    month_five = flagged.row(0, named=True)
+    assert entering["hazard"].unique().to_list() == [month_five["hazard"]]
+    assert entering["lift"].unique().to_list() == [month_five["lift"]]
+    upgraded = entering.filter(pl.col("customer_id").is_in(expected["upgraded"]))
+    assert upgraded.select("plan", "current_mrr").unique().rows() == [("pro", 50.0)]
+    others = entering.filter(~pl.col("customer_id").is_in(expected["upgraded"]))
+    assert others.select("plan", "current_mrr", "channel", "segment").unique().rows() == [("basic", 20.0, "ads", "unknown")]
+    # highest MRR first within each entering month
+    assert entering.filter(pl.col("entering_month") == date(2025, 1, 1))["current_mrr"][0] == 50.0
+
+
+def test_no_flagged_month_lists_no_customer(tmp_path: Path) -> None:
+    _planted_subscriptions(tmp_path, month_five_hazard=0.03)
+    tables = Built(tmp_path, as_of="2025-01-15T00:00:00Z").published_tables()
+    assert tables["high_risk_months"].filter(pl.col("is_high_risk")).is_empty()
+    entering = tables["customers_entering_high_risk"]
+    assert entering.is_empty() and entering.columns[-1] == "as_of"

@@ -262,20 +262,26 @@ def test_the_analyst_examples_run_and_agree_with_the_tables(run: Path) -> None:
 
     text = (ROOT / "docs" / "for_analysts.md").read_text(encoding="utf-8")
     queries = re.findall(r"```sql\n(.*?)```", text, flags=re.S)
-    assert len(queries) == 5
+    assert len(queries) == 6
     conn = connect_readonly(run / "warehouse.duckdb")
     results = [conn.sql(query).pl() for query in queries]
     assert all(result.height > 0 for result in results)
     spike = results[0].filter(pl.col("basis") == "subscription")
     assert spike["months_since_signup"].to_list() == [5]
 
-    trend = results[3]
+    entering = results[1]
+    listed = pl.read_parquet(run / "marts" / "customers_entering_high_risk.parquet").filter(pl.col("basis") == "subscription")
+    assert entering["customers"].sum() == listed.height and entering["mrr_at_stake"].sum() == pytest.approx(
+        listed["current_mrr"].sum()
+    )
+
+    trend = results[4]
     last_months = conn.sql("select basis, max(month) from marts.churn_by_month group by 1").fetchall()
     assert trend.group_by("basis").agg(pl.len(), pl.col("month").max()).sort("basis").rows() == [
         (basis, 6, latest) for basis, latest in sorted(last_months)
     ]
 
-    by_channel = results[2]
+    by_channel = results[3]
     quarter = conn.sql("""select customers_start, churned from marts.churn_by_quarter
                           where basis = 'subscription' order by quarter desc limit 1""").fetchall()[0]
     assert (by_channel["customers_at_start"].sum(), by_channel["churned_in_quarter"].sum()) == quarter

@@ -65,3 +65,25 @@ def high_risk_months(inputs: MartInputs) -> pl.DataFrame:
     return high_risk.high_risk_months(
         inputs.read("marts.retention_curve"), inputs.settings.high_risk, inputs.settings.inactivity_days
     )
+
+
+def _entering_preview(frame: pl.DataFrame) -> str:
+    if frame.is_empty():
+        return "_no customer is about to enter a high-risk lifetime month_"
+    summary = frame.group_by("basis", "entering_month", "entering_lifetime_month").agg(
+        pl.len().alias("customers"), pl.col("current_mrr").sum().alias("mrr_at_stake")
+    )
+    return markdown_table(summary.sort("basis", "entering_month"))
+
+
+@mart(
+    deps=[marts("high_risk_months"), staging("int_customers"), staging("int_observed_subscription_events")],
+    group_name="cohorts",
+    preview=_entering_preview,
+)
+def customers_entering_high_risk(inputs: MartInputs) -> pl.DataFrame:
+    """Customers active now whose next one or two lifetime months are flagged high-risk: whom to
+    look after before the risky month."""
+    return high_risk.customers_entering_high_risk(
+        inputs.tables.frame(high_risk.ENTERING_HIGH_RISK_SQL), inputs.last_complete_month
+    )

@@ -160,3 +160,90 @@ def high_risk_months(curve: pl.DataFrame, settings: HighRiskSettings, inactivity
             }
         )
     return pl.concat(frames)
+
+
+# Customers still in their first spell at as_of (the spell the hazard is measured on) whose next
+# one or two lifetime months are flagged; the engine does the join, only the listed rows return.
+ENTERING_HIGH_RISK_SQL = """
+with flagged as (
+    select basis, months_since_signup, hazard, lift
+    from marts.high_risk_months
+    where is_high_risk
+),
+
+open_customers as (
+    select basis, customer_id, cohort_month, channel, segment, last_observed_lifetime_month
+    from staging.int_customers
+    where first_churn_at is null and last_observed_lifetime_month >= 0
+),
+
+entering as (
+    select
+        customers.*,
+        flagged.months_since_signup as entering_lifetime_month,
+        flagged.hazard,
+        flagged.lift,
+        row_number() over (
+            partition by customers.basis, customers.customer_id order by flagged.months_since_signup
+        ) as entry_rank
+    from open_customers as customers
+    inner join flagged
+        on
+            flagged.basis = customers.basis
+            and flagged.months_since_signup > customers.last_observed_lifetime_month
+            and flagged.months_since_signup <= customers.last_observed_lifetime_month + 2
+),
+
+latest_states as (
+    select
+        customer_id,
+        plan_after,
+        mrr_after,
+        row_number() over (partition by customer_id order by event_seq desc) as recency
+    from staging.int_observed_subscription_events
+)
+
+select
+    entering.basis,
+    entering.customer_id,
+    entering.cohort_month,
+    entering.channel,
+    entering.segment,
+    latest_states.plan_after as plan,
+    latest_states.mrr_after as current_mrr,
+    entering.last_observed_lifetime_month as current_lifetime_month,
+    entering.entering_lifetime_month,
+    entering.hazard,
+    entering.lift
+from entering
+left join latest_states
+    on entering.basis = 'subscription' and latest_states.customer_id = entering.customer_id and latest_states.recency = 1
+where entering.entry_rank = 1
+"""
+
+
+def customers_entering_high_risk(rows: pl.DataFrame, last_complete_month: date) -> pl.DataFrame:
+    """The listed customers (rows of ENTERING_HIGH_RISK_SQL) with the calendar month they enter
+    the flagged lifetime month, the highest MRR first within each month."""
+    months_ahead = pl.col("entering_lifetime_month") - pl.col("current_lifetime_month")
+    return (
+        rows.with_columns(
+            pl.lit(last_complete_month).dt.offset_by(pl.format("{}mo", months_ahead)).alias("entering_month"),
+            pl.col("current_lifetime_month", "entering_lifetime_month").cast(pl.Int32),
+        )
+        .select(
+            "basis",
+            "customer_id",
+            "cohort_month",
+            "channel",
+            "segment",
+            "plan",
+            "current_mrr",
+            "current_lifetime_month",
+            "entering_lifetime_month",
+            "entering_month",
+            "hazard",
+            "lift",
+        )
+        .sort("basis", "entering_month", pl.col("current_mrr").neg(), "customer_id", nulls_last=True)
+    )
