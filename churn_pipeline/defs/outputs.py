@@ -39,6 +39,7 @@ def churn_report(context: dg.AssetExecutionContext, pipeline: PipelineConfig, wa
             as_of=observation.as_of,
             last_complete_month=observation.last_complete_month,
             timezone=pipeline.timezone,
+            currency=pipeline.currency,
         )
     key_charts: dict[str, str] = {}
     page = churn_report_html.render(inputs, key_charts=key_charts)

@@ -21,7 +21,7 @@ plt.rcParams.update(
     {
         "figure.constrained_layout.use": False,
         "svg.fonttype": "none",
-        "font.size": 9,
+        "font.size": 10,
         "axes.spines.top": False,
         "axes.spines.right": False,
         "svg.hashsalt": "churn_pipeline",
@@ -55,8 +55,8 @@ def _tick_step(count: int, most: int) -> int:
 
 
 def _label_inches(labels: list[str]) -> float:
-    """Room for the longest y tick label at 9 pt."""
-    return 0.25 + 0.07 * max((len(str(label)) for label in labels), default=4)
+    """Room for the longest y tick label at 10 pt."""
+    return 0.3 + 0.085 * max((len(str(label)) for label in labels), default=4)
 
 
 def _bars(
@@ -97,10 +97,38 @@ def num(value: float | None, digits: int = 2) -> str:
     return "n/a" if value is None or (isinstance(value, float) and np.isnan(value)) else f"{value:,.{digits}f}"
 
 
-# --- charts -------------------------------------------------------------------------------
+WIDTH = 8.5  # inches: the page scales charts to its width (at most 1100 px; in a 700 px window about 0.8x)
+# colours a reader can tell apart, also in the legend: movements of MRR, and tested vs not
+COLOURS = {
+    "new": "#2ca02c",
+    "expansion": "#17becf",
+    "reactivation": "#9467bd",
+    "contraction": "#ff7f0e",
+    "churned": "#d62728",
+    "existing": "#1f77b4",
+    "tested": "#7f8c9a",
+    "flagged": "#d62728",
+}
+
+
+def thousands(axis: matplotlib.axis.Axis, prefix: str = "") -> None:
+    """Plain numbers with thousands separators: no `1e6` offset label."""
+    axis.set_major_formatter(matplotlib.ticker.FuncFormatter(lambda v, _: f"{prefix}{v:,.0f}"))
+
+
+def _legend_above(ax: plt.Axes, columns: int = 4, **options) -> None:
+    """The legend in the margin above the plot, where it cannot cover a bar or a line."""
+    ax.legend(frameon=False, loc="lower left", bbox_to_anchor=(0, 1.0), ncols=columns, borderaxespad=0.2, **options)
+
+
+def _legend_right(ax: plt.Axes) -> None:
+    ax.legend(frameon=False, loc="upper left", bbox_to_anchor=(1.01, 1.0), borderaxespad=0)
 
 
 def retention_heatmap(cohort_retention: pl.DataFrame, basis: str, value: str = "retention_rate") -> plt.Figure | None:
+    """Cohorts by lifetime month with every cell's value (a percentage) and each cohort's size.
+    The colour scale spans the values after month 0 (month 0 is 100 % by definition), so the
+    months that matter neither all look white nor all look dark."""
     frame = cohort_retention.filter(pl.col("basis") == basis)
     if frame.is_empty():
         return None
@@ -110,32 +138,43 @@ def retention_heatmap(cohort_retention: pl.DataFrame, basis: str, value: str = "
     row = {c: i for i, c in enumerate(cohorts)}
     for cohort, k, v in frame.select("cohort_month", "months_since_signup", value).iter_rows():
         grid[row[cohort], k] = np.nan if v is None else v
-    fig, ax = plt.subplots(figsize=(min(2 + 0.42 * months, 12), 1 + 0.28 * len(cohorts)))
-    _margins(fig, left=1.15, bottom=0.5, right=1.0, top=0.1)
-    vmax = 1.0 if value == "retention_rate" else max(1.0, float(np.nanmax(grid)) if np.isfinite(grid).any() else 1.0)
-    image = ax.imshow(grid, aspect="auto", cmap="Blues", vmin=0, vmax=vmax, interpolation="none")
-    if months <= 13 and len(cohorts) <= 24:  # numbers in cells while they stay legible (and cheap to draw)
-        for (i, k), v in np.ndenumerate(grid):
-            if np.isfinite(v):
-                ax.text(
-                    k, i, f"{v * 100:.0f}", ha="center", va="center", fontsize=6.5, color="white" if v > 0.6 * vmax else "black"
-                )
-    rows = range(0, len(cohorts), _tick_step(len(cohorts), 24))
+    sizes = dict(frame.select("cohort_month", "cohort_size").unique().iter_rows())
+    later = grid[:, 1:]
+    vmin, vmax = (float(np.nanmin(later)), float(np.nanmax(later))) if np.isfinite(later).any() else (0.0, 1.0)
+    vmin = np.floor(vmin * 10) / 10 if vmin >= 0.3 else 0.0  # from 0 unless every value is high
+    vmax = max(vmax, vmin + 0.05)
+    fig, ax = plt.subplots(figsize=(2.4 + 0.36 * months + 1.2, 0.9 + 0.24 * len(cohorts)))
+    _margins(fig, left=0.85, bottom=0.5, right=1.75, top=0.1)
+    image = ax.imshow(grid, aspect="auto", cmap="Blues", vmin=vmin, vmax=vmax, interpolation="none")
+    dark = vmin + 0.55 * (vmax - vmin)
+    for (i, k), v in np.ndenumerate(grid):
+        if np.isfinite(v):
+            ax.text(k, i, f"{v * 100:.0f}", ha="center", va="center", fontsize=7, color="white" if v > dark else "black")
+    rows = range(0, len(cohorts), _tick_step(len(cohorts), 40))
     ax.set_yticks(rows, [cohorts[i].strftime("%Y-%m") for i in rows])
-    ax.set_xticks(range(0, months, _tick_step(months, 13)))
+    ax.set_xticks(range(0, months, _tick_step(months, 40)))
     ax.set_xlabel("months since signup")
     ax.set_ylabel("signup cohort")
-    fig.colorbar(image, ax=ax, fraction=0.03, label="share of month 0" if value != "retention_rate" else "share of cohort")
+    sizes_axis = ax.secondary_yaxis("right")
+    sizes_axis.set_yticks(list(rows), [f"{sizes[cohorts[i]]:,}" for i in rows])
+    sizes_axis.set_ylabel("cohort size")
+    sizes_axis.tick_params(length=0)
+    above, below = np.nanmax(grid) > vmax, vmin > 0 and np.nanmin(grid) < vmin
+    extend = "both" if above and below else "max" if above else "min" if below else "neither"
+    bar = fig.colorbar(image, ax=ax, fraction=0.02, pad=0.12, extend=extend)
+    bar.ax.yaxis.set_major_formatter(matplotlib.ticker.PercentFormatter(1.0, decimals=0))
     return fig
 
 
-def _by_lifetime_month(table: pl.DataFrame, basis: str) -> tuple[plt.Figure, plt.Axes, pl.DataFrame, np.ndarray] | None:
+def _by_lifetime_month(
+    table: pl.DataFrame, basis: str, height: float = 3.2, top: float = 0.45
+) -> tuple[plt.Figure, plt.Axes, pl.DataFrame, np.ndarray] | None:
     """A figure for one basis's rows by lifetime month, with those rows and their months; None when it has none."""
     frame = table.filter(pl.col("basis") == basis).sort("months_since_signup")
     if frame.is_empty():
         return None
-    fig, ax = plt.subplots(figsize=(7, 3))
-    _margins(fig, left=0.75, bottom=0.5)
+    fig, ax = plt.subplots(figsize=(WIDTH, height))
+    _margins(fig, left=0.8, bottom=0.5, top=top)
     return fig, ax, frame, frame["months_since_signup"].to_numpy()
 
 
@@ -152,59 +191,96 @@ def retention_curve_chart(curve: pl.DataFrame, basis: str) -> plt.Figure | None:
         color="tab:blue",
         label="95 % band",
     )
-    ax.step(k, frame["survival"].to_numpy(), where="post", color="tab:blue", label="survival (Kaplan-Meier)")
+    ax.step(k, frame["survival"].to_numpy(), where="post", color="tab:blue", label="share not yet churned (Kaplan-Meier)")
     ax.set_ylim(0, 1.02)
     ax.set_xlabel("months since signup")
     ax.set_ylabel("share not yet churned")
-    ax.legend(frameon=False)
+    ax.yaxis.set_major_formatter(matplotlib.ticker.PercentFormatter(1.0, decimals=0))
+    _legend_above(ax, 2)
     return fig
 
 
 def hazard_chart(high_risk: pl.DataFrame, basis: str) -> plt.Figure | None:
-    if (drawn := _by_lifetime_month(high_risk, basis)) is None:
+    """Hazard by lifetime month: tested months solid (red when flagged), untested ones hatched;
+    the axis fits the tested months, and a bar that runs past it carries its value at the edge."""
+    if (drawn := _by_lifetime_month(high_risk, basis, top=0.5)) is None:
         return None
     fig, ax, frame, k = drawn
+    hazard = frame["hazard"].to_numpy()
     flagged = frame["is_high_risk"].fill_null(False).to_numpy()
-    _bars(ax, k, frame["hazard"].to_numpy(), facecolors=np.where(flagged, "tab:red", "tab:gray"), label="hazard")
-    ax.plot(k, _floats(frame["baseline_hazard"]), color="black", lw=1, marker=".", label="baseline from neighbouring months")
-    for month in k[flagged]:
-        ax.annotate(
-            "high risk",
-            (month, frame.filter(pl.col("months_since_signup") == month)["hazard"].item()),
-            ha="center",
-            va="bottom",
-            color="tab:red",
-            fontsize=8,
-        )
+    tested = frame["p_value"].is_not_null().to_numpy()
+    baseline = _floats(frame["baseline_hazard"])
+    for mask, style in [
+        (tested & ~flagged, {"facecolors": COLOURS["tested"], "label": "tested"}),
+        (flagged, {"facecolors": COLOURS["flagged"], "label": "high risk"}),
+        (~tested, {"facecolors": "white", "edgecolors": "#999999", "hatch": "////", "label": "not tested"}),
+    ]:
+        if mask.any():
+            _bars(ax, k[mask], hazard[mask], **style)
+    ax.plot(k, baseline, color="black", lw=1, marker=".", label="baseline from neighbours")
+    shown = np.concatenate([hazard[tested], baseline[np.isfinite(baseline)]])
+    top = float(shown.max()) * 1.25 if shown.size and shown.max() > 0 else float(max(hazard.max(), 0.01)) * 1.1
+    ax.set_ylim(0, top)
+    for month, value, is_flagged in zip(k, hazard, flagged, strict=True):
+        if value > top:
+            ax.annotate(
+                f"▲ {value * 100:.0f} %",
+                (month, top),
+                ha="center",
+                va="top",
+                fontsize=8,
+                color="#555555",
+                bbox={"facecolor": "white", "edgecolor": "none", "pad": 1},
+            )
+        elif is_flagged:
+            ax.annotate("high risk", (month, value), ha="center", va="bottom", color=COLOURS["flagged"], fontsize=8)
     ax.set_xlabel("months since signup")
     ax.set_ylabel("share churning in the month")
-    ax.legend(frameon=False)
+    ax.yaxis.set_major_formatter(matplotlib.ticker.PercentFormatter(1.0, decimals=0))
+    _legend_above(ax)
     return fig
 
 
 def rate_ratio_chart(frame: pl.DataFrame, label: str) -> plt.Figure | None:
-    if frame.is_empty():
+    """Each group's churn rate against all other groups on a log axis; a ratio of 0 (no churn at
+    all) sits at the axis's left edge with its value written beside it. None with fewer than two groups."""
+    if frame.height < 2:
         return None
     frame = frame.sort("rate_ratio_vs_others", nulls_last=True)
-    fig, ax = plt.subplots(figsize=(7, 0.6 + 0.3 * frame.height))
-    _margins(fig, left=_label_inches(frame[label].to_list()), bottom=0.5, top=0.1)
+    labels = [f"{name}, n={customers:,}" for name, customers in frame.select(label, "customers").iter_rows()]
+    fig, ax = plt.subplots(figsize=(WIDTH, 0.9 + 0.32 * frame.height))
+    _margins(fig, left=_label_inches(labels), bottom=0.55, top=0.1)
     y = np.arange(frame.height)
     ratio = _floats(frame["rate_ratio_vs_others"])
     low = _floats(frame["rate_ratio_ci_low"])
     high = _floats(frame["rate_ratio_ci_high"])
-    ax.errorbar(ratio, y, xerr=[np.nan_to_num(ratio - low), np.nan_to_num(high - ratio)], fmt="o", color="tab:blue", capsize=3)
-    ax.axvline(1, color="black", lw=0.8)
-    ax.set_yticks(y, frame[label].to_list())
+    positive = np.concatenate([low, high, ratio])
+    positive = positive[np.isfinite(positive) & (positive > 0)]
+    edge = float(positive.min()) / 1.6 if positive.size else 0.1
+    right = float(positive.max()) * 1.6 if positive.size else 10.0
     ax.set_xscale("log")
+    ax.set_xlim(edge, right)
+    drawn, low_drawn = np.where(ratio > 0, ratio, edge), np.where(low > 0, low, edge)
+    ax.errorbar(
+        drawn,
+        y,
+        xerr=[np.nan_to_num(drawn - low_drawn), np.nan_to_num(np.maximum(high - drawn, 0))],
+        fmt="none",
+        ecolor="tab:blue",
+        capsize=3,
+    )
+    positive_ratio = ratio > 0
+    ax.plot(drawn[positive_ratio], y[positive_ratio], "o", color="tab:blue")
+    for row in y[ratio == 0]:
+        ax.plot(edge, row, "<", color="tab:blue", clip_on=False)
+        ax.annotate("0: no churn", (edge, row), xytext=(8, 0), textcoords="offset points", va="center", fontsize=8)
+    ax.axvline(1, color="black", lw=0.8)
+    ax.set_yticks(y, labels)
     # plain tick labels: the log scale's default 10^k labels start matplotlib's slow mathtext parser
     ax.xaxis.set_major_formatter(matplotlib.ticker.FormatStrFormatter("%g"))
     ax.xaxis.set_minor_locator(matplotlib.ticker.NullLocator())
-    finite = np.concatenate([low, high, ratio])
-    finite = finite[np.isfinite(finite) & (finite > 0)]
-    if finite.size:
-        ticks = [t for t in (0.125, 0.25, 0.5, 1, 2, 4, 8) if finite.min() / 1.5 <= t <= finite.max() * 1.5]
-        ax.set_xticks(ticks)
-    ax.set_xlabel("monthly churn rate vs all others (rate ratio, 95 % interval, log scale)")
+    ax.set_xticks([t for t in (0.03125, 0.0625, 0.125, 0.25, 0.5, 1, 2, 4, 8, 16) if edge <= t <= right])
+    ax.set_xlabel("monthly churn rate / that of all other groups (rate ratio, 95 % interval, log scale)")
     return fig
 
 
@@ -216,60 +292,24 @@ def price_change_chart(changes: pl.DataFrame) -> plt.Figure | None:
         for p, m, kind in changes.select("plan", "change_month", "change_kind").iter_rows()
     ]
     x = np.arange(changes.height)
-    fig, ax = plt.subplots(figsize=(max(5, 1.6 * changes.height), 3))
-    _margins(fig, left=0.75, bottom=0.6)
+    fig, ax = plt.subplots(figsize=(WIDTH, 3.2))
+    _margins(fig, left=0.8, bottom=0.65, top=0.45)
     for offset, column, color, name in [
-        (-0.3, "churn_rate_before", "tab:gray", "affected, before"),
-        (-0.1, "churn_rate_after", "tab:red", "affected, after"),
+        (-0.3, "churn_rate_before", "#f4a9a8", "affected, before"),
+        (-0.1, "churn_rate_after", COLOURS["churned"], "affected, after"),
         (0.1, "unaffected_churn_rate_before", "lightsteelblue", "other plans, before"),
-        (0.3, "unaffected_churn_rate_after", "tab:blue", "other plans, after"),
+        (0.3, "unaffected_churn_rate_after", COLOURS["existing"], "other plans, after"),
     ]:
         _bars(ax, x + offset, _floats(changes[column]), width=0.2, facecolors=color, label=name)
     ax.set_xticks(x, labels)
+    ax.set_xlim(-0.6, changes.height - 0.4)
     ax.set_ylabel("monthly churn rate")
-    ax.legend(frameon=False, fontsize=7, ncols=2)
+    ax.yaxis.set_major_formatter(matplotlib.ticker.PercentFormatter(1.0))
+    _legend_above(ax)
     return fig
 
 
-def monthly_chart(monthly: pl.DataFrame, basis: str, bands: BenchmarkBands) -> plt.Figure | None:
-    frame = monthly.filter(pl.col("basis") == basis).sort("month")
-    if frame.is_empty():
-        return None
-    fig, (top, bottom) = plt.subplots(2, 1, figsize=(8, 5.5), sharex=True)
-    _margins(fig, left=0.95, bottom=0.75, right=0.85, hspace=0.08)
-    months = frame["month"].to_list()
-    x = np.arange(len(months))
-    if basis == "subscription":
-        bottom_pos = np.zeros(len(x))
-        for column, color in [("new_mrr", "tab:green"), ("expansion_mrr", "yellowgreen"), ("reactivation_mrr", "tab:olive")]:
-            values = frame[column].fill_null(0).to_numpy()
-            _bars(top, x, values, bottom_pos, facecolors=color, label=column.replace("_", " "))
-            bottom_pos += values
-        bottom_neg = np.zeros(len(x))
-        for column, color in [("contraction_mrr", "tab:orange"), ("churned_mrr", "tab:red")]:
-            values = -frame[column].fill_null(0).to_numpy()
-            _bars(top, x, values, bottom_neg, facecolors=color, label=column.replace("_", " "))
-            bottom_neg += values
-        top.set_ylabel("MRR movement")
-        twin = top.twinx()
-        twin.plot(x, _floats(frame["mrr_end"]), color="black", lw=1.2, label="MRR at month end")
-        twin.set_ylabel("MRR")
-        twin.legend(frameon=False, loc="upper left", fontsize=7)
-    else:
-        new = frame["new_customer_revenue"].fill_null(0).to_numpy()
-        _bars(top, x, new, facecolors="tab:green", label="new customers")
-        _bars(
-            top,
-            x,
-            frame["existing_customer_revenue"].fill_null(0).to_numpy(),
-            new,
-            facecolors="tab:blue",
-            label="existing customers",
-        )
-        top.set_ylabel("revenue")
-    top.legend(frameon=False, fontsize=7, ncols=3, loc="lower left")
-    top.axhline(0, color="black", lw=0.6)
-    rate = _floats(frame["customer_churn_rate"])
+def _churn_rate_panel(ax: plt.Axes, x: np.ndarray, rate: np.ndarray, bands: BenchmarkBands) -> None:
     limits = [
         0,
         bands.healthy,
@@ -278,33 +318,92 @@ def monthly_chart(monthly: pl.DataFrame, basis: str, bands: BenchmarkBands) -> p
         bands.high,
         max(0.2, float(np.nanmax(rate)) * 1.1 if np.isfinite(rate).any() else 0.2),
     ]
-    for (low, high), color in zip(
-        zip(limits, limits[1:], strict=False), ["#e3f3e3", "#f0f6dc", "#fbf3d9", "#fbe3d0", "#f8d0d0"], strict=True
+    names = ["healthy", "young", "typical", "high", "emergency"]
+    for (low, high), color, name in zip(
+        zip(limits, limits[1:], strict=False), ["#e3f3e3", "#f0f6dc", "#fbf3d9", "#fbe3d0", "#f8d0d0"], names, strict=True
     ):
-        bottom.axhspan(low, high, color=color, lw=0)
-    bottom.plot(x, rate, color="black", marker=".", label="customer churn rate")
-    bottom.set_ylim(0, limits[-1])
-    bottom.set_ylabel("churned / customers at start")
-    bottom.yaxis.set_major_formatter(matplotlib.ticker.PercentFormatter(1.0))
-    step = _tick_step(len(x), 13)
-    bottom.set_xticks(x[::step], [m.strftime("%Y-%m") for m in months[::step]], rotation=45, ha="right")
+        ax.axhspan(low, high, color=color, lw=0, label=f"{name} ≤ {high:.0%}" if high < limits[-1] else f"{name} > {low:.0%}")
+    ax.plot(x, rate, color="black", marker=".", label="customer churn rate")
+    ax.set_ylim(0, limits[-1])
+    ax.set_ylabel("customer churn rate")
+    ax.yaxis.set_major_formatter(matplotlib.ticker.PercentFormatter(1.0))
+    handles, labels = ax.get_legend_handles_labels()
+    ax.legend(handles[::-1], labels[::-1], frameon=False, loc="upper left", bbox_to_anchor=(1.01, 1.0), borderaxespad=0)
+
+
+def monthly_chart(monthly: pl.DataFrame, basis: str, bands: BenchmarkBands, currency: str = "") -> plt.Figure | None:
+    """Subscription: MRR at month end, the MRR bridge (with the net movement) and the churn rate on
+    the benchmark bands. Orders: revenue from new vs existing customers and the churn rate."""
+    frame = monthly.filter(pl.col("basis") == basis).sort("month")
+    if frame.is_empty():
+        return None
+    months = frame["month"].to_list()
+    x = np.arange(len(months))
+    money = f" ({currency})" if currency else ""
+    if basis == "subscription":
+        fig, (level, movements, churn) = plt.subplots(
+            3, 1, figsize=(WIDTH, 7.2), sharex=True, gridspec_kw={"height_ratios": [1, 1.4, 1]}
+        )
+        _margins(fig, left=1.05, bottom=0.75, right=2.0, top=0.15, hspace=0.12)
+        mrr = _floats(frame["mrr_end"])
+        level.fill_between(x, mrr, color="#dfe8f3", lw=0)
+        level.plot(x, mrr, color="black", lw=1.2, label="MRR at month end")
+        level.set_ylim(0, float(np.nanmax(mrr)) * 1.1 if np.isfinite(mrr).any() and np.nanmax(mrr) > 0 else 1)
+        level.set_ylabel(f"MRR{money}")
+        thousands(level.yaxis)
+        _legend_right(level)
+        up = np.zeros(len(x))
+        for column, colour in [("new_mrr", "new"), ("expansion_mrr", "expansion"), ("reactivation_mrr", "reactivation")]:
+            values = frame[column].fill_null(0).to_numpy()
+            _bars(movements, x, values, up, facecolors=COLOURS[colour], label=column.removesuffix("_mrr"))
+            up += values
+        down = np.zeros(len(x))
+        for column, colour in [("contraction_mrr", "contraction"), ("churned_mrr", "churned")]:
+            values = -frame[column].fill_null(0).to_numpy()
+            _bars(movements, x, values, down, facecolors=COLOURS[colour], label=column.removesuffix("_mrr"))
+            down += values
+        movements.plot(x, up + down, "D", color="black", markersize=3.5, label="net movement")
+        movements.axhline(0, color="black", lw=0.6)
+        movements.set_ylabel(f"MRR movement{money}")
+        thousands(movements.yaxis)
+        _legend_right(movements)
+    else:
+        fig, (movements, churn) = plt.subplots(2, 1, figsize=(WIDTH, 5.4), sharex=True)
+        _margins(fig, left=1.05, bottom=0.75, right=2.0, top=0.15, hspace=0.1)
+        new = frame["new_customer_revenue"].fill_null(0).to_numpy()
+        _bars(movements, x, new, facecolors=COLOURS["new"], label="new customers")
+        existing = frame["existing_customer_revenue"].fill_null(0).to_numpy()
+        _bars(movements, x, existing, new, facecolors=COLOURS["existing"], label="existing customers")
+        movements.axhline(0, color="black", lw=0.6)
+        movements.set_ylabel(f"net revenue{money}")
+        thousands(movements.yaxis)
+        _legend_right(movements)
+    _churn_rate_panel(churn, x, _floats(frame["customer_churn_rate"]), bands)
+    step = _tick_step(len(x), 18)
+    churn.set_xticks(x[::step], [m.strftime("%Y-%m") for m in months[::step]], rotation=45, ha="right")
+    churn.set_xlim(-0.6, len(x) - 0.4)
     return fig
 
 
 def reactivation_chart(reactivation: pl.DataFrame, basis: str) -> plt.Figure | None:
+    """Shares of churned customers back within 30/60/90 days; None when nobody came back."""
     frame = reactivation.filter((pl.col("basis") == basis) & pl.col("dimension").is_in(["all", "channel"]))
-    if frame.is_empty():
+    if frame.filter(pl.col("dimension") == "channel").height < 2:  # one channel repeats "all customers"
+        frame = frame.filter(pl.col("dimension") == "all")
+    shares = [f"returned_within_{window}d_share" for window in (30, 60, 90)]
+    if frame.is_empty() or not (frame.select(pl.max_horizontal(shares).max()).item() or 0) > 0:
         return None
     frame = frame.sort(pl.col("dimension") != "all", "value")
     labels = [("all customers" if d == "all" else v) for d, v in frame.select("dimension", "value").iter_rows()]
     y = np.arange(frame.height)
-    fig, ax = plt.subplots(figsize=(7, 0.8 + 0.35 * frame.height))
-    _margins(fig, left=_label_inches(labels), bottom=0.5, top=0.1)
-    for offset, window, color in [(-0.25, 30, "#c6dbef"), (0, 60, "#6baed6"), (0.25, 90, "#2171b5")]:
+    fig, ax = plt.subplots(figsize=(WIDTH, 1.1 + 0.38 * frame.height))
+    _margins(fig, left=_label_inches(labels), bottom=0.55, top=0.4)
+    for offset, column, color in zip((-0.25, 0, 0.25), shares, ("#c6dbef", "#6baed6", "#2171b5"), strict=True):
+        window = column.split("_")[2].removesuffix("d")
         _bars(
             ax,
             y + offset,
-            _floats(frame[f"returned_within_{window}d_share"]),
+            _floats(frame[column]),
             width=0.25,
             horizontal=True,
             facecolors=color,
@@ -312,10 +411,25 @@ def reactivation_chart(reactivation: pl.DataFrame, basis: str) -> plt.Figure | N
         )
     ax.set_yticks(y, labels)
     ax.invert_yaxis()
+    ax.set_xlim(0, max(0.05, float(frame.select(pl.max_horizontal(shares).max()).item()) * 1.15))
     ax.xaxis.set_major_formatter(matplotlib.ticker.PercentFormatter(1.0))
     ax.set_xlabel("share of churned customers who came back")
-    ax.legend(frameon=False, fontsize=7)
+    _legend_above(ax, 3)
     return fig
 
 
-# --- the page -----------------------------------------------------------------------------
+def sparkline(values: list[float | None], width: int = 120, height: int = 28) -> str:
+    """A tiny inline SVG line of the values (nulls skipped), for the summary's 12-month trend."""
+    points = [(i, v) for i, v in enumerate(values) if v is not None and np.isfinite(v)]
+    if len(points) < 2:
+        return ""
+    low, high = min(v for _, v in points), max(v for _, v in points)
+    span = (high - low) or 1.0
+    step = (width - 4) / max(len(values) - 1, 1)
+    path = " ".join(f"{2 + i * step:.1f},{height - 3 - (v - low) / span * (height - 6):.1f}" for i, v in points)
+    last_x, last_y = path.split(" ")[-1].split(",")
+    return (
+        f'<svg class="spark" width="{width}" height="{height}" viewBox="0 0 {width} {height}" aria-hidden="true">'
+        f'<polyline points="{path}" fill="none" stroke="#1f77b4" stroke-width="1.5"/>'
+        f'<circle cx="{last_x}" cy="{last_y}" r="2.2" fill="#1f77b4"/></svg>'
+    )
