@@ -148,30 +148,14 @@ UNREADABLE_ORDERS = (
 )
 
 
-def test_generated_in_utc_with_unreadable_records(spark, tmp_path: Path) -> None:
-    """Records the CSV reader cannot read are set apart alike on both engines: a quoted line break
+def test_generated_with_zones_rules_and_unreadable_records(spark, tmp_path: Path) -> None:
+    """The second settings set (the sample is the first, in UTC): a reporting zone with DST, naive
+    source times in another zone, a downgrade counted as churn and a 60-day inactivity window;
+    and records the CSV reader cannot read, set apart alike on both engines: a quoted line break
     is one record; too many or too few fields and invalid UTF-8 are quarantined by record number."""
     raw = tmp_path / "raw"
-    generate(raw, GeneratorConfig(customers=300, order_customers=150, months=12, seed=5, messy_share=0.05))
-    (raw / "orders_unreadable.csv").write_bytes(UNREADABLE_ORDERS)
-    conn = build_both(spark, raw, tmp_path)
-    reasons = conn.sql(
-        "select source_row, reason from marts.quarantine where source_file = 'orders_unreadable.csv' order by 1"
-    ).fetchall()
-    assert reasons == [
-        (2, "unreadable CSV row: too many columns"),
-        (3, "unreadable CSV row: invalid encoding"),
-        (5, "unreadable CSV row: missing columns"),
-    ]
-    assert_same_tables(spark, conn)
-
-
-@pytest.mark.slow
-def test_generated_with_zones_and_rules(spark, tmp_path: Path) -> None:
-    """The second settings set: a reporting zone with DST, naive source times in another zone,
-    a downgrade counted as churn and a 60-day inactivity window."""
-    raw = tmp_path / "raw"
     generate(raw, GeneratorConfig(customers=400, order_customers=200, months=14, seed=11, messy_share=0.05))
+    (raw / "orders_unreadable.csv").write_bytes(UNREADABLE_ORDERS)
     conn = build_both(
         spark,
         raw,
@@ -181,6 +165,14 @@ def test_generated_with_zones_and_rules(spark, tmp_path: Path) -> None:
         downgrade_is_churn=True,
         inactivity_days=60,
     )
+    reasons = conn.sql(
+        "select source_row, reason from marts.quarantine where source_file = 'orders_unreadable.csv' order by 1"
+    ).fetchall()
+    assert reasons == [
+        (2, "unreadable CSV row: too many columns"),
+        (3, "unreadable CSV row: invalid encoding"),
+        (5, "unreadable CSV row: missing columns"),
+    ]
     assert_same_tables(spark, conn)
 
 

@@ -81,7 +81,7 @@ def _figure(
     section: str,
     basis: str,
     title: str,
-    fig: Figure | None,
+    fig: Figure | str | None,
     caption: str,
     empty: str,
     extra: str = "",
@@ -94,7 +94,7 @@ def _figure(
     head = f'<figure class="chart" data-section="{section}" id="{basis}-{section}"><h3>{html.escape(title)}</h3>'
     if fig is None:
         return f'{head}<p class="empty">{html.escape(empty)}</p>{extra}</figure>'
-    svg = to_svg(fig)
+    svg = fig if isinstance(fig, str) else to_svg(fig)
     if keep is not None and section not in keep:
         keep[section] = svg_markdown(svg, section)
     plot = "plot natural" if natural else "plot"

@@ -125,10 +125,20 @@ def _legend_right(ax: plt.Axes) -> None:
     ax.legend(frameon=False, loc="upper left", bbox_to_anchor=(1.01, 1.0), borderaxespad=0)
 
 
-def retention_heatmap(cohort_retention: pl.DataFrame, basis: str, value: str = "retention_rate") -> plt.Figure | None:
-    """Cohorts by lifetime month with every cell's value (a percentage) and each cohort's size.
-    The colour scale spans the values after month 0 (month 0 is 100 % by definition), so the
-    months that matter neither all look white nor all look dark."""
+def _colour_scale(values: np.ndarray) -> tuple[float, float]:
+    """The heatmap's colour range: the values after month 0 (month 0 is 100 % by definition),
+    from 0 unless every one of them is high, so they neither all look white nor all look dark."""
+    if not np.isfinite(values).any():
+        return 0.0, 1.0
+    low, high = float(np.nanmin(values)), float(np.nanmax(values))
+    low = float(np.floor(low * 10) / 10) if low >= 0.3 else 0.0
+    return low, max(high, low + 0.05)
+
+
+def retention_heatmap(cohort_retention: pl.DataFrame, basis: str, value: str = "retention_rate") -> str | None:
+    """Cohorts by lifetime month as an SVG grid drawn directly (hundreds of cells, each a slow text
+    artist in matplotlib): every cell's value as a percentage, with a hover title, each cohort's size
+    on the right and a colour key spanning the values after month 0."""
     frame = cohort_retention.filter(pl.col("basis") == basis)
     if frame.is_empty():
         return None
@@ -139,31 +149,53 @@ def retention_heatmap(cohort_retention: pl.DataFrame, basis: str, value: str = "
     for cohort, k, v in frame.select("cohort_month", "months_since_signup", value).iter_rows():
         grid[row[cohort], k] = np.nan if v is None else v
     sizes = dict(frame.select("cohort_month", "cohort_size").unique().iter_rows())
-    later = grid[:, 1:]
-    vmin, vmax = (float(np.nanmin(later)), float(np.nanmax(later))) if np.isfinite(later).any() else (0.0, 1.0)
-    vmin = np.floor(vmin * 10) / 10 if vmin >= 0.3 else 0.0  # from 0 unless every value is high
-    vmax = max(vmax, vmin + 0.05)
-    fig, ax = plt.subplots(figsize=(2.4 + 0.36 * months + 1.2, 0.9 + 0.24 * len(cohorts)))
-    _margins(fig, left=0.85, bottom=0.5, right=1.75, top=0.1)
-    image = ax.imshow(grid, aspect="auto", cmap="Blues", vmin=vmin, vmax=vmax, interpolation="none")
-    dark = vmin + 0.55 * (vmax - vmin)
-    for (i, k), v in np.ndenumerate(grid):
-        if np.isfinite(v):
-            ax.text(k, i, f"{v * 100:.0f}", ha="center", va="center", fontsize=7, color="white" if v > dark else "black")
-    rows = range(0, len(cohorts), _tick_step(len(cohorts), 40))
-    ax.set_yticks(rows, [cohorts[i].strftime("%Y-%m") for i in rows])
-    ax.set_xticks(range(0, months, _tick_step(months, 40)))
-    ax.set_xlabel("months since signup")
-    ax.set_ylabel("signup cohort")
-    sizes_axis = ax.secondary_yaxis("right")
-    sizes_axis.set_yticks(list(rows), [f"{sizes[cohorts[i]]:,}" for i in rows])
-    sizes_axis.set_ylabel("cohort size")
-    sizes_axis.tick_params(length=0)
-    above, below = np.nanmax(grid) > vmax, vmin > 0 and np.nanmin(grid) < vmin
-    extend = "both" if above and below else "max" if above else "min" if below else "neither"
-    bar = fig.colorbar(image, ax=ax, fraction=0.02, pad=0.12, extend=extend)
-    bar.ax.yaxis.set_major_formatter(matplotlib.ticker.PercentFormatter(1.0, decimals=0))
-    return fig
+    low, high = _colour_scale(grid[:, 1:])
+    colour = matplotlib.colors.Normalize(low, high, clip=True)
+    blues = matplotlib.colormaps["Blues"]
+    dark = low + 0.55 * (high - low)
+    fills = blues(colour(np.nan_to_num(grid)))  # one colour map call for the grid
+    cell_w, cell_h, left, top, size_w, key_w = 34, 22, 72, 40, 64, 70
+    width, height = left + cell_w * months + size_w + key_w, top + cell_h * len(cohorts) + 8
+    what = "of the cohort" if value == "retention_rate" else "of month 0"
+    parts = [
+        f'<svg xmlns="http://www.w3.org/2000/svg" class="heatmap" width="{width}" height="{height}" '
+        f'viewBox="0 0 {width} {height}" font-family="system-ui, sans-serif" font-size="12" '
+        f'data-vmin="{low:g}" data-vmax="{high:g}">',
+        f'<text x="4" y="14" font-weight="600">cohort</text>'
+        f'<text x="{left + cell_w * months / 2}" y="14" text-anchor="middle" font-weight="600">months since signup</text>'
+        f'<text x="{left + cell_w * months + 8}" y="14" font-weight="600">size</text>',
+    ]
+    parts += [f'<text class="k" x="{left + cell_w * (k + 0.5)}" y="32" text-anchor="middle">{k}</text>' for k in range(months)]
+    for i, cohort in enumerate(cohorts):
+        y = top + cell_h * i
+        label = cohort.strftime("%Y-%m")
+        parts.append(f'<text class="cohort" x="4" y="{y + 15}">{label}</text>')
+        for k in range(months):
+            v = grid[i, k]
+            if not np.isfinite(v):
+                continue
+            x = left + cell_w * k
+            fill = matplotlib.colors.to_hex(fills[i, k])
+            ink = "#fff" if v > dark else "#000"
+            parts.append(
+                f'<rect x="{x}" y="{y}" width="{cell_w}" height="{cell_h}" fill="{fill}">'
+                f"<title>{label}, month {k}: {v * 100:.1f} % {what}</title></rect>"
+                f'<text class="v" x="{x + cell_w / 2}" y="{y + 15}" text-anchor="middle" font-size="11" fill="{ink}">'
+                f"{v * 100:.0f}</text>"
+            )
+        parts.append(f'<text class="size" x="{left + cell_w * months + 8}" y="{y + 15}">{sizes[cohort]:,}</text>')
+    key_x, steps = left + cell_w * months + size_w, 8
+    key_h = min(cell_h * len(cohorts), 200)
+    for j in range(steps):
+        share = high - (high - low) * (j + 0.5) / steps
+        fill = matplotlib.colors.to_hex(blues(colour(share)))
+        parts.append(
+            f'<rect x="{key_x}" y="{top + key_h * j / steps:.1f}" width="14" height="{key_h / steps + 0.5:.1f}" fill="{fill}"/>'
+        )
+    for share, y in ((high, top + 9), (low, top + key_h)):
+        parts.append(f'<text class="key" x="{key_x + 18}" y="{y:.1f}">{share * 100:.0f} %</text>')
+    parts.append("</svg>")
+    return "".join(parts)
 
 
 def _by_lifetime_month(
