@@ -166,24 +166,6 @@ def test_the_generator_writes_one_delivery_folder_per_month(monthly_raw: Path) -
         assert set(parsed.dt.strftime("%Y-%m")) == {folder}
 
 
-def test_month_by_month_equals_one_backfill_equals_a_full_run(monthly_raw: Path, tmp_path: Path) -> None:
-    for month in ["2023-01", "2023-02", "2023-03"]:
-        assert _run(monthly_raw, tmp_path / "monthly", "--month", month) == 0
-    assert _run(monthly_raw, tmp_path / "backfill", "--months", "2023-01..2023-03") == 0
-    # every file, observed up to the close of March
-    assert _run(monthly_raw, tmp_path / "full", "--as-of", "2023-04-01T00:00:00Z") == 0
-
-    monthly, backfill, full = (_tables(tmp_path / name) for name in ("monthly", "backfill", "full"))
-    assert monthly["churn_by_month"]["month"].max().isoformat() == "2023-03-01"
-    assert monthly["cohort_retention"].height > 0
-    for table in TABLES:
-        assert monthly[table].equals(backfill[table]), table
-        assert monthly[table].equals(full[table]), table
-    # the monthly runs read only their own folders (and the top-level history)
-    files = set(_raw_rows(tmp_path / "monthly")["source_file"])
-    assert files == {"2023-01/orders.csv", "2023-02/orders.csv", "2023-03/orders.csv"}
-
-
 def test_rerunning_a_month_replaces_exactly_its_rows(monthly_raw: Path, tmp_path: Path) -> None:
     raw = tmp_path / "raw"
     shutil.copytree(monthly_raw, raw)
@@ -224,15 +206,19 @@ def _output_versions(workdir: Path) -> dict[tuple[str, str], str]:
     return {(model, month): version for model, month, version in found}
 
 
-def test_a_new_month_is_appended_a_rerun_redoes_nothing_and_full_refresh_rebuilds(monthly_raw: Path, tmp_path: Path) -> None:
-    assert _run(monthly_raw, tmp_path, "--months", "2023-01..2023-02") == 0
-    first = _output_versions(tmp_path)
+def test_month_by_month_appends_equals_a_backfill_and_a_full_run_and_full_refresh_rebuilds(
+    monthly_raw: Path, tmp_path: Path
+) -> None:
+    monthly = tmp_path / "monthly"
+    for month in ["2023-01", "2023-02"]:
+        assert _run(monthly_raw, monthly, "--month", month) == 0
+    first = _output_versions(monthly)
     assert {month for _, month in first} == {"", "2023-01", "2023-02"}  # top-level history and two folders
-    assert _run(monthly_raw, tmp_path, "--month", "2023-02") == 0
-    assert _output_versions(tmp_path) == first  # the same files: nothing redone
+    assert _run(monthly_raw, monthly, "--month", "2023-02") == 0
+    assert _output_versions(monthly) == first  # the same files: nothing redone
 
-    assert _run(monthly_raw, tmp_path, "--month", "2023-03") == 0
-    second = _output_versions(tmp_path)
+    assert _run(monthly_raw, monthly, "--month", "2023-03") == 0
+    second = _output_versions(monthly)
     staged = {key for key in second if key[0].startswith("staging.stg_") and second[key] != first.get(key)}
     # the events' staging reads the top-level history again with every month (docs/operations.md)
     assert staged == {
@@ -240,10 +226,25 @@ def test_a_new_month_is_appended_a_rerun_redoes_nothing_and_full_refresh_rebuild
         ("staging.stg_subscription_events", "2023-03"),
         ("staging.stg_subscription_events", ""),
     }
+    # the monthly runs read only their own folders (and the top-level history)
+    files = set(_raw_rows(monthly)["source_file"])
+    assert files == {"2023-01/orders.csv", "2023-02/orders.csv", "2023-03/orders.csv"}
 
-    assert _run(monthly_raw, tmp_path, "--month", "2023-03", "--full-refresh") == 0
-    third = _output_versions(tmp_path)
+    # month by month equals one backfill and a full run over every file observed up to March's close
+    assert _run(monthly_raw, tmp_path / "backfill", "--months", "2023-01..2023-03") == 0
+    assert _run(monthly_raw, tmp_path / "full", "--as-of", "2023-04-01T00:00:00Z") == 0
+    appended, backfill, full = (_tables(tmp_path / name) for name in ("monthly", "backfill", "full"))
+    assert appended["churn_by_month"]["month"].max().isoformat() == "2023-03-01"
+    assert appended["cohort_retention"].height > 0
+    for table in TABLES:
+        assert appended[table].equals(backfill[table]), table
+        assert appended[table].equals(full[table]), table
+
+    assert _run(monthly_raw, monthly, "--month", "2023-03", "--full-refresh") == 0
+    third = _output_versions(monthly)
     assert third.keys() == second.keys() and all(third[key] != second[key] for key in third)
+    rebuilt = _tables(monthly)
+    assert all(rebuilt[table].equals(appended[table]) for table in TABLES)
 
 
 def test_month_mistakes_get_one_line(monthly_raw: Path, tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
