@@ -201,6 +201,7 @@ latest_states as (
         mrr_after,
         row_number() over (partition by customer_id order by event_seq desc) as recency
     from staging.int_observed_subscription_events
+    where customer_id in (select entering.customer_id from entering where entering.basis = 'subscription')
 )
 
 select
