@@ -449,24 +449,19 @@ def _event_line(row: tuple) -> str:
 
 def _write_deliveries(raw: Path, orders: list[tuple], events: list[tuple], only: str | None = None) -> None:
     """Each row into its folder's file (`only`: rewrite that month's files alone, as a redelivery)."""
-    for folder in ["", *_MONTHS]:
-        if only is not None and folder != only:
-            continue
-        directory = raw / folder
-        directory.mkdir(parents=True, exist_ok=True)
-        mine = [(i, row) for i, row in enumerate(orders) if row[2][0] == folder]
-        (directory / "orders.csv").write_text(
-            _ORDERS_HEADER + "".join(_order_line(row, i) + "\n" for i, row in mine), encoding="utf-8"
-        )
-        (directory / "subscription_events.csv").write_text(
-            _EVENTS_HEADER + "".join(_event_line(row) + "\n" for row in events if row[2][0] == folder), encoding="utf-8"
+    for folder in ["", *_MONTHS] if only is None else [only]:
+        orders_text = "".join(_order_line(row, i) + "\n" for i, row in enumerate(orders) if row[2][0] == folder)
+        events_text = "".join(_event_line(row) + "\n" for row in events if row[2][0] == folder)
+        write_raw(
+            raw / folder, {"orders.csv": _ORDERS_HEADER + orders_text, "subscription_events.csv": _EVENTS_HEADER + events_text}
         )
     if only is None:
-        (raw / "fx_rates.csv").write_text("currency,rate_to_reporting,month\nEUR,1.1,\n", encoding="utf-8")
+        write_raw(raw, {"fx_rates.csv": "currency,rate_to_reporting,month\nEUR,1.1,\n"})
 
 
 def _moved(row: tuple, folder: str) -> tuple:
-    """The row delivered in `folder` instead: in that month if it was in its own, else still outside it."""
+    """The row delivered in `folder` instead: a row that was in its folder's month moves into this
+    folder's month; any other keeps its month (inside this folder's or not)."""
     delivered_in, month = row[2]
     return (*row[:2], (folder, folder if month == delivered_in else month), *row[3:])
 
