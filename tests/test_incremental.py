@@ -368,7 +368,7 @@ def _history_files(raw: Path, customers: list[list[tuple]]) -> None:
         (raw / month / "orders.csv").write_text(_ORDERS_HEADER + f"o{month},k1,{month}-02T00:00:00Z,10,,\n", encoding="utf-8")
 
 
-@settings(max_examples=20, deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture])
+@settings(max_examples=10, deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture])
 @given(
     customers=st.lists(st.lists(_event, min_size=1, max_size=8), min_size=1, max_size=12),
     first=st.integers(1, 2),
@@ -466,7 +466,7 @@ def _moved(row: tuple, folder: str) -> tuple:
     return (*row[:2], (folder, folder if month == delivered_in else month), *row[3:])
 
 
-@settings(max_examples=12, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=8, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(
     orders=st.lists(_order_row, min_size=1, max_size=10),
     events=st.lists(_event_row, min_size=1, max_size=10),
