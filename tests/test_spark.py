@@ -47,12 +47,18 @@ def spark(tmp_path_factory: pytest.TempPathFactory):
 def build_both(spark, raw_dir: Path, work: Path, **settings: object) -> duckdb.DuckDBPyConnection:
     """DuckDB's warehouse, and Spark's from the same delivery files (in `work`), each with every
     published table computed by the marts' polars functions from that engine's tables."""
-    conn = duckdb.connect()
     pipeline_settings = PipelineSettings(raw_dir=str(raw_dir), **settings)
-    build_warehouse(conn, pipeline_settings)
-    compute_marts(conn, pipeline_settings)
+    conn = build_duckdb(pipeline_settings)
     spark_build.build_warehouse(spark, pipeline_settings, work / "spark-warehouse")
     compute_marts(SparkTables(spark, work / "spark-warehouse"), pipeline_settings)
+    return conn
+
+
+def build_duckdb(settings: PipelineSettings) -> duckdb.DuckDBPyConnection:
+    """DuckDB's warehouse from the delivery files, every published table in `marts`."""
+    conn = duckdb.connect()
+    build_warehouse(conn, settings)
+    compute_marts(conn, settings)
     return conn
 
 
@@ -366,11 +372,8 @@ def test_the_worked_example_through_a_spark_connect_server(tmp_path: Path, worke
     assert not _alive(pid)
 
     # DuckDB's tables from the same files, built in this process (no second CLI run)
-    conn = duckdb.connect()
-    settings = PipelineSettings(raw_dir=str(worked_example_dir))
-    build_warehouse(conn, settings)
-    frames = compute_marts(conn, settings)
-    on_duckdb = {name: frames[name] if name in frames else conn.sql(f"from marts.{name}").pl() for name in PUBLISHED}
+    conn = build_duckdb(PipelineSettings(raw_dir=str(worked_example_dir)))
+    on_duckdb = {name: conn.sql(f"from marts.{name}").pl() for name in PUBLISHED}
     published = sorted(path.name for path in (tmp_path / "spark-out").glob("*.parquet"))
     assert published == sorted(f"{name}.parquet" for name in PUBLISHED)
     failures = {
