@@ -15,12 +15,27 @@ def worked_example_dir() -> Path:
     return FIXTURES / "worked_example"
 
 
+# Dagster's in-memory event log: a run's events end with its process (the runs themselves are
+# still recorded on disk)
+IN_MEMORY_EVENT_LOG = """
+event_log_storage:
+  module: dagster._core.storage.event_log
+  class: InMemoryEventLogStorage
+"""
+
+
 @pytest.fixture(autouse=True, scope="session")
 def _dagster_home(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
-    """CLI runs in tests record into a throwaway instance, never the project's `.dagster_home/`."""
+    """CLI runs in tests record into a throwaway instance, never the project's `.dagster_home/`:
+    the project's dagster.yaml with the event log in memory, which spares each run most of its
+    SQLite writes. Tests of what a run records use a home of their own, with the project's
+    dagster.yaml as it is (tests/test_dagster_ops.py)."""
     import os
 
+    from churn_pipeline.dagster_home import TEMPLATE
+
     home = tmp_path_factory.mktemp("dagster_home")
+    (home / "dagster.yaml").write_text(TEMPLATE.read_text() + IN_MEMORY_EVENT_LOG)
     previous = os.environ.get("DAGSTER_HOME")
     os.environ["DAGSTER_HOME"] = str(home)
     yield

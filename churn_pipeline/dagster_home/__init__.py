@@ -14,7 +14,7 @@ from pathlib import Path
 import dagster as dg
 
 PROJECT_HOME = Path(".dagster_home")
-_TEMPLATE = Path(__file__).with_name("dagster.yaml")
+TEMPLATE = Path(__file__).with_name("dagster.yaml")
 
 
 def dagster_home() -> Path:
@@ -22,7 +22,7 @@ def dagster_home() -> Path:
     home = Path(os.environ.get("DAGSTER_HOME") or PROJECT_HOME).resolve()
     home.mkdir(parents=True, exist_ok=True)
     if not (home / "dagster.yaml").exists():
-        shutil.copyfile(_TEMPLATE, home / "dagster.yaml")
+        shutil.copyfile(TEMPLATE, home / "dagster.yaml")
     return home
 
 
